@@ -1,0 +1,166 @@
+"""Geometric Harmonization loss: predictions against a fixed uniform structure, matched to
+Sinkhorn-balanced surrogate labels under a class-marginal prior (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from geoharmony.sinkhorn import SinkhornMode, sinkhorn
+
+__all__ = ["GHLoss", "GHOutput", "LogitsKind", "gh_diagnostics", "swapped_cross_entropy"]
+
+LogitsKind = Literal["projected", "cosine"]
+
+
+class GHOutput(NamedTuple):
+    """Everything one GH evaluation produced; tensors are ``[B, K]`` unless noted."""
+
+    loss: Tensor  # scalar, differentiable
+    logits1: Tensor  # view-1 geometric logits t, differentiable
+    logits2: Tensor
+    targets1: Tensor  # surrogate labels of view 1 (rows sum to 1), no gradient
+    targets2: Tensor
+
+
+def swapped_cross_entropy(
+    logits1: Tensor, logits2: Tensor, targets1: Tensor, targets2: Tensor, temperature: float
+) -> Tensor:
+    """``-mean_i <targets1_i, log q2_i> - mean_i <targets2_i, log q1_i>``, ``q = softmax(t / T)``.
+
+    All inputs ``[B, K]``; each view's targets supervise the other view's predictions.
+    """
+    with torch.autocast(device_type=logits1.device.type, enabled=False):
+        log_q1 = F.log_softmax(logits1 / temperature, dim=1)
+        log_q2 = F.log_softmax(logits2 / temperature, dim=1)
+        return -(targets1 * log_q2).sum(dim=1).mean() - (targets2 * log_q1).sum(dim=1).mean()
+
+
+class GHLoss(nn.Module):
+    """Swapped cross-entropy between predictions on a fixed structure and surrogate labels.
+
+    ``L = -mean_i sum_k Q1_ik log q2_ik - mean_i sum_k Q2_ik log q1_ik`` where
+    ``q = softmax(t / temperature)``, ``t`` are the geometric logits and ``Q`` the Sinkhorn plan
+    of the (detached) logits under ``prior``.
+
+    Args:
+        structure: ``[K, d]`` anchors (e.g. :func:`geoharmony.geometry.uniform_structure`), kept
+            as a fixed buffer.
+        epsilon: Sinkhorn entropic regularisation.
+        temperature: prediction temperature gamma.
+        num_iters: Sinkhorn iterations.
+        logits: ``"projected"`` (official): ``t = normalize(z M^T)``; ``"cosine"``:
+            ``t_k = cos(z, m_k)``.
+        tol: optional Sinkhorn early-stopping tolerance on the anchor marginals.
+        sinkhorn_mode: "auto", "plain" or "log" (see :func:`geoharmony.sinkhorn.sinkhorn`).
+        distributed: solve the allocation over the batch of all ranks.
+    """
+
+    structure: Tensor
+
+    def __init__(
+        self,
+        structure: Tensor,
+        epsilon: float = 0.05,
+        temperature: float = 0.1,
+        num_iters: int = 300,
+        logits: LogitsKind = "projected",
+        tol: float | None = None,
+        sinkhorn_mode: SinkhornMode = "auto",
+        distributed: bool = False,
+    ) -> None:
+        super().__init__()
+        if structure.dim() != 2 or structure.shape[0] < 2:
+            raise ValueError(f"structure must be [K >= 2, d], got {list(structure.shape)}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        if logits not in ("projected", "cosine"):
+            raise ValueError(f"logits must be 'projected' or 'cosine', got {logits!r}")
+        self.register_buffer("structure", F.normalize(structure.detach().float(), dim=1))
+        self.epsilon = epsilon
+        self.temperature = temperature
+        self.num_iters = num_iters
+        self.logits_kind: LogitsKind = logits
+        self.tol = tol
+        self.sinkhorn_mode: SinkhornMode = sinkhorn_mode
+        self.distributed = distributed
+
+    @property
+    def num_anchors(self) -> int:
+        return self.structure.shape[0]
+
+    def logits(self, z: Tensor) -> Tensor:
+        """``[B, d]`` embeddings -> ``[B, K]`` geometric logits in ``[-1, 1]`` (>= float32)."""
+        if z.dim() != 2 or z.shape[1] != self.structure.shape[1]:
+            raise ValueError(
+                f"embeddings must be [B, {self.structure.shape[1]}], got {list(z.shape)}"
+            )
+        # At least float32 even under autocast: the logits are divided by small temperatures.
+        z = z.to(torch.promote_types(z.dtype, torch.float32))
+        structure = self.structure.to(z.dtype)
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            if self.logits_kind == "cosine":
+                return F.normalize(z, dim=1) @ structure.T
+            return F.normalize(z @ structure.T, dim=1)
+
+    def compute(self, z1: Tensor, z2: Tensor, prior: Tensor | None = None) -> GHOutput:
+        """Loss plus the intermediate tensors (for prior estimation and diagnostics).
+
+        Args:
+            z1, z2: ``[B, d]`` projector outputs of the two views (not normalised).
+            prior: ``[K]`` anchor marginal for the allocation; ``None`` = uniform.
+        """
+        if z1.shape != z2.shape:
+            raise ValueError(f"z1 and z2 shapes differ: {list(z1.shape)} vs {list(z2.shape)}")
+        logits1, logits2 = self.logits(z1), self.logits(z2)
+        # Both views in one batched Sinkhorn call: [2, B, K].
+        targets = sinkhorn(
+            torch.stack([logits1, logits2]),
+            prior,
+            epsilon=self.epsilon,
+            num_iters=self.num_iters,
+            tol=self.tol,
+            mode=self.sinkhorn_mode,
+            distributed=self.distributed,
+        ).to(logits1.dtype)
+        loss = swapped_cross_entropy(logits1, logits2, targets[0], targets[1], self.temperature)
+        return GHOutput(loss, logits1, logits2, targets[0], targets[1])
+
+    def forward(self, z1: Tensor, z2: Tensor, prior: Tensor | None = None) -> Tensor:
+        """Scalar GH loss for ``[B, d]`` embeddings of two views."""
+        return self.compute(z1, z2, prior).loss
+
+    def extra_repr(self) -> str:
+        k, d = self.structure.shape
+        return (
+            f"K={k}, d={d}, epsilon={self.epsilon}, temperature={self.temperature}, "
+            f"num_iters={self.num_iters}, logits={self.logits_kind}"
+        )
+
+
+def _entropy(p: Tensor, dim: int = -1) -> Tensor:
+    return -(p * p.clamp_min(1e-12).log()).sum(dim=dim)
+
+
+@torch.no_grad()
+def gh_diagnostics(output: GHOutput, temperature: float) -> dict[str, float]:
+    """Cheap summaries of one GH evaluation, for logging (no second Sinkhorn).
+
+    * ``assignment_entropy``: mean entropy (nats) of a sample's surrogate label row;
+    * ``target_effective_anchors``: exp-entropy of the anchors' share of surrogate mass;
+    * ``prediction_effective_anchors``: exp-entropy of the histogram of predicted anchors;
+    * ``prediction_confidence``: mean largest prediction probability.
+    """
+    targets = torch.cat([output.targets1, output.targets2]).float()
+    logits = torch.cat([output.logits1, output.logits2]).detach().float()
+    probs = F.softmax(logits / temperature, dim=1)
+    usage = torch.bincount(probs.argmax(dim=1), minlength=probs.shape[1]).float()
+    return {
+        "assignment_entropy": float(_entropy(targets).mean()),
+        "target_effective_anchors": float(_entropy(targets.mean(dim=0)).exp()),
+        "prediction_effective_anchors": float(_entropy(usage / usage.sum()).exp()),
+        "prediction_confidence": float(probs.max(dim=1).values.mean()),
+    }

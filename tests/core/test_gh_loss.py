@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+import torch
+
+from geoharmony.geometry import simplex_etf
+from geoharmony.losses import GHLoss, gh_diagnostics, swapped_cross_entropy
+from geoharmony.sinkhorn import sinkhorn
+
+
+def _hand_gh(z1, z2, m, prior, eps, gamma):
+    """GH with one Sinkhorn iteration, written out in numpy."""
+
+    def logits(z):
+        raw = z @ m.T
+        return raw / np.linalg.norm(raw, axis=1, keepdims=True)
+
+    def one_step_plan(t):
+        kernel = np.exp(t / eps)
+        kernel = kernel * (prior / kernel.sum(axis=0))
+        return kernel / kernel.sum(axis=1, keepdims=True)
+
+    def log_softmax(t):
+        s = t / gamma
+        return s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+
+    t1, t2 = logits(z1), logits(z2)
+    q1, q2 = one_step_plan(t1), one_step_plan(t2)
+    return -(q1 * log_softmax(t2)).sum(1).mean() - (q2 * log_softmax(t1)).sum(1).mean()
+
+
+def test_matches_hand_computation() -> None:
+    m = simplex_etf(3, 2, seed=0).double()
+    z1 = torch.tensor([[1.0, 0.2], [-0.3, 0.9]], dtype=torch.float64)
+    z2 = torch.tensor([[0.8, -0.1], [-0.5, 0.7]], dtype=torch.float64)
+    prior = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    loss = GHLoss(m, epsilon=0.5, temperature=0.1, num_iters=1)
+    expected = _hand_gh(z1.numpy(), z2.numpy(), m.numpy(), prior.numpy(), 0.5, 0.1)
+    assert loss(z1, z2, prior).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_gradcheck_with_frozen_targets() -> None:
+    # The targets are a no-grad function of z, so finite differences of the full loss would see
+    # them move; the gradient GH defines is that of the loss with the targets held fixed.
+    g = torch.Generator().manual_seed(0)
+    m = simplex_etf(5, 6, seed=1)
+    z1 = torch.randn(7, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    z2 = torch.randn(7, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    loss_fn = GHLoss(m, epsilon=0.1, num_iters=50)
+    out = loss_fn.compute(z1, z2)
+    assert not out.targets1.requires_grad and not out.targets2.requires_grad
+
+    def frozen(a, b):
+        return swapped_cross_entropy(
+            loss_fn.logits(a), loss_fn.logits(b), out.targets1, out.targets2, 0.1
+        )
+
+    assert torch.autograd.gradcheck(frozen, (z1, z2))
+    for a, b in zip(
+        torch.autograd.grad(out.loss, (z1, z2)),
+        torch.autograd.grad(frozen(z1, z2), (z1, z2)),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)
+    # The targets are the plan of both views' logits, solved in one batched call.
+    q = sinkhorn(torch.stack([out.logits1, out.logits2]), epsilon=0.1, num_iters=50)
+    torch.testing.assert_close(out.targets1, q[0])
+    torch.testing.assert_close(out.targets2, q[1])
+
+
+def test_cosine_logits_option() -> None:
+    m = simplex_etf(4, 8, seed=0)
+    z = torch.randn(3, 8)
+    cos = GHLoss(m, logits="cosine").logits(z)
+    expected = torch.nn.functional.normalize(z, dim=1) @ m.T
+    torch.testing.assert_close(cos, expected)
+    proj = GHLoss(m).logits(z)
+    torch.testing.assert_close(proj.norm(dim=1), torch.ones(3))
+
+
+def test_uniform_prior_default_and_structure_is_buffer() -> None:
+    m = simplex_etf(4, 8, seed=0)
+    loss_fn = GHLoss(m)
+    assert "structure" in dict(loss_fn.named_buffers())
+    assert not list(loss_fn.parameters())
+    z1, z2 = torch.randn(2, 10, 8)
+    torch.testing.assert_close(loss_fn(z1, z2), loss_fn(z1, z2, torch.full((4,), 0.25)))
+
+
+def test_bfloat16_autocast_keeps_float32_math() -> None:
+    m = simplex_etf(10, 16, seed=0)
+    loss_fn = GHLoss(m)
+    z1, z2 = torch.randn(2, 32, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = loss_fn(z1, z2)
+    assert value.dtype == torch.float32
+    torch.testing.assert_close(value, loss_fn(z1, z2))
+
+
+def test_diagnostics_ranges() -> None:
+    m = simplex_etf(10, 16, seed=0)
+    loss_fn = GHLoss(m)
+    out = loss_fn.compute(*torch.randn(2, 64, 16))
+    stats = gh_diagnostics(out, loss_fn.temperature)
+    assert 0 <= stats["assignment_entropy"] <= np.log(10) + 1e-6
+    # Uniform prior: the surrogate mass is spread over all anchors.
+    assert stats["target_effective_anchors"] == pytest.approx(10, rel=1e-3)
+    assert 1 <= stats["prediction_effective_anchors"] <= 10
+    assert 0.1 <= stats["prediction_confidence"] <= 1
+
+
+def test_argument_errors() -> None:
+    m = simplex_etf(4, 8)
+    with pytest.raises(ValueError, match="structure"):
+        GHLoss(torch.zeros(8))
+    with pytest.raises(ValueError, match="logits"):
+        GHLoss(m, logits="dot")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"\[B, 8\]"):
+        GHLoss(m)(torch.zeros(3, 7), torch.zeros(3, 7))
