@@ -43,6 +43,8 @@ def main(out_dir: str) -> None:
     results["bank"] = bank.state_dict()
     results["stream"] = stream.prior()
     torch.save(results, f"{out_dir}/rank{rank}.pt")
+    # Nobody tears down gloo's connections while a peer still uses them.
+    dist.barrier()
     dist.destroy_process_group()
 
 
