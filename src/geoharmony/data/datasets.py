@@ -1,0 +1,142 @@
+"""Training-subset datasets that also return each sample's position in the subset.
+
+The position ``index`` (0..len-1) addresses per-sample state such as GH's prior memory bank or
+BCL's memorisation scores, which are sized to the training subset, not to the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from geoharmony.data.sources import DataFormatError, FileList, ImageArray
+
+__all__ = ["IndexedFileDataset", "IndexedImageArray"]
+
+
+def _subset(indices: np.ndarray | torch.Tensor | None, n: int, what: str) -> np.ndarray:
+    if indices is None:
+        return np.arange(n, dtype=np.int64)
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+        raise ValueError(f"indices must be a 1-D integer array, got {idx.dtype} {idx.shape}")
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"indices must lie in [0, {n}) for {what}")
+    return idx.astype(np.int64, copy=False)
+
+
+class IndexedImageArray(Dataset[tuple[torch.Tensor, int, int]]):
+    """A subset of an in-memory :class:`ImageArray`.
+
+    ``dataset[i]`` is ``(image uint8 [C, H, W], label, i)``. For batched on-device augmentation
+    prefer :meth:`get_batch`, which gathers a whole batch with one indexing op.
+
+    Args:
+        data: the source images.
+        indices: int array [n] of source indices forming the subset; None = all.
+    """
+
+    def __init__(self, data: ImageArray, indices: np.ndarray | torch.Tensor | None = None):
+        self.source_indices = _subset(indices, len(data), data.source)
+        idx = torch.from_numpy(self.source_indices)
+        # A contiguous copy of the subset: gathers stay cheap and the source can be freed.
+        self.images = data.images[idx].contiguous()  # uint8 [n, C, H, W]
+        self.labels = data.labels[idx].contiguous()  # int64 [n]
+        self.class_names = list(data.class_names)
+        self.source = data.source
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        i = int(i)
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} samples")
+        i %= len(self)
+        return self.images[i], int(self.labels[i]), i
+
+    def get_batch(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Gather a batch by subset positions.
+
+        Args:
+            positions: int64 [B] on the CPU.
+
+        Returns:
+            images uint8 [B, C, H, W], labels int64 [B], positions int64 [B].
+        """
+        return self.images[positions], self.labels[positions], positions
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def class_counts(self) -> list[int]:
+        """Images per class in the subset (length ``num_classes``)."""
+        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
+
+
+class IndexedFileDataset(Dataset[tuple[Any, int, int]]):
+    """A subset of a :class:`FileList`, decoded with PIL (converted to RGB) per item.
+
+    ``dataset[i]`` is ``(transform(image), label, i)``; ``transform`` may return a tuple of views.
+    Without a transform the PIL image itself is returned.
+
+    Args:
+        files: the source file list.
+        indices: int array [n] of source indices forming the subset; None = all.
+        transform: per-image callable taking a PIL RGB image.
+    """
+
+    def __init__(
+        self,
+        files: FileList,
+        indices: np.ndarray | torch.Tensor | None = None,
+        transform: Callable[[Image.Image], Any] | None = None,
+    ):
+        self.source_indices = _subset(indices, len(files), files.source or str(files.root))
+        self.root = files.root
+        self.paths = [files.paths[j] for j in self.source_indices]
+        self.labels = torch.from_numpy(
+            np.asarray(files.labels, dtype=np.int64)[self.source_indices].copy()
+        )
+        self.class_names = list(files.class_names)
+        self.source = files.source
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load_image(self, i: int) -> Image.Image:
+        """Decode subset item ``i`` as an RGB PIL image."""
+        path = self.root / self.paths[i]
+        try:
+            with Image.open(path) as im:
+                return im.convert("RGB")  # convert() forces a full decode inside the `with`
+        except (OSError, SyntaxError, ValueError) as e:
+            # PIL reports unreadable, truncated or missing files as OSError (and, for a few
+            # formats, SyntaxError/ValueError).
+            raise DataFormatError(f"{path}: cannot read image ({e})") from e
+
+    def __getitem__(self, i: int) -> tuple[Any, int, int]:
+        i = int(i)
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} samples")
+        i %= len(self)
+        image = self.load_image(i)
+        out = self.transform(image) if self.transform is not None else image
+        return out, int(self.labels[i]), i
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def class_counts(self) -> list[int]:
+        """Images per class in the subset (length ``num_classes``)."""
+        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
