@@ -226,14 +226,17 @@ def _validate_choices(cfg: DictConfig) -> None:
 
 
 def load_config(
-    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    base: Config | None = None,
 ) -> Config:
-    """Schema defaults <- preset file (if any) <- ``key=value`` overrides, strictly typed.
+    """``base`` (default: the schema's defaults) <- preset file (if any) <- ``key=value``
+    overrides, strictly typed.
 
     Raises:
         ConfigError: unknown key, wrong type, bad choice, unreadable file.
     """
-    cfg = OmegaConf.structured(Config)
+    cfg = OmegaConf.structured(base if base is not None else Config())
     source = "defaults"
     try:
         if path is not None:

@@ -256,7 +256,7 @@ class BatchedSimCLRAugment(nn.Module):
                 "create the generator on the images' device"
             )
         b, _, height, width = images.shape
-        return self.apply(images, self.sample_params(b, height, width, generator))
+        return self.apply_params(images, self.sample_params(b, height, width, generator))
 
     def _check_images(self, images: torch.Tensor) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
@@ -270,7 +270,7 @@ class BatchedSimCLRAugment(nn.Module):
                 f"for {c}-channel images"
             )
 
-    def apply(self, images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+    def apply_params(self, images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         """Augment uint8 ``[B, C, H, W]`` images with ``params`` -> float32 ``[B, C, S, S]``."""
         self._check_images(images)
         b, c = images.shape[:2]
@@ -333,7 +333,7 @@ class BatchedSimCLRAugment(nn.Module):
         rows = torch.cat(
             [torch.arange(offset, offset + b), torch.arange(offset, offset + b) + total]
         )
-        views = self.apply(torch.cat([images, images]), params.select(rows))
+        views = self.apply_params(torch.cat([images, images]), params.select(rows))
         v1, v2 = views.chunk(2)
         return v1, v2
 

@@ -1,0 +1,188 @@
+"""The ``geoharmony`` command line: pretrain, evaluate, compare."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+__all__ = ["main"]
+
+log = logging.getLogger("geoharmony")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def _print_summary(result: dict) -> None:
+    keys = ("many", "medium", "few", "std", "avg")
+    line = "  ".join(f"{k} {result[k]:.2f}" for k in keys if result.get(k) is not None)
+    knn = result.get("knn", {})
+    knn_line = "  ".join(f"{k} {knn[k]:.2f}" for k in keys if knn.get(k) is not None)
+    print(f"linear probe ({result.get('group_rule')}): {line}")
+    if knn_line:
+        print(f"kNN: {knn_line}")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from geoharmony.config import load_config, to_dict
+    from geoharmony.data.build import build_run_data
+    from geoharmony.engine.evaluate import evaluate_method
+    from geoharmony.engine.runtime import setup_runtime
+    from geoharmony.engine.trainer import Trainer, norm_stats
+    from geoharmony.eval import write_json
+
+    cfg = load_config(args.config, args.overrides)
+    out = Path(args.output)
+    runtime = setup_runtime(cfg.train)
+    if runtime.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(to_dict(cfg)))
+    data = build_run_data(cfg.data)
+    if runtime.is_main:
+        log.info(
+            "%s: %d pretraining images, class counts %s",
+            data.name,
+            len(data.pretrain_indices),
+            data.class_counts,
+        )
+    trainer = Trainer(cfg, data, out, runtime, args.resume, args.init_from, args.stop_after)
+    method = trainer.fit()
+    if trainer.state.epoch < cfg.optim.epochs:
+        log.info("paused after epoch %d; rerun the same command to continue", trainer.state.epoch)
+        return 0
+    if not runtime.is_main or args.no_eval:
+        return 0
+    result = evaluate_method(method, cfg, data, runtime.device, norm_stats(cfg))
+    result["train_seconds"] = sum(h.get("seconds", 0.0) for h in trainer.state.history)
+    result["history"] = trainer.state.history
+    write_json(out / "metrics.json", result)
+    _print_summary(result)
+    print(f"wrote {out / 'metrics.json'}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from geoharmony.config import from_dict, load_config
+    from geoharmony.data.build import build_run_data
+    from geoharmony.engine.checkpoint import load_checkpoint
+    from geoharmony.engine.evaluate import evaluate_method
+    from geoharmony.engine.trainer import norm_stats
+    from geoharmony.eval import write_json
+    from geoharmony.methods import DataInfo, build_method
+
+    state = load_checkpoint(args.checkpoint)
+    stored = from_dict(state["config"])
+    # Overrides (e.g. eval.probe=sgd, data.root=...) apply on top of the stored config.
+    cfg = load_config(None, args.overrides, base=stored)
+    device = torch.device(args.device)
+    data = build_run_data(cfg.data)
+    method = build_method(
+        cfg, DataInfo(len(data.pretrain_indices), data.in_channels, data.num_classes)
+    )
+    method.load_state_dict(state["model"])
+    method.to(device)
+    result = evaluate_method(method, cfg, data, device, norm_stats(cfg))
+    output = (
+        Path(args.output) if args.output else Path(args.checkpoint).parent.parent / "metrics.json"
+    )
+    write_json(output, result)
+    _print_summary(result)
+    print(f"wrote {output}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from geoharmony.eval.compare import load_results, plot_per_class, table_csv, table_markdown
+
+    results = load_results(args.runs)
+    markdown = "### Linear probe\n\n" + table_markdown(results)
+    if all("knn" in r for r in results):
+        markdown += "\n\n### kNN\n\n" + table_markdown(results, "knn")
+    print(markdown)
+    prefix = Path(args.output)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{prefix}.md").write_text(markdown + "\n")
+    Path(f"{prefix}.csv").write_text(table_csv(results))
+    plot_per_class(results, f"{prefix}_per_class.png")
+    print(f"\nwrote {prefix}.md, {prefix}.csv and {prefix}_per_class.png")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="geoharmony",
+        description="Self-supervised learning on long-tailed data with Geometric Harmonization.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "pretrain",
+        help="pretrain a method (optionally +GH), then evaluate it",
+        description="Pretrain, checkpointing as it goes, then write DIR/metrics.json. "
+        "Rerunning the same command resumes from the newest valid checkpoint.",
+    )
+    p.add_argument("--config", required=True, help="YAML preset (see configs/)")
+    p.add_argument("--output", required=True, help="run directory")
+    p.add_argument(
+        "--resume",
+        choices=("auto", "never", "must"),
+        default="auto",
+        help="auto: continue if DIR has checkpoints (default); never: refuse; must: require",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="start from another run's checkpoint (e.g. a +GH run continuing its baseline)",
+    )
+    p.add_argument("--stop-after", type=int, metavar="EPOCHS", help="pause after this epoch")
+    p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint (linear probe, kNN, geometry)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--output", help="metrics file (default: RUN/metrics.json)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.probe=sgd")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="paper-style table and per-class plot of several runs")
+    p.add_argument("runs", nargs="+", help="run directories (or metrics.json files)")
+    p.add_argument("--output", default="comparison", help="output prefix (default: comparison)")
+    p.set_defaults(func=cmd_compare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from geoharmony.config import ConfigError
+    from geoharmony.data.sources import DataFormatError
+    from geoharmony.engine.checkpoint import CheckpointError
+    from geoharmony.engine.trainer import NonFiniteLossError
+
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args))
+    except (ConfigError, DataFormatError, CheckpointError, FileNotFoundError) as err:
+        print(f"geoharmony: error: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as err:
+        print(f"geoharmony: stopped: {err}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

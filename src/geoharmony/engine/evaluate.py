@@ -1,0 +1,196 @@
+"""Final evaluation of a pretrained backbone: linear probe, kNN, geometry, prior agreement."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from geoharmony.config import Config, to_dict
+from geoharmony.data.augment import eval_transform, normalize_only
+from geoharmony.data.build import RunData
+from geoharmony.data.datasets import IndexedFileDataset
+from geoharmony.data.longtail import balanced_indices
+from geoharmony.data.sources import FileList, ImageArray
+from geoharmony.eval import (
+    class_groups,
+    class_mean_cosines,
+    class_means,
+    cosine_summary,
+    effective_rank,
+    etf_deviation,
+    extract_features,
+    knn_predict,
+    predict,
+    prior_agreement,
+    result_from_predictions,
+    train_linear_probe,
+)
+from geoharmony.methods import Method
+
+__all__ = [
+    "EvalFeatures",
+    "evaluate_method",
+    "extract_eval_features",
+    "geometry_metrics",
+    "knn_metrics",
+    "probe_metrics",
+]
+
+_GROUP_KEYS = ("many", "medium", "few", "std", "avg", "worst")
+
+
+@dataclass
+class EvalFeatures:
+    """Frozen backbone features of the labelled probe-training set and of the test set."""
+
+    train_x: torch.Tensor  # [N, D] float32
+    train_y: torch.Tensor  # [N] int64
+    test_x: torch.Tensor  # [M, D]
+    test_y: torch.Tensor  # [M]
+
+
+def _features_of(
+    method: Method,
+    split: ImageArray | FileList,
+    indices: np.ndarray,
+    cfg: Config,
+    device: torch.device,
+    stats: tuple[tuple[float, ...], tuple[float, ...]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, std = stats
+    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
+    if isinstance(split, ImageArray):
+        idx = torch.from_numpy(indices)
+        feats = extract_features(
+            method.backbone,
+            split.images[idx],
+            batch_size=cfg.eval.batch_size,
+            device=device,
+            preprocess=lambda x: normalize_only(x, mean, std),
+            autocast_dtype=autocast,
+        )
+        return feats, split.labels[idx]
+    dataset = IndexedFileDataset(
+        split, indices, eval_transform(cfg.data.image_size or 224, mean, std)
+    )
+    loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers)
+    feats = extract_features(
+        method.backbone, loader, device=device, preprocess=None, autocast_dtype=autocast
+    )
+    return feats, dataset.labels
+
+
+def extract_eval_features(
+    method: Method,
+    cfg: Config,
+    data: RunData,
+    device: torch.device,
+    stats: tuple[tuple[float, ...], tuple[float, ...]],
+    shots: int | None = None,
+    seed: int = 0,
+) -> EvalFeatures:
+    """Features of a balanced labelled training subset (``shots`` per class, None = all) and of
+    the whole test split. With ``eval.probe_disjoint`` the subset avoids pretraining images."""
+    labels = np.asarray(
+        data.train.labels.numpy() if isinstance(data.train, ImageArray) else data.train.labels
+    )
+    exclude = data.pretrain_indices if cfg.eval.probe_disjoint else None
+    train_idx = balanced_indices(labels, shots, seed, exclude=exclude)
+    test_idx = np.arange(len(data.test.labels), dtype=np.int64)
+    train_x, train_y = _features_of(method, data.train, train_idx, cfg, device, stats)
+    test_x, test_y = _features_of(method, data.test, test_idx, cfg, device, stats)
+    return EvalFeatures(train_x, train_y, test_x, test_y)
+
+
+def probe_metrics(
+    feats: EvalFeatures, cfg: Config, class_counts: list[int], seed: int = 0
+) -> dict[str, Any]:
+    """Linear probe (``eval.probe`` preset) -> schema dict (many/medium/few/std/avg, per_class)."""
+    probe = train_linear_probe(
+        feats.train_x,
+        feats.train_y,
+        len(class_counts),
+        preset=cfg.eval.probe,
+        epochs=cfg.eval.probe_epochs,
+        seed=seed,
+    )
+    pred = predict(probe, feats.test_x)
+    return result_from_predictions(pred, feats.test_y, class_counts, cfg.eval.group_rule)  # type: ignore[arg-type]
+
+
+def knn_metrics(feats: EvalFeatures, cfg: Config, class_counts: list[int]) -> dict[str, Any]:
+    """Weighted kNN on the same features -> schema dict."""
+    pred = knn_predict(
+        feats.train_x,
+        feats.train_y,
+        feats.test_x,
+        len(class_counts),
+        k=min(cfg.eval.knn_k, len(feats.train_y)),
+        temperature=cfg.eval.knn_temperature,
+    )
+    return result_from_predictions(pred, feats.test_y, class_counts, cfg.eval.group_rule)  # type: ignore[arg-type]
+
+
+def geometry_metrics(
+    feats: EvalFeatures, class_counts: list[int], group_rule: str
+) -> dict[str, Any]:
+    """Class-mean geometry of the test features (DESIGN.md section 6)."""
+    means = class_means(feats.test_x, feats.test_y, len(class_counts))
+    cosines = class_mean_cosines(means)
+    groups = class_groups(class_counts, group_rule)  # type: ignore[arg-type]
+    return {
+        **cosine_summary(cosines, groups),
+        "etf_deviation": etf_deviation(means),
+        "effective_rank": effective_rank(feats.test_x),
+        "class_mean_cosines": cosines.tolist(),
+    }
+
+
+def evaluate_method(
+    method: Method,
+    cfg: Config,
+    data: RunData,
+    device: torch.device,
+    stats: tuple[tuple[float, ...], tuple[float, ...]],
+) -> dict[str, Any]:
+    """Everything ``metrics.json`` holds for a pretrained method."""
+    started = time.perf_counter()
+    method.eval()
+    feats = extract_eval_features(
+        method, cfg, data, device, stats, cfg.eval.probe_shots, cfg.train.seed
+    )
+    counts = list(data.class_counts)
+    result = probe_metrics(feats, cfg, counts, cfg.train.seed)
+    knn = knn_metrics(feats, cfg, counts)
+    result.update(
+        method=cfg.method.name,
+        gh=cfg.gh.enabled,
+        dataset=data.name,
+        imbalance_ratio=cfg.data.imbalance_ratio,
+        seed=cfg.train.seed,
+        schedule=cfg.optim.schedule,
+        probe={
+            "preset": cfg.eval.probe,
+            "shots": cfg.eval.probe_shots,
+            "disjoint": cfg.eval.probe_disjoint,
+            "train_images": len(feats.train_y),
+            "test_images": len(feats.test_y),
+        },
+        knn={k: knn[k] for k in (*_GROUP_KEYS, "per_class")},
+        geometry=geometry_metrics(feats, counts, cfg.eval.group_rule),
+        data=data.record(),
+        config=to_dict(cfg),
+    )
+    if method.gh is not None:
+        prior = method.gh.prior.prior().detach().cpu()
+        result["prior"] = {
+            "estimated": prior.tolist(),
+            **prior_agreement(prior, counts, align="sorted"),
+        }
+    result["eval_seconds"] = time.perf_counter() - started
+    return result
