@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+from geoharmony.cli import main
+from geoharmony.config import ConfigError, from_dict, load_config, to_dict
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("gh.enabeld=true", "gh.enabeld"),
+        ("optim.lr=fast", "optim.lr"),
+        ("gh.prior=oracle", "gh.prior"),
+        ("nonsense", "key=value"),
+        ("method.name=byol", "method.name"),
+    ],
+)
+def test_bad_overrides_name_the_key(override: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_unknown_key_in_file_is_named(tmp_path: Path) -> None:
+    preset = tmp_path / "bad.yaml"
+    preset.write_text("optim:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*optim\.epoch"):
+        load_config(preset)
+
+
+def test_defaults_chain_and_overrides(tmp_path: Path) -> None:
+    (tmp_path / "parent.yaml").write_text("optim:\n  epochs: 7\n  lr: 0.1\n")
+    (tmp_path / "child.yaml").write_text("defaults: [parent.yaml]\noptim:\n  lr: 0.2\n")
+    cfg = load_config(tmp_path / "child.yaml", ["optim.batch_size=64"])
+    assert (cfg.optim.epochs, cfg.optim.lr, cfg.optim.batch_size) == (7, 0.2, 64)
+    assert from_dict(to_dict(cfg)) == cfg
+
+
+def test_cli_reports_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "pretrain",
+            "--config",
+            str(REPO / "configs/smoke.yaml"),
+            "--output",
+            str(tmp_path),
+            "gh.wieght=2",
+        ]
+    )
+    assert code == 2
+    assert "gh.wieght" in capsys.readouterr().err
+
+
+def test_every_preset_loads() -> None:
+    presets = sorted((REPO / "configs").rglob("*.yaml"))
+    assert presets
+    for preset in presets:
+        load_config(preset)

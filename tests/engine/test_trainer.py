@@ -1,0 +1,161 @@
+"""Real tiny pretraining runs: resume, pairing, faults, the end-to-end smoke run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from geoharmony.cli import main
+from geoharmony.engine.checkpoint import list_checkpoints, load_checkpoint
+from tiny_runs import SMOKE, TINY, needs_fashion_mnist
+
+pytestmark = needs_fashion_mnist
+
+GH = ["gh.enabled=true", "gh.warmup_epochs=1", "gh.ramp_epochs=1", "gh.num_anchors=10"]
+
+
+def pretrain(out: Path, *extra: str, flags: tuple[str, ...] = ("--no-eval",)) -> int:
+    return main(["pretrain", "--config", SMOKE, "--output", str(out), *flags, *TINY, *extra])
+
+
+def final_state(out: Path) -> dict:
+    return load_checkpoint(list_checkpoints(out / "checkpoints")[-1])
+
+
+def assert_same_training_state(a: dict, b: dict) -> None:
+    assert a["epoch"] == b["epoch"] and a["global_step"] == b["global_step"]
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for pa, pb in zip(
+        a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True
+    ):
+        assert torch.equal(pa["momentum_buffer"], pb["momentum_buffer"])
+
+
+def test_pause_and_resume_is_bit_identical(tmp_path: Path) -> None:
+    assert pretrain(tmp_path / "straight", *GH) == 0
+    assert pretrain(tmp_path / "paused", *GH, flags=("--no-eval", "--stop-after", "1")) == 0
+    assert [p.name for p in list_checkpoints(tmp_path / "paused" / "checkpoints")] == [
+        "epoch_00001.ckpt"
+    ]
+    assert pretrain(tmp_path / "paused", *GH) == 0
+    straight, resumed = final_state(tmp_path / "straight"), final_state(tmp_path / "paused")
+    assert_same_training_state(straight, resumed)
+    # The prior bank is part of the state and was really estimated.
+    assert resumed["model"]["gh.prior.seen"].any()
+
+
+def test_resume_refuses_a_changed_config(tmp_path: Path, capsys) -> None:
+    assert pretrain(tmp_path, flags=("--no-eval", "--stop-after", "1")) == 0
+    assert pretrain(tmp_path, "optim.lr=0.1") == 2
+    assert "optim.lr" in capsys.readouterr().err
+
+
+def test_corrupt_newest_checkpoint_falls_back(tmp_path: Path, caplog) -> None:
+    assert pretrain(tmp_path, "train.checkpoint_every=1") == 0
+    newest = list_checkpoints(tmp_path / "checkpoints")[-1]
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 2])  # truncated, as by a crash mid-copy
+    with caplog.at_level("WARNING"):
+        # Resuming falls back to epoch 1 and trains epoch 2 again, rewriting it.
+        assert pretrain(tmp_path) == 0
+    assert "corrupt or truncated" in caplog.text
+    assert load_checkpoint(newest)["epoch"] == 2
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    from geoharmony.methods.simclr import SimCLR
+
+    calls = {"n": 0}
+    original = SimCLR.ssl_loss
+
+    def poisoned(self, z1, z2):
+        calls["n"] += 1
+        loss = original(self, z1, z2)
+        return loss * float("nan") if calls["n"] > 7 else loss  # epoch 2 of ~6 steps each
+
+    monkeypatch.setattr(SimCLR, "ssl_loss", poisoned)
+    assert pretrain(tmp_path, "train.checkpoint_every=1") == 3
+    err = capsys.readouterr().err
+    assert "loss is nan at epoch 2" in err and "stopped without saving" in err
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["epoch_00001.ckpt"]
+    state = final_state(tmp_path)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_gh_run_continues_from_its_baseline(tmp_path: Path) -> None:
+    assert pretrain(tmp_path / "base", flags=("--no-eval", "--stop-after", "1")) == 0
+    ckpt = list_checkpoints(tmp_path / "base" / "checkpoints")[-1]
+    assert pretrain(tmp_path / "gh", *GH, flags=("--no-eval", "--init-from", str(ckpt))) == 0
+    state = final_state(tmp_path / "gh")
+    assert state["epoch"] == 2
+    # The bank was primed from the baseline's logits (every image but the dropped last partial
+    # batch of 32), then refreshed: a real, non-uniform prior.
+    seen = state["model"]["gh.prior.seen"]
+    assert int(seen.sum()) > len(seen) - 32
+    assert not torch.allclose(state["model"]["gh.prior.current"], torch.full((10,), 0.1))
+
+
+def test_end_to_end_smoke_run_writes_metrics(tmp_path: Path) -> None:
+    assert pretrain(tmp_path, *GH, "eval.monitor_every=1", flags=()) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for key in (
+        "method",
+        "gh",
+        "dataset",
+        "imbalance_ratio",
+        "seed",
+        "group_rule",
+        "many",
+        "medium",
+        "few",
+        "std",
+        "avg",
+        "per_class",
+        "class_counts",
+        "config",
+    ):
+        assert key in metrics, key
+    assert metrics["gh"] is True and metrics["method"] == "simclr"
+    assert len(metrics["per_class"]) == 10 and metrics["class_counts"][0] == 100
+    assert 0 <= metrics["avg"] <= 100 and metrics["std"] >= 0
+    assert "prior" in metrics and "knn" in metrics and "geometry" in metrics
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    epochs = [r for r in log if r["kind"] == "epoch"]
+    assert len(epochs) == 2 and "monitor_knn_avg" in epochs[-1]
+    assert "prior_effective_anchors" in epochs[-1]
+    # compare: table and plot from the run.
+    prefix = tmp_path / "cmp"
+    assert main(["compare", str(tmp_path), str(tmp_path), "--output", str(prefix)]) == 0
+    table = Path(f"{prefix}.md").read_text()
+    assert "| Few |" in table and "SimCLR+GH" in table
+    assert Path(f"{prefix}_per_class.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("probe", ["sgd"])
+def test_evaluate_command_reads_a_checkpoint(tmp_path: Path, probe: str) -> None:
+    assert pretrain(tmp_path) == 0
+    ckpt = list_checkpoints(tmp_path / "checkpoints")[-1]
+    out = tmp_path / "eval.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(ckpt),
+                "--output",
+                str(out),
+                f"eval.probe={probe}",
+                "eval.probe_epochs=3",
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads(out.read_text())
+    assert metrics["probe"]["preset"] == probe and len(metrics["per_class"]) == 10

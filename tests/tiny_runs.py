@@ -1,0 +1,32 @@
+"""Shared by tests (importable: pytest puts tests/ on sys.path): tiny real Fashion-MNIST runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from geoharmony.data.sources import FASHION_MNIST_DEBIAN_ROOT
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = str(REPO / "configs" / "smoke.yaml")
+# ~200 images, a 1/16-width ResNet, 1 thread: a few seconds per epoch and bit-reproducible.
+TINY = [
+    "data.n_max=100",
+    "model.width=0.0625",
+    "model.projector_hidden=32",
+    "model.projector_dim=16",
+    "optim.batch_size=32",
+    "optim.epochs=2",
+    "eval.monitor_every=0",
+    "eval.probe_epochs=20",
+    "eval.probe_shots=20",
+    "train.threads=1",
+    "train.progress=false",
+    "train.precision=fp32",
+]
+
+needs_fashion_mnist = pytest.mark.skipif(
+    not (FASHION_MNIST_DEBIAN_ROOT / "t10k-labels-idx1-ubyte.gz").exists(),
+    reason="Debian package dataset-fashion-mnist is not installed",
+)
