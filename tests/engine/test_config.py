@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
 from geoharmony.cli import main
 from geoharmony.config import ConfigError, from_dict, load_config, to_dict
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
