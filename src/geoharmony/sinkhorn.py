@@ -76,19 +76,26 @@ def _marginal_error(column_mass: Tensor, num_samples: int, prior: Tensor) -> flo
 def _plain_iterations(
     scores: Tensor, prior: Tensor, num_samples: int, num_iters: int, tol: float | None, dist: bool
 ) -> Tensor:
-    # Shifting by the (global) max leaves the normalised plan unchanged and keeps exp() <= 1.
+    # The plan is diag(u) K diag(v): each half-step is one matrix-vector product instead of
+    # rescaling the whole [B, K] plan (the same iterates, about twice as fast).
     peak = scores.amax(dim=(-2, -1), keepdim=True)
     if dist:
         gh_dist.all_reduce_max(peak)
-    plan = (scores - peak).exp()
+    kernel = (scores - peak).exp()  # shifting by the (global) max leaves the plan unchanged
+    # Anchor masses B * prior match the row masses (1 each), so u and v do not drift apart.
+    target = num_samples * prior.unsqueeze(-1)  # [K, 1]
+    row_scale = torch.ones_like(kernel[..., :1])  # u: [..., B, 1]
+    col_scale = torch.ones_like(target.expand(*kernel.shape[:-2], -1, 1))  # v: [..., K, 1]
     for step in range(num_iters):
-        column_mass = _sum_over_samples(plan, dist)
+        col_mass = kernel.transpose(-2, -1) @ row_scale  # [..., K, 1]
+        if dist:
+            gh_dist.all_reduce_sum(col_mass)
         if tol is not None and step > 0 and step % _TOL_CHECK_EVERY == 0:
-            if _marginal_error(column_mass, num_samples, prior) < tol:
+            if _marginal_error((col_scale * col_mass).transpose(-2, -1), num_samples, prior) < tol:
                 break
-        plan *= prior / column_mass
-        plan /= plan.sum(dim=-1, keepdim=True)
-    return plan
+        col_scale = target / col_mass
+        row_scale = 1.0 / (kernel @ col_scale)
+    return row_scale * kernel * col_scale.transpose(-2, -1)
 
 
 def _log_iterations(
