@@ -400,13 +400,16 @@ class Trainer:
         }
 
     def save(self) -> Path | None:
-        """Write a checkpoint of the completed epochs (main process) and prune old ones."""
+        """Write a checkpoint of the completed epochs (main process) and prune old ones,
+        keeping the newest ``train.keep_checkpoints`` and the one at the end of the GH warm-up."""
         if not self.runtime.is_main:
             return None
         path = checkpoint_path(self.checkpoint_dir, self.state.epoch)
         save_checkpoint(path, self.checkpoint_state())
-        for old in list_checkpoints(self.checkpoint_dir)[
-            : -max(self.cfg.train.keep_checkpoints, 1)
-        ]:
-            old.unlink(missing_ok=True)
+        # The checkpoint at the end of the GH warm-up is kept: paired +GH runs start from it.
+        pairing_point = checkpoint_path(self.checkpoint_dir, self.cfg.gh.warmup_epochs)
+        keep = max(self.cfg.train.keep_checkpoints, 1)
+        for old in list_checkpoints(self.checkpoint_dir)[:-keep]:
+            if old != pairing_point:
+                old.unlink(missing_ok=True)
         return path
