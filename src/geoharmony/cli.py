@@ -60,9 +60,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if trainer.state.epoch < cfg.optim.epochs:
         log.info("paused after epoch %d; rerun the same command to continue", trainer.state.epoch)
         return 0
-    if not runtime.is_main or args.no_eval:
+    if args.no_eval:
         return 0
     result = evaluate_method(method, cfg, data, runtime.device, norm_stats(cfg))
+    if not runtime.is_main:
+        return 0
     result["train_seconds"] = sum(h.get("seconds", 0.0) for h in trainer.state.history)
     result["history"] = trainer.state.history
     write_json(out / "metrics.json", result)
@@ -163,7 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="run directories (or metrics.json files)")
     p.add_argument("--output", default="comparison", help="output prefix (default: comparison)")
     p.set_defaults(func=cmd_compare)
+    from geoharmony.downstream.commands import add_downstream_commands
+
+    add_downstream_commands(sub)
     return parser
+
+
+def _leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as err:
         print(f"geoharmony: stopped: {err}", file=sys.stderr)
         return 3
+    finally:
+        _leave_process_group()
 
 
 if __name__ == "__main__":

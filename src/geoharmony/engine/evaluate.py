@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from geoharmony import distributed as gh_dist
 from geoharmony.config import Config, to_dict
 from geoharmony.data.augment import eval_transform, normalize_only
 from geoharmony.data.build import RunData
@@ -61,9 +62,20 @@ def _features_of(
     cfg: Config,
     device: torch.device,
     stats: tuple[tuple[float, ...], tuple[float, ...]],
+    local: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features ``[n, D]`` and labels ``[n]`` of ``split[indices]``; sharded over ranks unless
+    ``local``."""
     mean, std = stats
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
+    if gh_dist.is_distributed() and not local:
+        # Each rank extracts one contiguous shard; gathering in rank order restores the order.
+        shard = np.array_split(indices, gh_dist.world_size())[gh_dist.rank()]
+        feats, labels = _features_of(method, split, shard, cfg, device, stats, local=True)
+        return (
+            gh_dist.all_gather_no_grad(feats.to(device)).cpu(),
+            gh_dist.all_gather_no_grad(labels.to(device)).cpu(),
+        )
     if isinstance(split, ImageArray):
         idx = torch.from_numpy(indices)
         feats = extract_features(
@@ -158,12 +170,15 @@ def evaluate_method(
     device: torch.device,
     stats: tuple[tuple[float, ...], tuple[float, ...]],
 ) -> dict[str, Any]:
-    """Everything ``metrics.json`` holds for a pretrained method."""
+    """Everything ``metrics.json`` holds for a pretrained method (on the main process; under
+    data parallelism every rank extracts a share of the features, the others return ``{}``)."""
     started = time.perf_counter()
     method.eval()
     feats = extract_eval_features(
         method, cfg, data, device, stats, cfg.eval.probe_shots, cfg.train.seed
     )
+    if gh_dist.rank() != 0:
+        return {}
     counts = list(data.class_counts)
     result = probe_metrics(feats, cfg, counts, cfg.train.seed)
     knn = knn_metrics(feats, cfg, counts)

@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from geoharmony import distributed as gh_dist
 from geoharmony.config import Config, ConfigError, from_dict, to_dict
 from geoharmony.data.augment import (
     NORM_STATS,
@@ -38,6 +39,7 @@ from geoharmony.engine.runtime import Runtime, capture_rng, restore_rng
 from geoharmony.engine.schedules import learning_rate
 from geoharmony.engine.stream import FileTrainStream, InMemoryTrainStream, TrainStream
 from geoharmony.methods import DataInfo, Method, TrainContext, build_method
+from geoharmony.models.sync_bn import convert_sync_batchnorm
 from geoharmony.prior import BankPrior, effective_number
 
 __all__ = ["NonFiniteLossError", "TrainState", "Trainer", "config_differences", "norm_stats"]
@@ -133,7 +135,7 @@ class Trainer:
         if cfg.train.channels_last:
             self.method = self.method.to(memory_format=torch.channels_last)
         if cfg.train.sync_batchnorm and runtime.distributed:
-            self.method = nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
+            self.method = convert_sync_batchnorm(self.method, self.device)  # type: ignore[assignment]
         self.model: nn.Module = self.method
         if runtime.distributed:
             self.model = DistributedDataParallel(
@@ -340,10 +342,9 @@ class Trainer:
             loss_sum += out.loss.detach()
             if self.state.global_step % max(cfg.train.log_every, 1) == 0:
                 rate = images_seen / max(time.perf_counter() - started, 1e-9)
-                values = {k: float(v) for k, v in out.logs.items()}
-                values.update(
-                    loss=float(out.loss.detach()), lr=lr, images_per_s=rate, epoch=fractional
-                )
+                logged = self._global_means({"loss": out.loss.detach(), **out.logs})
+                values = {k: float(v) for k, v in logged.items()}
+                values.update(lr=lr, images_per_s=rate, epoch=fractional)
                 self.logger.log("train", self.state.global_step, values)
                 progress.set_postfix(
                     loss=f"{values['loss']:.3f}", lr=f"{lr:.3g}", ips=f"{rate:.0f}"
@@ -353,7 +354,7 @@ class Trainer:
         method.on_epoch_end(epoch)
         summary = {
             "epoch": epoch + 1,
-            "loss": float(loss_sum) / max(steps, 1),
+            "loss": float(self._global_means({"loss": loss_sum})["loss"]) / max(steps, 1),
             "seconds": time.perf_counter() - started,
             "images_per_s": images_seen / max(time.perf_counter() - started, 1e-9),
         }
@@ -371,6 +372,15 @@ class Trainer:
                 f"{k} {v:.4g}" for k, v in summary.items() if k != "epoch" and isinstance(v, float)
             )
             log.info("epoch %d/%d: %s", epoch + 1, cfg.optim.epochs, shown)
+
+    def _global_means(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Average scalar tensors over ranks (each rank's losses cover its own shard only)."""
+        if not self.runtime.distributed or not values:
+            return values
+        stacked = torch.stack([v.detach().float().reshape(()) for v in values.values()])
+        gh_dist.all_reduce_sum(stacked)
+        stacked /= self.runtime.world_size
+        return dict(zip(values, stacked.unbind(), strict=True))
 
     def _prior_summary(self) -> dict[str, float]:
         gh = self.method.gh
