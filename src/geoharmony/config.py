@@ -76,14 +76,21 @@ class BCLConfig:
     base_strength: float = 10.0
     strength_range: float = 20.0
     max_strength: float = 30.0
+    num_ops: int = 1  # RandAugment rounds per sample (official: 1 on CIFAR, 2 on ImageNet/Places)
+    # strength = base + range * w * U(0, 1) instead of base + range * w (official ImageNet/Places)
+    random_strength: bool = False
 
 
 @dataclass
 class DnCConfig:
-    num_experts: int = 2
-    base_epochs_fraction: float = 0.5
-    expert_epochs_fraction: float = 0.25
-    distill_weight: float = 1.0
+    """DnC, re-implementation from the paper (docs/dnc.md): base, k-means experts, distillation."""
+
+    num_experts: int = 2  # k-means clusters, one expert each
+    base_epochs_fraction: float = 0.5  # of optim.epochs (rounded to whole epochs)
+    expert_epochs_fraction: float = 0.25  # of optim.epochs; distillation gets the rest
+    distill_weight: float = 1.0  # weight of the regression to the teachers' representations
+    student_init: str = "base"  # base (continue from the base model) | scratch (re-initialise)
+    kmeans_n_init: int = 3  # k-means restarts (seeded by train.seed)
 
 
 @dataclass
@@ -112,7 +119,7 @@ class GHConfig:
     weight: float = 1.0
     warmup_epochs: int = 500  # SSL only; the prior is estimated meanwhile
     ramp_epochs: int = 10  # linear rise of the weight after the warm-up
-    prior: str = "bank"  # bank (paper) | streaming | uniform
+    prior: str = "bank"  # bank (paper) | streaming | uniform | mixture (EM on the bank)
     bank_warmup_momentum: float = 0.9
     bank_momentum: float = 0.999
     prior_floor: float = 0.0
@@ -180,7 +187,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "method.name": ("simclr", "focal", "sdclr", "bcl", "dnc"),
     "method.bcl.variant": ("I", "D"),
     "gh.logits": ("projected", "cosine"),
-    "gh.prior": ("bank", "streaming", "uniform"),
+    "gh.prior": ("bank", "streaming", "uniform", "mixture"),
     "optim.schedule": ("warmup_cosine", "two_stage_cosine"),
     "eval.probe": ("adam", "sgd"),
     "eval.group_rule": ("thirds", "thresholds"),

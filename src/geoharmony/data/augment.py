@@ -25,6 +25,7 @@ __all__ = [
     "AugmentParams",
     "BatchedSimCLRAugment",
     "TwoViewTransform",
+    "ViewHook",
     "crop_resize",
     "eval_transform",
     "imagenet_two_view_transform",
@@ -270,7 +271,12 @@ class BatchedSimCLRAugment(nn.Module):
                 f"for {c}-channel images"
             )
 
-    def apply_params(self, images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+    def apply_params(
+        self,
+        images: torch.Tensor,
+        params: AugmentParams,
+        finish: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Augment uint8 ``[B, C, H, W]`` images with ``params`` -> float32 ``[B, C, S, S]``."""
         self._check_images(images)
         b, c = images.shape[:2]
@@ -287,6 +293,10 @@ class BatchedSimCLRAugment(nn.Module):
         if c == 3:
             gray = kornia.color.rgb_to_grayscale(x).expand_as(x)
             x = torch.where((u[:, 2] < self.gray_p).view(b, 1, 1, 1), gray, x)
+        if finish is not None:
+            # Extra per-view uint8 transforms (BCL's RandAugment) come last, on 8-bit pixels as
+            # in the per-image PIL pipelines they come from.
+            x = finish(x.mul(255.0).round_().to(torch.uint8)).float().div_(255.0)
         mean = self.mean.to(dev).view(1, -1, 1, 1)
         std = self.std.to(dev).view(1, -1, 1, 1)
         return (x - mean) / std
@@ -314,12 +324,16 @@ class BatchedSimCLRAugment(nn.Module):
         generator: torch.Generator,
         global_batch: int | None = None,
         offset: int = 0,
+        hook: ViewHook | None = None,
+        indices: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Two views with independent per-sample parameters (the two share the jitter order).
 
         With ``global_batch`` set, ``images`` are rows ``offset : offset + B`` of a batch of that
         size: the parameters of the whole batch are drawn and this slice's rows are applied, so
         every rank of a data-parallel run augments its shard exactly as one process would.
+        ``hook`` (with the images' dataset ``indices``) transforms each uint8 view last, before
+        normalisation; see :data:`ViewHook`.
 
         Returns:
             two float32 ``[B, C, S, S]``.
@@ -330,12 +344,28 @@ class BatchedSimCLRAugment(nn.Module):
         if not 0 <= offset <= total - b:
             raise ValueError(f"rows {offset}:{offset + b} do not fit a batch of {total}")
         params = self.sample_params(2 * total, height, width, generator)
-        rows = torch.cat(
-            [torch.arange(offset, offset + b), torch.arange(offset, offset + b) + total]
-        )
-        views = self.apply_params(torch.cat([images, images]), params.select(rows))
+        own = torch.arange(offset, offset + b)
+        rows = torch.cat([own, own + total])  # view 1 rows, then view 2 rows, of the 2G draws
+        finish = None
+        if hook is not None:
+            if indices is None:
+                raise ValueError("a view hook needs the images' dataset indices")
+            both = torch.cat([indices, indices])
+            device_rows = rows.to(generator.device)
+
+            def finish(views: torch.Tensor) -> torch.Tensor:
+                return hook(views, both, generator, device_rows, 2 * total)
+
+        views = self.apply_params(torch.cat([images, images]), params.select(rows), finish)
         v1, v2 = views.chunk(2)
         return v1, v2
+
+
+# A per-sample transform of uint8 views ``[R, C, S, S]`` applied after the SimCLR recipe:
+# ``hook(views, dataset_indices [R], generator, rows [R], total)``. The views are rows ``rows`` of
+# ``total`` views of the global batch; draw randomness for all ``total`` rows (fixed shapes) and
+# apply this process's rows, so data-parallel ranks reproduce a single process.
+ViewHook = Callable[[torch.Tensor, torch.Tensor, torch.Generator, torch.Tensor, int], torch.Tensor]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ batch ``b`` see what one process with batch ``R * b`` sees.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Protocol
 
 import numpy as np
@@ -17,21 +17,18 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from geoharmony.data.augment import BatchedSimCLRAugment, TwoViewTransform
+from geoharmony.data.augment import BatchedSimCLRAugment, TwoViewTransform, ViewHook
 from geoharmony.data.datasets import IndexedFileDataset, IndexedImageArray
 
 __all__ = [
     "FileTrainStream",
     "InMemoryTrainStream",
-    "PreAugment",
     "TrainBatch",
     "TrainStream",
     "derived_seed",
 ]
 
 TrainBatch = tuple[Tensor, Tensor, Tensor]  # view1 [b,C,S,S], view2 [b,C,S,S], indices [b]
-# Optional per-sample transform of uint8 images before the SimCLR recipe (used by BCL).
-PreAugment = Callable[[Tensor, Tensor, torch.Generator], Tensor]
 
 
 def derived_seed(*parts: int) -> int:
@@ -64,7 +61,7 @@ class InMemoryTrainStream:
         seed: run seed.
         device: training device (the images are copied there once).
         rank, world_size: this process's slice of each global batch.
-        pre_augment: optional per-sample uint8 transform applied first (BCL).
+        view_hook: optional per-sample uint8 transform of each view, applied last (BCL).
     """
 
     def __init__(
@@ -76,7 +73,7 @@ class InMemoryTrainStream:
         device: torch.device,
         rank: int = 0,
         world_size: int = 1,
-        pre_augment: PreAugment | None = None,
+        view_hook: ViewHook | None = None,
     ) -> None:
         if global_batch % world_size:
             raise ValueError(f"batch size {global_batch} is not divisible by {world_size} ranks")
@@ -89,7 +86,7 @@ class InMemoryTrainStream:
         self.local_batch = global_batch // world_size
         self.steps_per_epoch = self.num_samples // global_batch
         self.seed, self.device, self.rank = seed, device, rank
-        self.pre_augment = pre_augment
+        self.view_hook = view_hook
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[TrainBatch]:
         order = epoch_order(self.num_samples, self.seed, epoch)
@@ -99,11 +96,13 @@ class InMemoryTrainStream:
             indices = order[start : start + self.local_batch].to(self.device)
             generator = torch.Generator(self.device)
             generator.manual_seed(derived_seed(self.seed, epoch, step + 1))
-            images = self.images[indices]
-            if self.pre_augment is not None:
-                images = self.pre_augment(images, indices, generator)
             view1, view2 = self.augment.two_views(
-                images, generator, global_batch=self.global_batch, offset=offset
+                self.images[indices],
+                generator,
+                global_batch=self.global_batch,
+                offset=offset,
+                hook=self.view_hook,
+                indices=indices,
             )
             yield view1, view2, indices
 

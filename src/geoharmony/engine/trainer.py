@@ -177,7 +177,7 @@ class Trainer:
                 self.device,
                 rt.rank,
                 rt.world_size,
-                pre_augment=self.method.pre_augment,
+                view_hook=self.method.view_hook(),
             )
         transform = imagenet_two_view_transform(cfg.data.image_size or 224, mean, std)
         assert isinstance(transform, TwoViewTransform)

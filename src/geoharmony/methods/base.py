@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from geoharmony.config import Config
+from geoharmony.data.augment import ViewHook
 from geoharmony.methods.gh_term import GHTerm
 from geoharmony.models import Projector, build_backbone
 
@@ -127,10 +128,10 @@ class Method(nn.Module):
     def observe_sample_losses(self, indices: Tensor, losses: Tensor) -> None:
         """Receives each step's ``[B]`` detached per-image SSL losses (BCL tracks them)."""
 
-    def pre_augment(self, images: Tensor, indices: Tensor, generator: torch.Generator) -> Tensor:
-        """Per-sample transform of uint8 ``[B, C, H, W]`` images before the two-view recipe
-        (BCL's memorisation-driven augmentation); draw randomness only from ``generator``."""
-        return images
+    def view_hook(self) -> ViewHook | None:
+        """A per-sample transform the data stream applies to each uint8 view after the SimCLR
+        recipe (BCL's memorisation-driven RandAugment), or None."""
+        return None
 
     def bind(self, context: TrainContext) -> None:
         """Called once by the trainer before training; keep ``context`` if needed."""

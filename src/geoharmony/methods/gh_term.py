@@ -9,7 +9,13 @@ from torch import Tensor, nn
 from geoharmony.config import GHConfig
 from geoharmony.geometry import uniform_structure
 from geoharmony.losses import GHLoss, gh_diagnostics
-from geoharmony.prior import BankPrior, PriorEstimator, StreamingPrior, UniformPrior
+from geoharmony.prior import (
+    BankPrior,
+    MixturePrior,
+    PriorEstimator,
+    StreamingPrior,
+    UniformPrior,
+)
 
 __all__ = ["GHTerm", "build_prior"]
 
@@ -34,7 +40,16 @@ def build_prior(cfg: GHConfig, num_samples: int, distributed: bool = False) -> P
         )
     if cfg.prior == "uniform":
         return UniformPrior(cfg.num_anchors)
-    raise ValueError(f"unknown gh.prior {cfg.prior!r}; valid: bank, streaming, uniform")
+    if cfg.prior == "mixture":
+        return MixturePrior(
+            num_samples,
+            cfg.num_anchors,
+            warmup_momentum=cfg.bank_warmup_momentum,
+            momentum=cfg.bank_momentum,
+            floor=cfg.prior_floor,
+            distributed=distributed,
+        )
+    raise ValueError(f"unknown gh.prior {cfg.prior!r}; valid: bank, streaming, uniform, mixture")
 
 
 class GHTerm(nn.Module):
