@@ -1,0 +1,85 @@
+"""``python -m benchmarks.quality {run,report,fewshot,plan}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from benchmarks.quality.plan import build_plan, select
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("run", "run the plan (resumable)"),
+        ("report", "write docs/results.*"),
+        ("plan", "list the plan and each run's state"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--quick", action="store_true", help="smoke scale (a few minutes)")
+        p.add_argument("--root", type=Path, help="runs folder (default runs/quality[_quick])")
+        p.add_argument(
+            "--only",
+            action="append",
+            metavar="PATTERN",
+            help="glob on run ids (repeatable); their baselines are included",
+        )
+        if name == "run":
+            p.add_argument("--workers", type=int, default=2)
+        if name == "report":
+            p.add_argument(
+                "--docs",
+                type=Path,
+                help="output folder (default docs/, quick: runs/quality_quick/docs)",
+            )
+    p = sub.add_parser("fewshot", help="few-shot probes of one finished run (fewshot.json)")
+    p.add_argument("run_dir", type=Path)
+    p = sub.add_parser("prior-check", help="bank vs mixture prior on a checkpoint's logits")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--anchors", type=int, default=10)
+    args = parser.parse_args(argv)
+
+    if args.command == "prior-check":
+        import json
+
+        from benchmarks.quality.prior_check import check_priors
+
+        print(json.dumps(check_priors(args.checkpoint, args.anchors), indent=1))
+        return 0
+
+    if args.command == "fewshot":
+        from benchmarks.quality.probes import run_fewshot
+
+        out = run_fewshot(args.run_dir)
+        print(f"wrote {args.run_dir / 'fewshot.json'} ({out['seconds']:.0f} s)")
+        return 0
+    root = (args.root or REPO / ("runs/quality_quick" if args.quick else "runs/quality")).resolve()
+    plan = select(build_plan(args.quick), args.only)
+    if args.command == "plan":
+        from benchmarks.quality.runner import run_state
+
+        for spec in plan:
+            print(f"{run_state(spec, root):8s} {spec.run_id}")
+        return 0
+    if args.command == "run":
+        from benchmarks.quality.runner import run_plan
+
+        from geoharmony.methods import METHODS
+
+        outcome = run_plan(plan, root, args.workers, set(METHODS))
+        print({k: len(v) for k, v in outcome.items()})
+        return 1 if outcome["failed"] else 0
+    from benchmarks.quality.report import write_report
+
+    docs = args.docs or (root / "docs" if args.quick else REPO / "docs")
+    print(write_report(build_plan(args.quick), root, docs, quick=args.quick))
+    print(f"wrote {docs / 'results.md'}, {docs / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

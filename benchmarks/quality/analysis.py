@@ -1,0 +1,209 @@
+"""Difficulty-adjusted disparity: per-class deficits against a balanced reference, grouped by the
+run's pretraining counts, aggregated over class orders and seeds.
+
+Pure functions over plain dicts (``metrics.json`` / ``fewshot.json`` contents), so the maths is
+testable on synthetic metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from benchmarks.quality.plan import RunSpec
+from benchmarks.quality.probes import FEWSHOT_FILE
+
+from geoharmony.eval.metrics import GROUP_NAMES, class_groups
+
+__all__ = [
+    "PROBES",
+    "STAT_KEYS",
+    "aggregate",
+    "cell_key",
+    "deficits",
+    "group_summary",
+    "load_runs",
+    "mean_sd",
+    "paired_differences",
+    "per_class",
+    "run_summaries",
+]
+
+# probe name -> how to read its per-class accuracies (see per_class)
+PROBES = ("knn", "fewshot10", "fewshot100", "linear")
+STAT_KEYS = (
+    "many",
+    "medium",
+    "few",
+    "std",
+    "avg",
+    "deficit_many",
+    "deficit_medium",
+    "deficit_few",
+    "deficit_few_minus_many",
+)
+
+
+def per_class(
+    metrics: dict[str, Any], fewshot: dict[str, Any] | None, probe: str
+) -> list[float] | None:
+    """Per-class test accuracies (percent, by class id) of one probe, or None if missing.
+
+    ``linear``: the full-shot probe of metrics.json; ``knn``: its kNN block; ``fewshotN``: the
+    mean over draws of the N-shot probes of fewshot.json.
+    """
+    if probe == "linear":
+        return list(metrics["per_class"])
+    if probe == "knn":
+        return list(metrics["knn"]["per_class"]) if "knn" in metrics else None
+    if probe.startswith("fewshot"):
+        draws = (fewshot or {}).get("shots", {}).get(probe[len("fewshot") :])
+        if not draws:
+            return None
+        return [float(v) for v in np.mean([d["per_class"] for d in draws], axis=0)]
+    raise ValueError(f"unknown probe {probe!r}; valid: {', '.join(PROBES)}")
+
+
+def group_summary(
+    acc: Sequence[float] | np.ndarray, counts: Sequence[int], rule: str = "thirds"
+) -> dict[str, float]:
+    """Many/Medium/Few means, Std (population sd of the three) and Avg of per-class values,
+    grouped by ``counts`` (the run's pretraining counts)."""
+    values = np.asarray(acc, dtype=np.float64)
+    groups = class_groups(np.asarray(counts, dtype=np.int64), rule)  # type: ignore[arg-type]
+    out = {name: float(values[groups == g].mean()) for g, name in enumerate(GROUP_NAMES)}
+    out["std"] = float(np.std([out[n] for n in GROUP_NAMES]))
+    out["avg"] = float(values.mean())
+    return out
+
+
+def deficits(
+    run_acc: Sequence[float],
+    ref_acc: Sequence[float],
+    counts: Sequence[int],
+    rule: str = "thirds",
+) -> dict[str, float]:
+    """Per-group deficit = reference accuracy - run accuracy, per class, then the group mean,
+    with groups from the *run's* pretraining ``counts`` (the reference is balanced)."""
+    diff = np.asarray(ref_acc, dtype=np.float64) - np.asarray(run_acc, dtype=np.float64)
+    g = group_summary(diff, counts, rule)
+    out = {f"deficit_{n}": g[n] for n in GROUP_NAMES}
+    out["deficit_avg"] = g["avg"]
+    out["deficit_few_minus_many"] = g["few"] - g["many"]
+    return out
+
+
+def mean_sd(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; NaN for fewer than 2 values), NaNs dropped."""
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
+    if v.size == 0:
+        return math.nan, math.nan
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan
+
+
+def load_runs(plan: Sequence[RunSpec], root: Path) -> dict[str, dict[str, Any]]:
+    """``{run_id: {"spec", "metrics", "fewshot", "timing"}}`` for runs with a metrics.json."""
+    runs: dict[str, dict[str, Any]] = {}
+    for spec in plan:
+        run = root / spec.run_id
+        if not (run / "metrics.json").is_file():
+            continue
+        entry: dict[str, Any] = {
+            "spec": spec,
+            "metrics": json.loads((run / "metrics.json").read_text()),
+        }
+        entry["fewshot"] = (
+            json.loads((run / FEWSHOT_FILE).read_text()) if (run / FEWSHOT_FILE).is_file() else None
+        )
+        entry["timing"] = (
+            json.loads((run / "timing.json").read_text()) if (run / "timing.json").is_file() else {}
+        )
+        runs[spec.run_id] = entry
+    return runs
+
+
+def run_summaries(runs: dict[str, dict[str, Any]], probe: str) -> list[dict[str, Any]]:
+    """One row per long-tailed run that has its reference: raw group metrics and deficits."""
+    rows = []
+    for entry in runs.values():
+        spec: RunSpec = entry["spec"]
+        if spec.balanced or spec.reference not in runs:
+            continue
+        m, ref = entry["metrics"], runs[spec.reference]
+        acc = per_class(m, entry["fewshot"], probe)
+        ref_acc = per_class(ref["metrics"], ref["fewshot"], probe)
+        if acc is None or ref_acc is None:
+            continue
+        counts = m["class_counts"]
+        rule = m.get("group_rule", "thirds")
+        row = {**spec.record(), "probe": probe, "class_counts": counts}
+        row["init_from"] = spec.init_from
+        row.update(group_summary(acc, counts, rule))
+        row.update(deficits(acc, ref_acc, counts, rule))
+        row["per_class"] = acc
+        row["per_class_deficit"] = [r - a for r, a in zip(ref_acc, acc, strict=True)]
+        rows.append(row)
+    return rows
+
+
+def cell_key(row: dict[str, Any]) -> tuple[str, str, str, bool, str]:
+    """Rows of one cell differ only by class order and seed."""
+    return (row["group"], row["regime"], row["method"], bool(row["gh"]), row["variant"])
+
+
+def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sd over class orders and seeds of every statistic, per cell and probe."""
+    cells: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        cells.setdefault((*cell_key(row), row["probe"]), []).append(row)
+    out = []
+    for (group, regime, method, gh, variant, probe), members in cells.items():
+        rec: dict[str, Any] = {
+            "group": group,
+            "regime": regime,
+            "method": method,
+            "gh": gh,
+            "variant": variant,
+            "probe": probe,
+            "imbalance_ratio": members[0]["imbalance_ratio"],
+            "runs": len(members),
+            "seeds": len({r["seed"] for r in members}),
+            "class_orders": sorted({r["class_order"] for r in members}),
+        }
+        for key in STAT_KEYS:
+            rec[f"{key}_mean"], rec[f"{key}_sd"] = mean_sd(r[key] for r in members)
+        out.append(rec)
+    return out
+
+
+def paired_differences(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """+GH minus its own baseline (same class order, seed and first phase), per pair; then mean
+    and sd per cell and probe. Negative deficit differences mean GH closed part of the gap."""
+    by_id = {(r["run_id"], r["probe"]): r for r in rows}
+    diffs: dict[tuple[Any, ...], list[dict[str, float]]] = {}
+    for row in rows:
+        base = by_id.get((row.get("init_from"), row["probe"]))
+        if not row["gh"] or base is None:
+            continue
+        diffs.setdefault((*cell_key(row), row["probe"]), []).append(
+            {k: row[k] - base[k] for k in STAT_KEYS}
+        )
+    out = []
+    for (group, regime, method, gh, variant, probe), members in diffs.items():
+        rec: dict[str, Any] = {
+            "group": group,
+            "regime": regime,
+            "method": method,
+            "gh": gh,
+            "variant": variant,
+            "probe": probe,
+            "pairs": len(members),
+        }
+        for key in STAT_KEYS:
+            rec[f"{key}_mean"], rec[f"{key}_sd"] = mean_sd(m[key] for m in members)
+        out.append(rec)
+    return out

@@ -1,0 +1,343 @@
+"""Which runs exist: a declarative list of run specifications.
+
+Every long-tailed run is compared with a *balanced* pretraining reference of the same image
+count (``data.imbalance_ratio=1``, ``data.n_max = round(total / C)``, so the totals differ by
+fewer than C/2 images: 2,480 against 2,478 in the primary regime). The balanced subset does not
+depend on the class order (each class's images come from its own seeded shuffle, and every class
+gets the same count), so one reference per regime and seed serves every class order and every
+method: deficits of all methods are measured against balanced *SimCLR*.
+
+Paired +GH runs continue their baseline's checkpoint at the end of the GH warm-up.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+from geoharmony.data.longtail import profile_counts
+
+__all__ = [
+    "METHODS",
+    "ORDERS",
+    "PRIMARY",
+    "REGIMES",
+    "SEEDS",
+    "Regime",
+    "RunSpec",
+    "build_plan",
+    "select",
+]
+
+NUM_CLASSES = 10  # Fashion-MNIST
+PRESETS = "configs/fmnist_lt"
+METHODS = ("simclr", "focal", "sdclr", "dnc", "bcl")
+# Class orders: head -> tail as given, reversed, and seeded permutations, so every class visits
+# the head and the tail. Listed in the order they are scheduled.
+ORDERS = ("default", "reversed", "random1", "random2")
+SEEDS = (0, 1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class Regime:
+    """A pretraining regime on Fashion-MNIST-LT (everything else from configs/fmnist_lt)."""
+
+    name: str
+    imbalance_ratio: float
+    n_max: int
+    epochs: int
+    warmup_epochs: int  # GH warm-up (also the split of the two-stage cosine schedule)
+    width: float = 0.25
+
+    def counts(self) -> list[int]:
+        return profile_counts("ldam", NUM_CLASSES, self.n_max, self.imbalance_ratio)
+
+    def balanced_n_max(self) -> int:
+        """Per-class count of the balanced reference with (nearly) the same total."""
+        return round(sum(self.counts()) / NUM_CLASSES)
+
+    def overrides(self) -> list[str]:
+        return [
+            f"data.imbalance_ratio={self.imbalance_ratio:g}",
+            f"data.n_max={self.n_max}",
+            f"optim.epochs={self.epochs}",
+            f"gh.warmup_epochs={self.warmup_epochs}",
+            f"model.width={self.width:g}",
+        ]
+
+
+# The primary regime is the CPU-scale preset as shipped (configs/fmnist_lt: rho 100, 1000 -> 10,
+# 80 epochs, GH warm-up 40, K = 100). The regime search around it is SimCLR only.
+PRIMARY = Regime("r100_e80", 100, 1000, 80, 40)
+REGIMES = (
+    Regime("r100_e120", 100, 1000, 120, 60),  # the issue's starting point
+    Regime("r1000_e120", 1000, 1000, 120, 60),  # 1000 -> 1, 1,863 images
+    Regime("r100_e120_w05", 100, 1000, 120, 60, width=0.5),
+)
+
+# Sensitivity of SimCLR+GH in the primary regime: (label, GH overrides, own-baseline overrides).
+# Warm-up variants change the baseline's schedule split too, so they get their own baseline.
+SENSITIVITY: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("K=10", ("gh.num_anchors=10",), ()),
+    ("K=30", ("gh.num_anchors=30",), ()),
+    ("w=0.5", ("gh.weight=0.5",), ()),
+    ("w=2", ("gh.weight=2.0",), ()),
+    ("eps=0.02", ("gh.epsilon=0.02",), ()),
+    ("eps=0.1", ("gh.epsilon=0.1",), ()),
+    ("warmup=0.25", (), ("gh.warmup_epochs=20",)),
+    ("warmup=0.75", (), ("gh.warmup_epochs=60",)),
+    ("prior=streaming", ("gh.prior=streaming",), ()),
+    ("prior=uniform", ("gh.prior=uniform",), ()),
+    ("prior=mixture", ("gh.prior=mixture",), ()),
+    ("prior=mixture,K=10", ("gh.prior=mixture", "gh.num_anchors=10"), ()),
+)
+SENSITIVITY_ORDERS = ("default", "reversed")
+SENSITIVITY_SEEDS = (0, 1)
+
+# --quick: the same plan shape at smoke scale (a few minutes on 2 cores).
+QUICK_REGIME = Regime("quick", 100, 200, 4, 2)
+QUICK_SEARCH = Regime("quick_r1000", 1000, 200, 4, 2)
+QUICK_OVERRIDES = (
+    "gh.ramp_epochs=1",
+    "eval.probe_shots=100",
+    "eval.probe_epochs=50",
+    "eval.monitor_every=0",
+    "train.checkpoint_every=1",
+)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One ``geoharmony pretrain`` run.
+
+    ``group``: ``reference`` (balanced), ``regime`` (search), ``primary`` or ``sensitivity``.
+    ``reference``: run id of its balanced reference (None for a reference itself).
+    ``init_from``: run id of the baseline a paired +GH run continues (at ``pair_epoch``).
+    """
+
+    run_id: str
+    group: str
+    regime: str
+    method: str
+    gh: bool
+    seed: int
+    class_order: str
+    config: str
+    overrides: tuple[str, ...]
+    imbalance_ratio: float
+    variant: str = ""
+    reference: str | None = None
+    init_from: str | None = None
+    pair_epoch: int | None = None
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def balanced(self) -> bool:
+        return self.group == "reference"
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "group": self.group,
+            "regime": self.regime,
+            "method": self.method,
+            "gh": self.gh,
+            "seed": self.seed,
+            "class_order": self.class_order,
+            "variant": self.variant,
+            "imbalance_ratio": self.imbalance_ratio,
+        }
+
+
+def _order_overrides(order: str) -> list[str]:
+    if order.startswith("random"):
+        return ["data.class_order=random", f"data.class_order_seed={int(order[6:])}"]
+    return [f"data.class_order={order}"]
+
+
+def _seed_overrides(seed: int) -> list[str]:
+    return [f"train.seed={seed}", f"data.subset_seed={seed}"]
+
+
+def _reference(regime: Regime, seed: int, extra: tuple[str, ...]) -> RunSpec:
+    overrides = [
+        *regime.overrides(),
+        "data.imbalance_ratio=1",
+        f"data.n_max={regime.balanced_n_max()}",
+        *_seed_overrides(seed),
+        *extra,
+    ]
+    return RunSpec(
+        run_id=f"ref__{regime.name}__s{seed}",
+        group="reference",
+        regime=regime.name,
+        method="simclr",
+        gh=False,
+        seed=seed,
+        class_order="balanced",
+        config=f"{PRESETS}/simclr.yaml",
+        overrides=tuple(overrides),
+        imbalance_ratio=1.0,
+    )
+
+
+def _pair(
+    group: str,
+    regime: Regime,
+    method: str,
+    order: str,
+    seed: int,
+    extra: tuple[str, ...],
+    gh_extra: tuple[str, ...] = (),
+    base_extra: tuple[str, ...] = (),
+    variant: str = "",
+    base_id: str | None = None,
+) -> list[RunSpec]:
+    """A baseline and its paired +GH run (or only the +GH run when ``base_id`` is given)."""
+    tail = f"{order}__s{seed}"
+    common = [*regime.overrides(), *_order_overrides(order), *_seed_overrides(seed), *extra]
+    warmup = regime.warmup_epochs
+    for item in base_extra:
+        if item.startswith("gh.warmup_epochs="):
+            warmup = int(item.split("=", 1)[1])
+    reference = f"ref__{regime.name}__s{seed}"
+    specs = []
+    label = variant.replace("=", "").replace(",", "_").replace(".", "")
+    if base_id is None:
+        base_id = f"{group}__{regime.name}__{method}{'_' + label if base_extra else ''}__{tail}"
+        specs.append(
+            RunSpec(
+                run_id=base_id,
+                group=group,
+                regime=regime.name,
+                method=method,
+                gh=False,
+                seed=seed,
+                class_order=order,
+                config=f"{PRESETS}/{method}.yaml",
+                overrides=tuple([*common, *base_extra]),
+                imbalance_ratio=regime.imbalance_ratio,
+                variant=variant if base_extra else "",
+                reference=reference,
+            )
+        )
+    gh_id = f"{group}__{regime.name}__{method}_gh{'_' + label if label else ''}__{tail}"
+    specs.append(
+        RunSpec(
+            run_id=gh_id,
+            group=group,
+            regime=regime.name,
+            method=method,
+            gh=True,
+            seed=seed,
+            class_order=order,
+            config=f"{PRESETS}/{method}_gh.yaml",
+            overrides=tuple([*common, *base_extra, *gh_extra]),
+            imbalance_ratio=regime.imbalance_ratio,
+            variant=variant,
+            reference=reference,
+            init_from=base_id,
+            pair_epoch=warmup,
+        )
+    )
+    return specs
+
+
+def build_plan(quick: bool = False) -> list[RunSpec]:
+    """Every run of the benchmark, in scheduling order (the runner also respects dependencies).
+
+    Cheap, informative runs come first: seeds 0-1 and the default/reversed orders of the primary
+    SimCLR pair and its references, then the other methods, the regime search, the sensitivity
+    study, and the remaining seeds and orders.
+    """
+    if quick:
+        extra = QUICK_OVERRIDES
+        regime = QUICK_REGIME
+        quick_plan = [_reference(regime, 0, extra)]
+        for order in ("default", "reversed"):
+            quick_plan += _pair("primary", regime, "simclr", order, 0, extra)
+        quick_plan += _pair(
+            "sensitivity",
+            regime,
+            "simclr",
+            "default",
+            0,
+            extra,
+            ("gh.prior=mixture", "gh.num_anchors=10"),
+            variant="prior=mixture,K=10",
+            base_id=f"primary__{regime.name}__simclr__default__s0",
+        )
+        search = QUICK_SEARCH
+        quick_plan += [_reference(search, 0, extra)]
+        quick_plan += [
+            s for s in _pair("regime", search, "simclr", "default", 0, extra) if not s.gh
+        ]
+        return quick_plan
+
+    plan: list[RunSpec] = []
+    first_seeds, first_orders = SEEDS[:2], ORDERS[:2]
+    waves = [(first_seeds, first_orders), (SEEDS, ORDERS)]
+    seen: set[str] = set()
+
+    def add(specs: list[RunSpec]) -> None:
+        for s in specs:
+            if s.run_id not in seen:
+                seen.add(s.run_id)
+                plan.append(s)
+
+    for seeds, orders in waves:
+        for seed in seeds:  # each reference right before the first runs that need it
+            add([_reference(PRIMARY, seed, ())])
+            for order in orders:
+                add(_pair("primary", PRIMARY, "simclr", order, seed, ()))
+        for method in METHODS:
+            for seed in seeds:
+                for order in orders:
+                    add(_pair("primary", PRIMARY, method, order, seed, ()))
+        for regime in REGIMES:
+            for seed in seeds:
+                add([_reference(regime, seed, ())])
+                for order in orders:
+                    add([s for s in _pair("regime", regime, "simclr", order, seed, ()) if not s.gh])
+        if seeds is first_seeds:
+            for label, gh_extra, base_extra in SENSITIVITY:
+                for seed in SENSITIVITY_SEEDS:
+                    for order in SENSITIVITY_ORDERS:
+                        base: str | None = (
+                            None
+                            if base_extra
+                            else f"primary__{PRIMARY.name}__simclr__{order}__s{seed}"
+                        )
+                        add(
+                            _pair(
+                                "sensitivity",
+                                PRIMARY,
+                                "simclr",
+                                order,
+                                seed,
+                                (),
+                                gh_extra,
+                                base_extra,
+                                variant=label,
+                                base_id=base,
+                            )
+                        )
+    return plan
+
+
+def select(plan: list[RunSpec], patterns: list[str] | None) -> list[RunSpec]:
+    """Runs whose id matches any glob ``patterns``, plus every run they depend on."""
+    if not patterns:
+        return list(plan)
+    by_id = {s.run_id: s for s in plan}
+    wanted: set[str] = set()
+    stack = [s.run_id for s in plan if any(fnmatch.fnmatch(s.run_id, p) for p in patterns)]
+    while stack:
+        run_id = stack.pop()
+        if run_id in wanted:
+            continue
+        wanted.add(run_id)
+        spec = by_id[run_id]
+        stack += [d for d in (spec.init_from,) if d is not None]
+    return [s for s in plan if s.run_id in wanted]

@@ -1,0 +1,198 @@
+"""Analysis maths of benchmarks/quality on synthetic metrics: deficits, grouping by the run's
+pretraining counts, mean/sd aggregation, paired differences, the results.json schema."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.quality import analysis, plan, report  # noqa: E402
+from benchmarks.quality.plan import RunSpec  # noqa: E402
+
+COUNTS = [1000, 599, 359, 215, 129, 77, 46, 27, 16, 10]
+
+
+def test_deficit_groups_follow_the_runs_counts_not_class_ids() -> None:
+    # Reversed order: class 9 is the head, class 0 the tail. Thirds on 10 classes: 4/3/3.
+    counts = COUNTS[::-1]
+    ref = [80.0] * 10
+    run = [80.0 - c for c in range(10)]  # deficit of class c is c points
+    d = analysis.deficits(run, ref, counts)
+    # Many = classes 9, 8, 7, 6 (deficits 9, 8, 7, 6); Medium = 5, 4, 3; Few = 2, 1, 0.
+    assert d["deficit_many"] == pytest.approx(7.5)
+    assert d["deficit_medium"] == pytest.approx(4.0)
+    assert d["deficit_few"] == pytest.approx(1.0)
+    assert d["deficit_few_minus_many"] == pytest.approx(-6.5)
+    assert d["deficit_avg"] == pytest.approx(4.5)
+
+
+def test_group_summary_std_is_population_sd_of_groups() -> None:
+    acc = [90, 90, 90, 90, 70, 70, 70, 40, 40, 40]
+    g = analysis.group_summary(acc, COUNTS)
+    assert (g["many"], g["medium"], g["few"]) == (90.0, 70.0, 40.0)
+    assert g["std"] == pytest.approx(np.std([90.0, 70.0, 40.0]))
+    assert g["avg"] == pytest.approx(69.0)
+
+
+def test_mean_sd_is_sample_sd_and_drops_nan() -> None:
+    m, s = analysis.mean_sd([1.0, 2.0, 3.0, math.nan])
+    assert m == 2.0 and s == pytest.approx(1.0)
+    m, s = analysis.mean_sd([5.0])
+    assert m == 5.0 and math.isnan(s)
+    assert all(math.isnan(v) for v in analysis.mean_sd([]))
+
+
+def test_per_class_reads_every_probe() -> None:
+    metrics = {"per_class": [1.0, 2.0], "knn": {"per_class": [3.0, 4.0]}}
+    fewshot = {"shots": {"10": [{"per_class": [0.0, 10.0]}, {"per_class": [2.0, 20.0]}]}}
+    assert analysis.per_class(metrics, fewshot, "linear") == [1.0, 2.0]
+    assert analysis.per_class(metrics, fewshot, "knn") == [3.0, 4.0]
+    assert analysis.per_class(metrics, fewshot, "fewshot10") == [1.0, 15.0]
+    assert analysis.per_class(metrics, fewshot, "fewshot100") is None
+    assert analysis.per_class(metrics, None, "fewshot10") is None
+    with pytest.raises(ValueError, match="probe"):
+        analysis.per_class(metrics, fewshot, "nope")
+
+
+def _spec(
+    run_id: str, gh: bool = False, order: str = "default", seed: int = 0, **kw: object
+) -> RunSpec:
+    base = {
+        "run_id": run_id,
+        "group": "primary",
+        "regime": "r",
+        "method": "simclr",
+        "gh": gh,
+        "seed": seed,
+        "class_order": order,
+        "config": "c.yaml",
+        "overrides": (),
+        "imbalance_ratio": 100.0,
+        "reference": f"ref{seed}",
+    }
+    base.update(kw)
+    return RunSpec(**base)  # type: ignore[arg-type]
+
+
+def _metrics(acc: list[float], counts: list[int]) -> dict[str, object]:
+    return {
+        "per_class": acc,
+        "knn": {"per_class": acc},
+        "class_counts": counts,
+        "group_rule": "thirds",
+    }
+
+
+def _synthetic_runs() -> dict[str, dict[str, object]]:
+    """Two seeds x two orders; the baseline's tail deficit is 4 (seed 0) / 6 (seed 1) points,
+    GH halves it."""
+    runs: dict[str, dict[str, object]] = {}
+    for seed in (0, 1):
+        ref = _spec(
+            f"ref{seed}",
+            seed=seed,
+            group="reference",
+            class_order="balanced",
+            reference=None,
+            imbalance_ratio=1.0,
+        )
+        runs[ref.run_id] = {
+            "spec": ref,
+            "metrics": _metrics([80.0] * 10, [248] * 10),
+            "fewshot": None,
+            "timing": {},
+        }
+        for order, counts in (("default", COUNTS), ("reversed", COUNTS[::-1])):
+            tail = {c for c in range(10) if counts[c] <= 27}  # the 3 Few classes
+            gap = 4.0 + 2.0 * seed
+            for gh in (False, True):
+                acc = [80.0 - (gap / (2 if gh else 1) if c in tail else 0.0) for c in range(10)]
+                base_id = f"b_{order}_{seed}"
+                spec = _spec(
+                    f"{'g' if gh else 'b'}_{order}_{seed}",
+                    gh=gh,
+                    order=order,
+                    seed=seed,
+                    init_from=base_id if gh else None,
+                )
+                runs[spec.run_id] = {
+                    "spec": spec,
+                    "metrics": _metrics(acc, counts),
+                    "fewshot": None,
+                    "timing": {},
+                }
+    return runs
+
+
+def test_aggregate_and_paired_differences() -> None:
+    rows = analysis.run_summaries(_synthetic_runs(), "knn")
+    assert len(rows) == 8
+    cells = {(c["gh"], c["probe"]): c for c in analysis.aggregate(rows)}
+    base = cells[(False, "knn")]
+    assert base["runs"] == 4 and base["seeds"] == 2
+    assert base["class_orders"] == ["default", "reversed"]
+    assert base["deficit_few_mean"] == pytest.approx(5.0)
+    assert base["deficit_few_sd"] == pytest.approx(np.std([4, 4, 6, 6], ddof=1))
+    assert base["deficit_many_mean"] == pytest.approx(0.0)
+    assert cells[(True, "knn")]["deficit_few_mean"] == pytest.approx(2.5)
+    (diff,) = analysis.paired_differences(rows)
+    assert diff["pairs"] == 4
+    assert diff["deficit_few_mean"] == pytest.approx(-2.5)
+    assert diff["deficit_few_sd"] == pytest.approx(np.std([-2, -2, -3, -3], ddof=1))
+    assert diff["few_mean"] == pytest.approx(2.5)
+
+
+def test_results_json_schema(tmp_path: Path) -> None:
+    rows = analysis.run_summaries(_synthetic_runs(), "knn")
+    records = report.results_records(analysis.aggregate(rows), "fashion_mnist-lt")
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(records))
+    loaded = json.loads(path.read_text())
+    assert isinstance(loaded, list) and len(loaded) == 2
+    for rec in loaded:
+        assert rec["dataset"] == "fashion_mnist-lt" and rec["imbalance_ratio"] == 100.0
+        assert rec["method"] == "simclr" and isinstance(rec["gh"], bool)
+        assert rec["seeds"] == 2 and rec["primary"] is True
+        for key in (
+            "many",
+            "medium",
+            "few",
+            "std",
+            "avg",
+            "deficit_many",
+            "deficit_medium",
+            "deficit_few",
+        ):
+            assert isinstance(rec[f"{key}_mean"], float)
+            assert isinstance(rec[f"{key}_sd"], float)
+
+
+def test_plan_pairs_references_and_counts() -> None:
+    runs = plan.build_plan()
+    ids = {s.run_id for s in runs}
+    assert len(ids) == len(runs), "run ids are unique"
+    position = {s.run_id: i for i, s in enumerate(runs)}
+    for s in runs:
+        if s.init_from is not None:
+            assert s.init_from in ids and position[s.init_from] < position[s.run_id]
+            assert s.gh and s.pair_epoch is not None
+        if not s.balanced:
+            assert s.reference in ids
+    # The balanced reference has (nearly) the long-tailed run's image count.
+    assert sum(plan.PRIMARY.counts()) == 2478 and plan.PRIMARY.balanced_n_max() == 248
+    methods = {s.method for s in runs if s.group == "primary"}
+    assert methods == set(plan.METHODS)
+    picked = plan.select(runs, ["primary__r100_e80__simclr_gh__default__s0"])
+    assert [s.run_id for s in picked] == [
+        "primary__r100_e80__simclr__default__s0",
+        "primary__r100_e80__simclr_gh__default__s0",
+    ]
