@@ -65,12 +65,31 @@ def test_one_step_on_two_ranks_equals_one_process(tmp_path: Path) -> None:
     assert int(b["model"]["gh.prior.seen"].sum()) == 32
 
 
-def test_loss_curve_on_two_ranks_follows_one_process(tmp_path: Path) -> None:
-    # 4 steps over 2 epochs. These tiny networks are badly conditioned: a 1e-7 perturbation of a
-    # single process's weights changes its gradient by ~0.2% and its loss by ~1e-3 within a few
-    # steps, so beyond the first steps the curves agree only as closely as rounding allows.
-    one, two = _run_both(tmp_path, "data.n_max=40", "optim.epochs=2")
+@pytest.mark.parametrize("method", ["simclr", "bcl"])
+def test_loss_curve_on_two_ranks_follows_one_process(tmp_path: Path, method: str) -> None:
+    # 4 steps over 2 epochs (BCL's scores, from both ranks' losses, drive epoch 2's views).
+    # These tiny networks are badly conditioned: a 1e-7 perturbation of a single process's
+    # weights changes its gradient by ~0.2% and its loss by ~1e-3 within a few steps, so beyond
+    # the first steps the curves agree only as closely as rounding allows.
+    one, two = _run_both(
+        tmp_path,
+        "data.n_max=40",
+        "optim.epochs=2",
+        f"method.name={method}",
+        "train.checkpoint_every=1",
+    )
     curves = [_step_losses(one), _step_losses(two)]
     assert len(curves[0]) == len(curves[1]) == 4
     assert curves[1][:2] == pytest.approx(curves[0][:2], rel=1e-4)
     assert curves[1] == pytest.approx(curves[0], rel=2e-2)
+    if method == "bcl":
+        # The scores that drive epoch 2 were computed from both ranks' per-sample losses. (Later
+        # losses may differ more: RandAugment's magnitudes are discrete, so a rounding-level
+        # change of a score can flip an image's augmentation.)
+        first = [
+            load_checkpoint(d / "checkpoints" / "epoch_00001.ckpt")["model"] for d in (one, two)
+        ]
+        assert torch.equal(first[0]["observed"], first[1]["observed"])
+        assert bool(first[1]["scored"])
+        torch.testing.assert_close(first[1]["loss_ema"], first[0]["loss_ema"], rtol=1e-4, atol=0)
+        torch.testing.assert_close(first[1]["scores"], first[0]["scores"], rtol=1e-3, atol=1e-4)
