@@ -97,7 +97,7 @@ class Method(nn.Module):
         if cfg.gh.enabled:
             self.gh = GHTerm(cfg.gh, cfg.model.projector_dim, data.num_samples, distributed)
 
-    # ----- what subclasses define ---------------------------------------------------------
+    # ----- what subclasses define (and may override: embed_views) --------------------------
     def ssl_loss(self, z1: Tensor, z2: Tensor) -> Tensor:
         """``[B]`` per-image SSL loss of two ``[B, d]`` projections."""
         raise NotImplementedError
@@ -107,13 +107,18 @@ class Method(nn.Module):
         """``[N, C, H, W]`` images -> ``[N, d]`` projections."""
         return self.projector(self.backbone(views))
 
+    def embed_views(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, Tensor]:
+        """``[B, C, H, W]`` views -> two ``[B, d]`` projections."""
+        # Both views in one backbone pass: one BatchNorm batch of 2B, as the official code does.
+        z1, z2 = self.embed(torch.cat([view1, view2])).chunk(2)
+        return z1, z2
+
     def forward(self, view1: Tensor, view2: Tensor, indices: Tensor, epoch: float) -> StepOutput:
         """One step on ``[B, C, H, W]`` views of the images with dataset ``indices`` ``[B]``.
 
         ``epoch`` is fractional (epoch + step / steps_per_epoch), for the GH weight ramp.
         """
-        # Both views in one backbone pass: one BatchNorm batch of 2B, as the official code does.
-        z1, z2 = self.embed(torch.cat([view1, view2])).chunk(2)
+        z1, z2 = self.embed_views(view1, view2)
         per_sample = self.ssl_loss(z1, z2)
         self.observe_sample_losses(indices, per_sample.detach())
         loss = per_sample.mean()

@@ -22,8 +22,9 @@ __all__ = ["GHTerm", "build_prior"]
 
 def build_prior(cfg: GHConfig, num_samples: int, distributed: bool = False) -> PriorEstimator:
     """The estimator named by ``cfg.prior``."""
-    if cfg.prior == "bank":
-        return BankPrior(
+    if cfg.prior in ("bank", "mixture"):
+        bank_class = BankPrior if cfg.prior == "bank" else MixturePrior
+        return bank_class(
             num_samples,
             cfg.num_anchors,
             warmup_momentum=cfg.bank_warmup_momentum,
@@ -40,15 +41,6 @@ def build_prior(cfg: GHConfig, num_samples: int, distributed: bool = False) -> P
         )
     if cfg.prior == "uniform":
         return UniformPrior(cfg.num_anchors)
-    if cfg.prior == "mixture":
-        return MixturePrior(
-            num_samples,
-            cfg.num_anchors,
-            warmup_momentum=cfg.bank_warmup_momentum,
-            momentum=cfg.bank_momentum,
-            floor=cfg.prior_floor,
-            distributed=distributed,
-        )
     raise ValueError(f"unknown gh.prior {cfg.prior!r}; valid: bank, streaming, uniform, mixture")
 
 

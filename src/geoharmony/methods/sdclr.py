@@ -43,8 +43,8 @@ from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from geoharmony.config import Config
-from geoharmony.losses import nt_xent
-from geoharmony.methods.base import DataInfo, Method, StepOutput, register_method
+from geoharmony.methods.base import DataInfo, register_method
+from geoharmony.methods.simclr import SimCLR
 
 __all__ = ["SDCLR", "magnitude_mask"]
 
@@ -73,8 +73,9 @@ def magnitude_mask(weights: Sequence[Tensor], ratio: float) -> Tensor:
 
 
 @register_method("sdclr")
-class SDCLR(Method):
-    """Dense network vs. its magnitude-pruned self (shared weights, separate BatchNorms).
+class SDCLR(SimCLR):
+    """Dense network vs. its magnitude-pruned self (shared weights, separate BatchNorms), with
+    SimCLR's NT-Xent between the dense view-1 and pruned view-2 projections.
 
     Buffers (checkpointed): ``prune_mask`` bool ``[P]`` over the ``P`` backbone conv weights in
     module order (True = kept), and the pruned branch's BatchNorm statistics in
@@ -153,27 +154,13 @@ class SDCLR(Method):
         return functional_call(self.projector, self._norm_state("projector"), (h,))
 
     # ----- the step ---------------------------------------------------------------------------
-    def ssl_loss(self, z1: Tensor, z2: Tensor) -> Tensor:
-        m = self.cfg.method
-        return nt_xent(
-            z1, z2, m.temperature, reduction="none", gather=m.gather_negatives and self.distributed
-        )
+    def embed_views(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, Tensor]:
+        """Dense network on ``view1``, pruned network on ``view2`` (``[B, C, H, W]`` each).
 
-    def forward(self, view1: Tensor, view2: Tensor, indices: Tensor, epoch: float) -> StepOutput:
-        """Dense network on ``view1``, pruned network on ``view2`` (``[B, C, H, W]`` each)."""
-        z1 = self.embed(view1)
-        z2 = self.embed_pruned(view2)
-        per_sample = self.ssl_loss(z1, z2)
-        self.observe_sample_losses(indices, per_sample.detach())
-        loss = per_sample.mean()
-        logs = {"ssl_loss": loss.detach()}
-        if self.gh is not None:
-            # Swapped cross-entropy on (dense, pruned): each branch's predictions are supervised
-            # by the other branch's (detached) Sinkhorn targets; see the module docstring.
-            gh_loss, gh_logs = self.gh(z1, z2, indices, epoch)
-            loss = loss + gh_loss
-            logs.update(gh_logs)
-        return StepOutput(loss, logs)
+        With GH the base step's swapped cross-entropy on (dense, pruned) supervises each branch
+        with the other branch's detached targets; see the module docstring.
+        """
+        return self.embed(view1), self.embed_pruned(view2)
 
     def on_epoch_start(self, epoch: int) -> None:
         super().on_epoch_start(epoch)
