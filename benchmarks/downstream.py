@@ -62,6 +62,37 @@ SETTINGS = {
 ROWS = (("Many", "many"), ("Med", "medium"), ("Few", "few"), ("Std", "std"), ("Avg", "avg"))
 
 
+class Timings:
+    """Wall seconds of every step, kept in ``WORK/timings.json`` across (resumed) invocations.
+
+    ``stages``: ``{stage: {step: seconds}}`` (rerunning a step replaces its time);
+    ``conditions``: torch threads and the machine's 1/5/15-minute load average when each
+    invocation that ran a step started (the machine may be shared).
+    """
+
+    def __init__(self, path: Path, threads: int) -> None:
+        self.path = path
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        self.stages: dict[str, dict[str, float]] = data.get("stages", {})
+        self.conditions: list[str] = data.get("conditions", [])
+        load = "{:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())
+        self._condition = f"{threads} torch thread(s), load average {load}"
+        self._noted = False
+
+    def record(self, stage: str, step: str, seconds: float) -> None:
+        if not self._noted:
+            self.conditions.append(self._condition)
+            self._noted = True
+        self.stages.setdefault(stage, {})[step] = seconds
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"stages": self.stages, "conditions": self.conditions}
+        self.path.write_text(json.dumps(data, indent=2) + "\n")
+
+    def totals(self) -> dict[str, tuple[int, float]]:
+        """``{stage: (steps, seconds)}``."""
+        return {k: (len(v), sum(v.values())) for k, v in self.stages.items()}
+
+
 def run(argv: list[str]) -> float:
     """Run one geoharmony command in this process; return its wall time."""
     print("$ geoharmony " + shlex.join(argv), flush=True)
@@ -72,7 +103,7 @@ def run(argv: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def pretrain(work: Path, seed: int, overrides: list[str], timings: dict[str, float]) -> None:
+def pretrain(work: Path, seed: int, overrides: list[str], timings: Timings) -> None:
     """The paired SimCLR and SimCLR+GH runs of one seed."""
     cfg = load_config(CONFIGS["SimCLR"], overrides)
     epochs, warmup = cfg.optim.epochs, cfg.gh.warmup_epochs
@@ -84,28 +115,17 @@ def pretrain(work: Path, seed: int, overrides: list[str], timings: dict[str, flo
         if not warm.is_file():
             t = run([*common, "--stop-after", str(warmup), "--no-eval", *ov])
             shutil.copyfile(checkpoint_path(base / "checkpoints", warmup), warm)
-            timings["pretrain SimCLR"] = timings.get("pretrain SimCLR", 0.0) + t
+            timings.record("pretrain SimCLR", f"s{seed} to warm-up end", t)
         t = run([*common, "--no-eval", *ov])
-        timings["pretrain SimCLR"] = timings.get("pretrain SimCLR", 0.0) + t
+        timings.record("pretrain SimCLR", f"s{seed} rest", t)
     if not checkpoint_path(gh / "checkpoints", epochs).is_file():
-        t = run(
-            [
-                "pretrain",
-                "--config",
-                str(CONFIGS["SimCLR+GH"]),
-                "--output",
-                str(gh),
-                "--init-from",
-                str(warm),
-                "--no-eval",
-                *ov,
-            ]
-        )
-        timings["pretrain +GH (from warm-up)"] = timings.get("pretrain +GH (from warm-up)", 0) + t
+        argv = ["pretrain", "--config", str(CONFIGS["SimCLR+GH"]), "--output", str(gh)]
+        t = run([*argv, "--init-from", str(warm), "--no-eval", *ov])
+        timings.record("pretrain SimCLR+GH (from the warm-up end)", f"s{seed}", t)
 
 
 def finetune(
-    run_dir: Path, name: str, full_epochs: int, overrides: list[str], timings: dict[str, float]
+    run_dir: Path, name: str, full_epochs: int, overrides: list[str], timings: Timings
 ) -> dict[str, Any]:
     mode, loss, _ = SETTINGS[name]
     out = run_dir / f"ft_{name}"
@@ -113,7 +133,7 @@ def finetune(
         extra = ["--epochs", str(full_epochs)] if mode == "full" else []
         argv = ["finetune", "--checkpoint", str(run_dir), "--output", str(out)]
         argv += ["--mode", mode, "--loss", loss, "--no-progress", *extra, *overrides]
-        timings[f"finetune {name}"] = timings.get(f"finetune {name}", 0.0) + run(argv)
+        timings.record(f"finetune {name}", run_dir.name, run(argv))
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -145,21 +165,31 @@ def section(
     seeds: list[int],
     overrides: list[str],
     results: dict[str, dict[str, list[dict[str, Any]]]],
-    timings: dict[str, float],
+    timings: Timings,
     full_epochs: int,
-    total: float,
 ) -> str:
     cfg = load_config(CONFIGS["SimCLR"], overrides)
+    totals = timings.totals()
+    total = sum(seconds for _, seconds in totals.values())
     sample = results[next(iter(results))]["SimCLR"][0]
     counts = sample["class_counts"]
-    threads = next((o.split("=")[1] for o in overrides if o.startswith("train.threads=")), None)
+    linear_epochs = next(
+        (
+            r["finetune"]["epochs"]
+            for per in results.values()
+            for r in per["SimCLR"]
+            if r["mode"] == "linear"
+        ),
+        "-",
+    )
     lines = [
         f"<!-- BEGIN downstream-{mode}: generated by benchmarks/downstream.py; do not edit -->",
         f"## Long-tailed fine-tuning after SimCLR vs SimCLR+GH pretraining ({mode})",
         "",
         f"Generated {datetime.date.today().isoformat()} by `{command}`: "
-        f"{total / 60:.1f} min of wall time for the steps run this time on "
-        f"{os.cpu_count()} CPU cores (torch threads: {threads or torch.get_num_threads()}).",
+        f"{total / 60:.1f} min of wall time over its steps on {os.cpu_count()} CPU cores "
+        f"({'; '.join(timings.conditions)} at the start, 1/5/15 min; other work shared "
+        "the machine).",
         "",
         f"- Data: {sample['dataset']}, {sum(counts)} labelled training images "
         f"(per class {counts}); balanced test set of {sample['finetune']['test_images']} images; "
@@ -170,8 +200,8 @@ def section(
         f"epoch {cfg.gh.warmup_epochs} (end of the GH warm-up; weight ramp "
         f"{cfg.gh.ramp_epochs} epoch(s)), so the two differ only by GH.",
         f"- Fine-tuning (`geoharmony finetune`): linear = frozen backbone, Adam on cached "
-        f"features, {sample['finetune']['epochs']} epochs; full = SGD, {full_epochs} epochs, "
-        "random resized crop (0.35-1) + flip. Predictions use the raw logits.",
+        f"features, {linear_epochs} epochs; full = SGD, {full_epochs} epochs, random resized "
+        "crop (0.35-1) + flip. Predictions use the raw logits.",
         f"- Seeds {seeds} (pretraining and fine-tuning); mean ± sd over seeds (sd with n-1); "
         "the last column is the mean ± sd of the per-seed paired difference.",
     ]
@@ -179,8 +209,8 @@ def section(
         lines.append(f"- Config overrides: `{' '.join(overrides)}`.")
     for name, per_method in results.items():
         lines += ["", f"### {SETTINGS[name][2]}", "", table(per_method)]
-    lines += ["", "Wall time of the steps run this time:", "", "| step | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v:.0f} |" for k, v in timings.items()]
+    lines += ["", "Wall time:", "", "| step | runs | seconds |", "|---|---|---|"]
+    lines += [f"| {k} | {n} | {v:.0f} |" for k, (n, v) in totals.items()]
     lines.append(f"<!-- END downstream-{mode} -->")
     return "\n".join(lines)
 
@@ -208,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-epochs", type=int, help="full fine-tuning epochs (15; quick 1)")
     parser.add_argument("--threads", type=int, help="torch threads (train.threads)")
     args = parser.parse_args(argv)
-    mode = "quick" if args.quick else "full"
+    mode = "quick" if args.quick else "standard"
     work = args.work or REPO / "runs" / f"downstream{'_quick' if args.quick else ''}"
     full_epochs = args.full_epochs or (1 if args.quick else 15)
     overrides = list(QUICK_OVERRIDES if args.quick else [])
@@ -216,8 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = sys.argv[1:] if argv is None else argv
     command = f"python benchmarks/downstream.py {shlex.join(shown)}".rstrip()
 
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
+    timings = Timings(work / "timings.json", args.threads or torch.get_num_threads())
     for seed in args.seeds:
         pretrain(work, seed, [*overrides, *runtime], timings)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -228,7 +257,6 @@ def main(argv: list[str] | None = None) -> int:
                 run_dir = work / f"{prefix}_s{seed}"
                 result = finetune(run_dir, name, full_epochs, runtime, timings)
                 results[name][label].append(result)
-    total = time.perf_counter() - started
     summary = {
         name: {
             label: [{k: r[k] for k in ("seed", "many", "medium", "few", "std", "avg")} for r in rs]
@@ -237,9 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, per in results.items()
     }
     work.mkdir(parents=True, exist_ok=True)
-    record = {"command": command, "results": summary, "timings": timings}
+    record = {"command": command, "results": summary, "timings": timings.stages}
     (work / "summary.json").write_text(json.dumps(record, indent=2) + "\n")
-    text = section(mode, command, args.seeds, overrides, results, timings, full_epochs, total)
+    text = section(mode, command, args.seeds, overrides, results, timings, full_epochs)
     write_section(args.doc, mode, text)
     print(text)
     print(f"\nwrote {args.doc} and {work / 'summary.json'}")

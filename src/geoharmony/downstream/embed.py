@@ -1,0 +1,84 @@
+"""Backbone features of every image of a folder, for users' own analysis.
+
+Output: ``FILE.npy`` (float32 ``[N, D]``) or ``FILE.safetensors`` (tensor ``features``), and
+``FILE.json`` beside it with the image paths (row order; relative to the folder), the folder,
+the checkpoint and the input preparation. A safetensors file also carries the paths in its
+metadata (key ``paths``, a JSON list). Images are listed recursively in sorted order and fed
+through the evaluation transform in eval mode, so a rerun gives the same file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoharmony.downstream.backbone import load_backbone
+from geoharmony.downstream.images import file_features, list_images, resolve_device
+
+__all__ = ["EMBED_SUFFIXES", "embed_folder", "load_embeddings"]
+
+EMBED_SUFFIXES = (".npy", ".safetensors")
+
+
+def _check_output(output: Path) -> None:
+    if output.suffix not in EMBED_SUFFIXES:
+        raise ValueError(f"output {output} must end with .npy or .safetensors")
+
+
+def embed_folder(
+    checkpoint: str | Path,
+    images: str | Path,
+    output: str | Path,
+    *,
+    batch_size: int = 256,
+    workers: int = 2,
+    device: str = "auto",
+    overrides: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Write the features of every image under ``images`` to ``output`` (+ ``.json`` sidecar).
+
+    Returns:
+        The sidecar record (paths, shape, checkpoint summary).
+    """
+    output = Path(output)
+    _check_output(output)
+    pb = load_backbone(checkpoint, overrides)
+    root = Path(images)
+    paths = list_images(root)
+    feats = file_features(pb, root, paths, resolve_device(device), batch_size, workers)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {
+        "features": str(output),
+        "shape": list(feats.shape),
+        "images_root": str(root.resolve()),
+        "paths": paths,
+        "input": {"size": pb.size, "channels": pb.in_channels, "mean": pb.mean, "std": pb.std},
+        "source": pb.summary(),
+    }
+    if output.suffix == ".npy":
+        np.save(output, feats.numpy().astype(np.float32))
+    else:
+        from safetensors.torch import save_file
+
+        save_file(
+            {"features": feats.contiguous()},
+            str(output),
+            metadata={"paths": json.dumps(paths), "images_root": record["images_root"]},
+        )
+    output.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def load_embeddings(path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """Read what :func:`embed_folder` wrote: features ``[N, D]`` and the N image paths."""
+    path = Path(path)
+    _check_output(path)
+    paths = json.loads(path.with_suffix(".json").read_text())["paths"]
+    if path.suffix == ".npy":
+        return np.load(path), paths
+    from safetensors.torch import load_file
+
+    return load_file(str(path))["features"].numpy(), paths

@@ -1,0 +1,456 @@
+"""Supervised long-tailed classification from a pretrained backbone (logit adjustment or CE).
+
+Trains on the *labelled long-tailed* pretraining set of the checkpoint's run (its
+``pretrain_indices``, with their labels) and tests on the balanced test split, reporting
+Many/Medium/Few/Std/Avg in the ``metrics.json`` schema.
+
+* ``linear``: frozen backbone (eval mode); features are extracted once, without augmentation,
+  and a linear head is trained on them with Adam (lr decayed exponentially to 1e-6, as the
+  ``adam`` probe preset).
+* ``full``: backbone and head trained together with SGD (momentum 0.9, cosine decay to 0) on
+  mildly augmented images: RandomResizedCrop(scale 0.35-1) and horizontal flip, batched on the
+  device for in-memory sources (:class:`~geoharmony.data.augment.BatchedSimCLRAugment` with
+  colour jitter and grayscale off) and per image in loader workers for file sources.
+
+Both train with :class:`~geoharmony.downstream.logit_adjust.LogitAdjustedLoss` (``loss="la"``,
+prior = the training class frequencies) or plain cross-entropy, and predict with the raw logits.
+Every random draw is seeded; a run is not resumable (it is short: rerun it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+from tqdm import tqdm
+
+from geoharmony.config import ConfigError, to_dict
+from geoharmony.data.augment import BatchedSimCLRAugment, eval_transform, normalize_only
+from geoharmony.data.build import RunData
+from geoharmony.data.datasets import IndexedFileDataset
+from geoharmony.data.sources import FileList, ImageArray
+from geoharmony.downstream.backbone import PretrainedBackbone
+from geoharmony.downstream.logit_adjust import LogitAdjustedLoss, class_prior_from_counts
+from geoharmony.engine.stream import derived_seed
+from geoharmony.engine.trainer import NonFiniteLossError
+from geoharmony.eval import extract_features, get_probe_settings, result_from_predictions
+
+__all__ = ["FinetuneSettings", "finetune", "split_features"]
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["linear", "full"]
+LossName = Literal["la", "ce"]
+
+# Defaults by mode: optimiser, epochs, lr, batch, weight decay.
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "linear": {"epochs": 200, "lr": 1e-2, "batch_size": 256, "weight_decay": 5e-6},
+    "full": {"epochs": 30, "lr": 0.05, "batch_size": 128, "weight_decay": 5e-4},
+}
+# Mild train-time augmentation for full fine-tuning.
+CROP_SCALE = (0.35, 1.0)
+
+
+@dataclass
+class FinetuneSettings:
+    """What ``geoharmony finetune`` does; None picks the mode's default (see ``_DEFAULTS``).
+
+    Attributes:
+        mode: ``linear`` (frozen backbone) or ``full``.
+        loss: ``la`` (logit-adjusted cross-entropy) or ``ce``.
+        tau: logit-adjustment strength (ignored by ``ce``).
+        epochs, lr, batch_size, weight_decay: optimisation.
+        seed: None uses the stored config's ``train.seed``.
+        progress: show a tqdm bar over epochs.
+    """
+
+    mode: Mode = "linear"
+    loss: LossName = "la"
+    tau: float = 1.0
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    weight_decay: float | None = None
+    seed: int | None = None
+    progress: bool = True
+
+    def resolved(self, default_seed: int) -> FinetuneSettings:
+        """A copy with every None replaced by its default."""
+        if self.mode not in _DEFAULTS:
+            raise ConfigError(f"mode must be linear or full, got {self.mode!r}")
+        if self.loss not in ("la", "ce"):
+            raise ConfigError(f"loss must be la or ce, got {self.loss!r}")
+        values = {
+            k: getattr(self, k) if getattr(self, k) is not None else v
+            for k, v in _DEFAULTS[self.mode].items()
+        }
+        out = dataclasses.replace(
+            self, **values, seed=default_seed if self.seed is None else self.seed
+        )
+        assert out.epochs is not None and out.batch_size is not None and out.lr is not None
+        if out.epochs < 1 or out.batch_size < 1 or out.lr <= 0:
+            raise ConfigError(
+                f"epochs and batch size must be >= 1 and lr > 0, got {out.epochs}, "
+                f"{out.batch_size}, {out.lr}"
+            )
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+
+
+def _labels(split: ImageArray | FileList, indices: np.ndarray) -> Tensor:
+    if isinstance(split, ImageArray):
+        return split.labels[torch.from_numpy(indices)]
+    return torch.from_numpy(np.asarray(split.labels, dtype=np.int64)[indices])
+
+
+def _preprocess(pb: PretrainedBackbone) -> Callable[[Tensor], Tensor]:
+    """uint8 in-memory images -> the backbone's normalised input (resized if need be)."""
+
+    def run(x: Tensor) -> Tensor:
+        x = normalize_only(x, pb.mean, pb.std)
+        if x.shape[-1] != pb.size or x.shape[-2] != pb.size:
+            x = F.interpolate(x, size=(pb.size, pb.size), mode="bilinear", antialias=True)
+        return x
+
+    return run
+
+
+def _autocast(pb: PretrainedBackbone) -> torch.dtype | None:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(pb.cfg.train.precision)
+
+
+def split_features(
+    pb: PretrainedBackbone,
+    split: ImageArray | FileList,
+    indices: np.ndarray,
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:
+    """Frozen features ``[n, D]`` and labels ``[n]`` of ``split[indices]``, no augmentation
+    (the same preparation as ``engine.evaluate``)."""
+    cfg = pb.cfg
+    pb.backbone.to(device)
+    if isinstance(split, ImageArray):
+        feats = extract_features(
+            pb.backbone,
+            split.images[torch.from_numpy(indices)],
+            batch_size=cfg.eval.batch_size,
+            device=device,
+            preprocess=_preprocess(pb),
+            autocast_dtype=_autocast(pb),
+        )
+        return feats, _labels(split, indices)
+    dataset = IndexedFileDataset(split, indices, eval_transform(pb.size, pb.mean, pb.std))
+    loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers)
+    feats = extract_features(
+        pb.backbone, loader, device=device, preprocess=None, autocast_dtype=_autocast(pb)
+    )
+    return feats, dataset.labels
+
+
+def _seeded_linear(dim: int, num_classes: int, seed: int) -> nn.Linear:
+    """``nn.Linear`` with PyTorch's default init drawn from a seeded generator."""
+    head = nn.Linear(dim, num_classes)
+    gen = torch.Generator().manual_seed(derived_seed(seed, 0x4EAD))
+    with torch.no_grad():
+        nn.init.kaiming_uniform_(head.weight, a=math.sqrt(5), generator=gen)
+        bound = 1.0 / math.sqrt(dim)
+        nn.init.uniform_(head.bias, -bound, bound, generator=gen)
+    return head
+
+
+def _criterion(s: FinetuneSettings, counts: list[int]) -> nn.Module:
+    if s.loss == "ce":
+        return nn.CrossEntropyLoss()
+    return LogitAdjustedLoss(class_prior_from_counts(counts), tau=s.tau)
+
+
+def _progress(s: FinetuneSettings, desc: str) -> tqdm:
+    assert s.epochs is not None
+    return tqdm(total=s.epochs, desc=desc, disable=not s.progress, dynamic_ncols=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Linear: a head on cached features
+# --------------------------------------------------------------------------------------------
+
+
+def _train_linear(
+    train_x: Tensor,
+    train_y: Tensor,
+    num_classes: int,
+    criterion: nn.Module,
+    s: FinetuneSettings,
+    device: torch.device,
+) -> tuple[nn.Linear, list[dict[str, float]]]:
+    assert s.epochs is not None and s.batch_size is not None and s.lr is not None
+    assert s.seed is not None
+    # The `adam` probe preset's schedule: exponential decay from lr to 1e-6 over the epochs.
+    schedule = get_probe_settings("adam", epochs=s.epochs)
+    schedule = dataclasses.replace(schedule, lr=s.lr, final_lr=min(1e-6, s.lr))
+    head = _seeded_linear(train_x.shape[1], num_classes, s.seed).to(device)
+    criterion.to(device)
+    opt = torch.optim.Adam(head.parameters(), lr=s.lr, weight_decay=s.weight_decay or 0.0)
+    x, y = train_x.to(device), train_y.to(device)
+    gen = torch.Generator().manual_seed(derived_seed(s.seed, 0x11EA))
+    history = []
+    bar = _progress(s, "finetune (linear)")
+    for epoch in range(s.epochs):
+        lr = schedule.lr_at(epoch)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        perm = torch.randperm(len(y), generator=gen).to(device)
+        total = torch.zeros((), device=device)
+        for start in range(0, len(y), s.batch_size):
+            idx = perm[start : start + s.batch_size]
+            loss = criterion(head(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(idx)
+        history.append({"epoch": epoch + 1, "loss": float(total) / len(y), "lr": lr})
+        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+        bar.update(1)
+    bar.close()
+    head.eval()
+    return head, history
+
+
+# --------------------------------------------------------------------------------------------
+# Full fine-tuning
+# --------------------------------------------------------------------------------------------
+
+
+class _Classifier(nn.Module):
+    def __init__(self, backbone: nn.Module, head: nn.Linear):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(x))
+
+
+def _memory_batches(
+    pb: PretrainedBackbone,
+    split: ImageArray,
+    indices: np.ndarray,
+    s: FinetuneSettings,
+    device: torch.device,
+) -> Callable[[int], Iterator[tuple[Tensor, Tensor]]]:
+    assert s.batch_size is not None and s.seed is not None
+    seed, batch = s.seed, s.batch_size
+    idx = torch.from_numpy(indices)
+    images = split.images[idx].to(device)
+    labels = split.labels[idx].to(device)
+    augment = BatchedSimCLRAugment(
+        pb.size, pb.mean, pb.std, scale=CROP_SCALE, jitter_p=0.0, gray_p=0.0
+    ).to(device)
+
+    def epoch_batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        order = torch.randperm(
+            len(labels), generator=torch.Generator().manual_seed(derived_seed(seed, epoch, 1))
+        ).to(device)
+        gen = torch.Generator(device=device).manual_seed(derived_seed(seed, epoch, 2))
+        for start in range(0, len(order), batch):
+            rows = order[start : start + batch]
+            if len(rows) < 2:  # BatchNorm cannot train on one image
+                continue
+            yield augment(images[rows], gen), labels[rows]
+
+    return epoch_batches
+
+
+def _file_batches(
+    pb: PretrainedBackbone,
+    split: FileList,
+    indices: np.ndarray,
+    s: FinetuneSettings,
+    device: torch.device,
+) -> Callable[[int], Iterator[tuple[Tensor, Tensor]]]:
+    assert s.batch_size is not None and s.seed is not None
+    seed, batch = s.seed, s.batch_size
+    transform = v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RandomResizedCrop(pb.size, scale=CROP_SCALE, antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(list(pb.mean), list(pb.std)),
+        ]
+    )
+    dataset = IndexedFileDataset(split, indices, transform)
+
+    def epoch_batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        # The generator fixes the order and each worker's seed, hence every random crop.
+        gen = torch.Generator().manual_seed(derived_seed(seed, epoch, 3))
+        loader = DataLoader(
+            dataset,
+            batch_size=batch,
+            shuffle=True,
+            drop_last=len(dataset) % batch == 1,
+            generator=gen,
+            num_workers=pb.cfg.data.num_workers,
+            pin_memory=device.type == "cuda",
+        )
+        for images, labels, _ in loader:
+            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+    return epoch_batches
+
+
+def _train_full(
+    pb: PretrainedBackbone,
+    data: RunData,
+    criterion: nn.Module,
+    s: FinetuneSettings,
+    device: torch.device,
+) -> tuple[nn.Linear, list[dict[str, float]]]:
+    assert s.epochs is not None and s.lr is not None and s.seed is not None
+    split, indices = data.train, data.pretrain_indices
+    batches = (
+        _memory_batches(pb, split, indices, s, device)
+        if isinstance(split, ImageArray)
+        else _file_batches(pb, split, indices, s, device)
+    )
+    head = _seeded_linear(pb.feature_dim, data.num_classes, s.seed)
+    model = _Classifier(pb.backbone, head).to(device)
+    criterion.to(device)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=s.lr, momentum=0.9, weight_decay=s.weight_decay or 0.0
+    )
+    autocast = _autocast(pb)
+    n = len(indices)
+    assert s.batch_size is not None
+    steps = max(1, math.ceil(n / s.batch_size)) * s.epochs
+    step = 0
+    history = []
+    bar = _progress(s, "finetune (full)")
+    for epoch in range(s.epochs):
+        model.train()
+        started = time.perf_counter()
+        total, seen = torch.zeros((), device=device), 0
+        for images, labels in batches(epoch):
+            lr = 0.5 * s.lr * (1.0 + math.cos(math.pi * min(step / steps, 1.0)))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with torch.autocast(device.type, autocast, enabled=autocast is not None):
+                logits = model(images)
+            loss = criterion(logits.float(), labels)
+            if not bool(torch.isfinite(loss)):
+                raise NonFiniteLossError(
+                    f"fine-tuning loss is {float(loss)} at epoch {epoch + 1}; try a lower --lr"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            total += loss.detach() * len(labels)
+            seen += len(labels)
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(total) / max(seen, 1),
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+        bar.update(1)
+    bar.close()
+    model.eval()
+    head.eval()
+    return head, history
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+
+def finetune(
+    pb: PretrainedBackbone,
+    data: RunData,
+    settings: FinetuneSettings,
+    device: torch.device,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fine-tune ``pb`` on ``data``'s labelled long-tailed set and test on its test split.
+
+    Returns:
+        ``(result, model_state)``: the ``metrics.json`` dict and ``{"head": ..., "backbone":
+        ... (full mode only), "settings": ..., "class_prior": ...}`` for ``torch.save``.
+    """
+    s = settings.resolved(pb.cfg.train.seed)
+    assert s.seed is not None
+    cfg = pb.cfg
+    torch.manual_seed(s.seed)  # for third-party draws; ours use explicit generators
+    counts = list(data.class_counts)
+    if len(counts) != data.num_classes or data.num_classes < 2:
+        raise ConfigError(f"fine-tuning needs >= 2 classes with counts, got {counts}")
+    criterion = _criterion(s, counts)
+    started = time.perf_counter()
+    if s.mode == "linear":
+        train_x, train_y = split_features(pb, data.train, data.pretrain_indices, device)
+        head, history = _train_linear(train_x, train_y, data.num_classes, criterion, s, device)
+    else:
+        head, history = _train_full(pb, data, criterion, s, device)
+    train_seconds = time.perf_counter() - started
+    test_idx = np.arange(len(data.test), dtype=np.int64)
+    test_x, test_y = split_features(pb, data.test, test_idx, device)
+    with torch.no_grad():
+        logits = head(test_x.to(device)).float().cpu()
+    pred = logits.argmax(1)
+    result = result_from_predictions(pred, test_y, counts, cfg.eval.group_rule)  # type: ignore[arg-type]
+    result.update(
+        task="finetune",
+        mode=s.mode,
+        loss=s.loss,
+        tau=s.tau if s.loss == "la" else 0.0,
+        method=cfg.method.name,
+        gh=cfg.gh.enabled,
+        dataset=data.name,
+        imbalance_ratio=cfg.data.imbalance_ratio,
+        seed=s.seed,
+        accuracy=float((pred == test_y).double().mean() * 100),
+        finetune={
+            "optimizer": "adam" if s.mode == "linear" else "sgd",
+            "epochs": s.epochs,
+            "lr": s.lr,
+            "batch_size": s.batch_size,
+            "weight_decay": s.weight_decay,
+            "augment": None if s.mode == "linear" else f"random resized crop {CROP_SCALE}, flip",
+            "train_images": len(data.pretrain_indices),
+            "test_images": len(test_y),
+            "resumable": False,
+        },
+        pretrained=pb.summary(),
+        data=data.record(),
+        config=to_dict(cfg),
+        train_seconds=train_seconds,
+        history=history,
+    )
+    model_state = {
+        "head": {k: v.cpu() for k, v in head.state_dict().items()},
+        "backbone": (
+            None
+            if s.mode == "linear"
+            else {k: v.cpu() for k, v in pb.backbone.state_dict().items()}
+        ),
+        "settings": dataclasses.asdict(s),
+        "class_prior": class_prior_from_counts(counts),
+        "pretrained": pb.summary(),
+    }
+    return result, model_state
