@@ -27,6 +27,7 @@ __all__ = [
     "DataFormatError",
     "FileList",
     "ImageArray",
+    "list_images",
     "load_cifar",
     "load_fashion_mnist",
     "load_image_folder",
@@ -403,6 +404,31 @@ def load_list_file(
     )
 
 
+def list_images(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[str]:
+    """Every image under ``root`` (recursively, following links, hidden entries skipped), as
+    sorted POSIX paths relative to ``root``.
+
+    Raises:
+        DataFormatError: ``root`` is not a folder or holds no image.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError(f"{root}: image folder not found")
+    exts = {e.lower() for e in extensions}
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel = Path(dirpath).relative_to(root)
+        found += [
+            (rel / fn).as_posix()
+            for fn in filenames
+            if not fn.startswith(".") and os.path.splitext(fn)[1].lower() in exts
+        ]
+    if not found:
+        raise DataFormatError(f"{root}: no images with extensions {sorted(exts)}")
+    return sorted(found)
+
+
 def load_image_folder(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> FileList:
     """Load a ``root/<class_name>/**/<image>`` folder; classes are the sorted sub-folder names.
 
@@ -415,7 +441,6 @@ def load_image_folder(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENS
     root = Path(root)
     if not root.is_dir():
         raise DataFormatError(f"{root}: image folder not found")
-    exts = {e.lower() for e in extensions}
     class_dirs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataFormatError(
@@ -425,20 +450,8 @@ def load_image_folder(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENS
     paths: list[str] = []
     labels: list[int] = []
     for label, name in enumerate(class_dirs):
-        found = []
-        for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            rel = Path(dirpath).relative_to(root)
-            found += [
-                (rel / fn).as_posix()
-                for fn in filenames
-                if not fn.startswith(".") and os.path.splitext(fn)[1].lower() in exts
-            ]
-        if not found:
-            raise DataFormatError(
-                f"{root / name}: class folder holds no images with extensions {sorted(exts)}"
-            )
-        paths += sorted(found)
+        found = [f"{name}/{path}" for path in list_images(root / name, extensions)]
+        paths += found
         labels += [label] * len(found)
     return FileList(
         root=root,

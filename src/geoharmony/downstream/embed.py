@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from geoharmony.data.sources import list_images
 from geoharmony.downstream.backbone import load_backbone
-from geoharmony.downstream.images import file_features, list_images, resolve_device
+from geoharmony.downstream.images import file_features, resolve_device
 
 __all__ = ["EMBED_SUFFIXES", "embed_folder", "load_embeddings"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,11 +12,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from geoharmony.config import ConfigError
-from geoharmony.data.sources import IMAGE_EXTENSIONS, DataFormatError
+from geoharmony.data.sources import DataFormatError
 from geoharmony.downstream.backbone import NATIVE_SIZES, PretrainedBackbone
 from geoharmony.eval import extract_features
 
-__all__ = ["ImageFiles", "file_features", "input_transform", "list_images", "resolve_device"]
+__all__ = ["ImageFiles", "file_features", "input_transform", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -34,27 +33,6 @@ def resolve_device(name: str) -> torch.device:
             "override train.device=cpu for finetune)"
         )
     return device
-
-
-def list_images(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[str]:
-    """Every image under ``root`` (recursively, following links, hidden entries skipped), as
-    sorted POSIX paths relative to ``root``."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataFormatError(f"{root}: image folder not found")
-    exts = {e.lower() for e in extensions}
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        rel = Path(dirpath).relative_to(root)
-        found += [
-            (rel / fn).as_posix()
-            for fn in filenames
-            if not fn.startswith(".") and os.path.splitext(fn)[1].lower() in exts
-        ]
-    if not found:
-        raise DataFormatError(f"{root}: no images with extensions {sorted(exts)}")
-    return sorted(found)
 
 
 def input_transform(pb: PretrainedBackbone) -> v2.Compose:
