@@ -450,7 +450,13 @@ def load_image_folder(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENS
     paths: list[str] = []
     labels: list[int] = []
     for label, name in enumerate(class_dirs):
-        found = [f"{name}/{path}" for path in list_images(root / name, extensions)]
+        try:
+            found = [f"{name}/{path}" for path in list_images(root / name, extensions)]
+        except DataFormatError:
+            raise DataFormatError(
+                f"{root / name}: class folder holds no images with extensions "
+                f"{sorted(e.lower() for e in extensions)}"
+            ) from None
         paths += found
         labels += [label] * len(found)
     return FileList(
