@@ -55,7 +55,7 @@ def _step_seconds(
 
 
 def _prepared(name: str, gh: bool, args: argparse.Namespace, data_info: DataInfo):
-    """(method, config, [(label, fractional epoch)]) ready to time."""
+    """The method and its config, ready to time (BCL with scores in place)."""
     cfg = load_config(
         args.config,
         [
@@ -67,17 +67,24 @@ def _prepared(name: str, gh: bool, args: argparse.Namespace, data_info: DataInfo
         ],
     )
     method = build_method(cfg, data_info).to(memory_format=torch.channels_last)
-    stages = [("", 1.0)]
     if name == "bcl":
         method.scores.uniform_(generator=torch.Generator().manual_seed(0))  # type: ignore[operator]
         method.scored.fill_(True)  # type: ignore[operator]
     if name == "dnc":
-        plan = method.plan  # type: ignore[attr-defined]
         method.bind(TrainContext(lambda fn: torch.randn(data_info.num_samples, 16)))
-        stages = [(" base", 0.0)]
-        method.on_epoch_end(plan.base_end - 1)
-        stages.append((" experts", float(plan.base_end)))
-    return method, cfg, stages
+    return method, cfg
+
+
+def _stages(name: str, method: Method):
+    """(label, fractional epoch, stage switch to run first) of each stage to time."""
+    if name != "dnc":
+        return [("", 1.0, None)]
+    plan = method.plan  # type: ignore[attr-defined]
+    return [
+        (" base", 0.0, None),
+        (" experts", float(plan.base_end), lambda: method.on_epoch_end(plan.base_end - 1)),
+        (" distill", float(plan.expert_end), lambda: method.on_epoch_end(plan.expert_end - 1)),
+    ]
 
 
 def main() -> None:
@@ -92,21 +99,12 @@ def main() -> None:
     seconds: dict[str, float] = {}
     for name in ("simclr", "focal", "sdclr", "bcl", "dnc"):
         for gh in (False, True):
-            method, cfg, stages = _prepared(name, gh, args, info)
-            for label, epoch in stages:
+            method, cfg = _prepared(name, gh, args, info)
+            for label, epoch, switch in _stages(name, method):
+                if switch is not None:
+                    switch()
                 key = f"{name}{'+gh' if gh else ''}{label}"
                 seconds[key] = _step_seconds(method, cfg, dataset, epoch, args.steps)
-                print(f"{key:<22} {seconds[key] * 1e3:8.1f} ms", flush=True)
-            if name == "dnc":
-                method.on_epoch_end(method.plan.expert_end - 1)  # type: ignore[attr-defined]
-                key = f"dnc{'+gh' if gh else ''} distill"
-                seconds[key] = _step_seconds(
-                    method,
-                    cfg,
-                    dataset,
-                    float(method.plan.expert_end),
-                    args.steps,  # type: ignore[attr-defined]
-                )
                 print(f"{key:<22} {seconds[key] * 1e3:8.1f} ms", flush=True)
     ratios = {k: v / seconds["simclr"] for k, v in seconds.items()}
     for key, value in ratios.items():

@@ -73,6 +73,17 @@ def _marginal_error(column_mass: Tensor, num_samples: int, prior: Tensor) -> flo
     return float((column_mass / num_samples - prior).abs().max())
 
 
+def _matvec(matrix: Tensor, vector: Tensor) -> Tensor:
+    """``[..., m, n] @ [..., n, 1]``. On CPU, batched matmul of matrix-vector shapes is several
+    times slower than one 2-D matmul per problem, so the few leading problems are looped over."""
+    if matrix.dim() == 2:
+        return matrix @ vector
+    flat_m = matrix.reshape(-1, *matrix.shape[-2:])
+    flat_v = vector.reshape(-1, *vector.shape[-2:])
+    out = torch.stack([m @ v for m, v in zip(flat_m, flat_v, strict=True)])
+    return out.reshape(*matrix.shape[:-1], 1)
+
+
 def _plain_iterations(
     scores: Tensor, prior: Tensor, num_samples: int, num_iters: int, tol: float | None, dist: bool
 ) -> Tensor:
@@ -82,19 +93,20 @@ def _plain_iterations(
     if dist:
         gh_dist.all_reduce_max(peak)
     kernel = (scores - peak).exp()  # shifting by the (global) max leaves the plan unchanged
+    kernel_t = kernel.transpose(-2, -1)
     # Anchor masses B * prior match the row masses (1 each), so u and v do not drift apart.
     target = num_samples * prior.unsqueeze(-1)  # [K, 1]
     row_scale = torch.ones_like(kernel[..., :1])  # u: [..., B, 1]
     col_scale = torch.ones_like(target.expand(*kernel.shape[:-2], -1, 1))  # v: [..., K, 1]
     for step in range(num_iters):
-        col_mass = kernel.transpose(-2, -1) @ row_scale  # [..., K, 1]
+        col_mass = _matvec(kernel_t, row_scale)  # [..., K, 1]
         if dist:
             gh_dist.all_reduce_sum(col_mass)
         if tol is not None and step > 0 and step % _TOL_CHECK_EVERY == 0:
             if _marginal_error((col_scale * col_mass).transpose(-2, -1), num_samples, prior) < tol:
                 break
         col_scale = target / col_mass
-        row_scale = 1.0 / (kernel @ col_scale)
+        row_scale = 1.0 / _matvec(kernel, col_scale)
     return row_scale * kernel * col_scale.transpose(-2, -1)
 
 
