@@ -49,10 +49,15 @@ def _images(root: Path) -> dict[str, list[str]]:
     return lines
 
 
-@pytest.mark.parametrize("source", ["folder", "list"])
-def test_pretrain_on_file_backed_source(tmp_path: Path, source: str) -> None:
+@pytest.mark.parametrize(
+    ("source", "method"), [("folder", "simclr"), ("list", "simclr"), ("folder", "bcl")]
+)
+def test_pretrain_on_file_backed_source(tmp_path: Path, source: str, method: str) -> None:
+    # BCL over 2 epochs: its scores reach the data-loader workers for epoch 2.
     lines = _images(tmp_path / "data")
-    extra = [f"data.source={source}", f"data.root={tmp_path / 'data'}"]
+    extra = [f"data.source={source}", f"data.root={tmp_path / 'data'}", f"method.name={method}"]
+    if method == "bcl":
+        extra.append("optim.epochs=2")
     if source == "list":
         for split in COUNTS:
             (tmp_path / f"{split}.txt").write_text("\n".join(lines[split]) + "\n")

@@ -22,8 +22,8 @@ from geoharmony.data.randaugment import (
     rand_augment,
 )
 from geoharmony.engine.checkpoint import list_checkpoints, load_checkpoint
-from geoharmony.methods import DataInfo, TrainContext, build_method
-from geoharmony.methods.bcl import BCL, memorization_scores
+from geoharmony.methods import DataInfo, build_method
+from geoharmony.methods.bcl import BCL, ScoredRandAugment, memorization_scores
 from tiny_runs import REPO, SMOKE, TINY, needs_fashion_mnist
 
 N = 10
@@ -219,10 +219,45 @@ def test_views_get_independent_draws_through_the_stream_hook() -> None:
     assert not torch.equal(v1, b1)
 
 
-def test_file_backed_sources_are_refused() -> None:
-    method = make("data.source=list")
-    with pytest.raises(NotImplementedError, match="data-loader workers"):
-        method.bind(TrainContext(lambda fn: torch.zeros(0)))
+class _SharedScoreProbe(torch.utils.data.Dataset):
+    """What a data-loader worker reads through BCL's per-image hook: (score, scored flag)."""
+
+    def __init__(self, hook: ScoredRandAugment) -> None:
+        self.hook = hook
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.stack([self.hook.shared_scores[i], self.hook.shared_scores[-1]])
+
+
+def test_persistent_workers_see_each_epochs_scores() -> None:
+    method = make(n=4)
+    loader = torch.utils.data.DataLoader(
+        _SharedScoreProbe(method.image_hook()),
+        batch_size=4,
+        num_workers=1,
+        persistent_workers=True,
+    )
+    before = next(iter(loader))
+    assert torch.equal(before, torch.zeros(4, 2))
+    method.observe_sample_losses(torch.arange(4), torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    method.on_epoch_end(0)
+    after = next(iter(loader))  # the same worker process, still alive
+    torch.testing.assert_close(after[:, 0], torch.tensor([0.0, 1 / 3, 2 / 3, 1.0]))
+    assert torch.equal(after[:, 1], torch.ones(4))
+
+
+def test_per_image_hook_follows_the_scores() -> None:
+    method = make(n=4)
+    hook = method.image_hook()
+    image = smooth_images(1)[0]
+    assert torch.equal(hook(image, 0, gen(0)), image)  # no scores yet: untouched
+    with_scores(method, torch.ones(4))
+    method.publish_scores()
+    assert not torch.equal(hook(image, 0, gen(0)), image)
+    assert torch.equal(hook(image, 0, gen(0)), hook(image, 0, gen(0)))
 
 
 # ----- the RandAugment ops against PIL -------------------------------------------------------

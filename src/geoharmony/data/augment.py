@@ -24,6 +24,8 @@ __all__ = [
     "NORM_STATS",
     "AugmentParams",
     "BatchedSimCLRAugment",
+    "ImageHook",
+    "IndexedTwoViewTransform",
     "TwoViewTransform",
     "ViewHook",
     "crop_resize",
@@ -424,31 +426,58 @@ def imagenet_two_view_transform(
     size: int = 224,
     mean: Sequence[float] = NORM_STATS["imagenet"][0],
     std: Sequence[float] = NORM_STATS["imagenet"][1],
-) -> TwoViewTransform:
+    hook: ImageHook | None = None,
+) -> TwoViewTransform | IndexedTwoViewTransform:
     """Two SimCLR views of a PIL image for ImageNet-LT / Places-LT.
 
     RandomResizedCrop(size, scale (0.08, 1)), flip p 0.5, ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8,
     grayscale p 0.2, GaussianBlur (kernel ~10% of size, sigma 0.1-2) p 0.5, normalise.
     Randomness comes from torch's global generator, which the DataLoader seeds per worker.
+    With ``hook`` (a per-image uint8 transform needing the sample's index, e.g. BCL's), it runs
+    on each view after the recipe, before normalisation, and the transform takes ``(image, i)``.
 
     Returns:
-        callable PIL image -> (float32 [3, size, size], float32 [3, size, size]).
+        callable PIL image [, index] -> (float32 [3, size, size], float32 [3, size, size]).
     """
     kernel = int(0.1 * size) // 2 * 2 + 1  # odd
-    return TwoViewTransform(
-        v2.Compose(
-            [
-                v2.ToImage(),  # uint8 tensor kernels are faster than PIL ones
-                v2.RandomResizedCrop(size, scale=(0.08, 1.0), antialias=True),
-                v2.RandomHorizontalFlip(),
-                v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-                v2.RandomGrayscale(p=0.2),
-                v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5),
-                v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(list(mean), list(std)),
-            ]
-        )
-    )
+    recipe = [
+        v2.ToImage(),  # uint8 tensor kernels are faster than PIL ones
+        v2.RandomResizedCrop(size, scale=(0.08, 1.0), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+        v2.RandomGrayscale(p=0.2),
+        v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5),
+    ]
+    normalise = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    if hook is None:
+        return TwoViewTransform(v2.Compose(recipe + normalise))
+    return IndexedTwoViewTransform(v2.Compose(recipe), hook, v2.Compose(normalise))
+
+
+# A per-image transform of a uint8 ``[C, H, W]`` view of dataset sample ``index``, drawing its
+# randomness from ``generator``: ``hook(view, index, generator) -> view``.
+ImageHook = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
+
+
+class IndexedTwoViewTransform:
+    """``(image, index) -> (view1, view2)``: ``recipe``, then ``hook`` (per view), then
+    ``normalise``. The hook's generator is seeded from torch's global generator, which the
+    DataLoader seeds per worker. Picklable for worker processes."""
+
+    wants_index = True
+
+    def __init__(
+        self, recipe: Callable[[Any], Any], hook: ImageHook, normalise: Callable[[Any], Any]
+    ) -> None:
+        self.recipe, self.hook, self.normalise = recipe, hook, normalise
+
+    def _view(self, image: Any, index: int) -> Any:
+        seed = int(torch.randint(0, 2**62, (1,)))
+        view = self.hook(self.recipe(image), index, torch.Generator().manual_seed(seed))
+        return self.normalise(view)
+
+    def __call__(self, image: Any, index: int) -> tuple[Any, Any]:
+        return self._view(image, index), self._view(image, index)
 
 
 def eval_transform(

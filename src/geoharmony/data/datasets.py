@@ -90,14 +90,15 @@ class IndexedFileDataset(Dataset[tuple[Any, int, int]]):
     Args:
         files: the source file list.
         indices: int array [n] of source indices forming the subset; None = all.
-        transform: per-image callable taking a PIL RGB image.
+        transform: per-image callable taking a PIL RGB image (and the sample's index when the
+            transform has a true ``wants_index`` attribute).
     """
 
     def __init__(
         self,
         files: FileList,
         indices: np.ndarray | torch.Tensor | None = None,
-        transform: Callable[[Image.Image], Any] | None = None,
+        transform: Callable[..., Any] | None = None,
     ):
         self.source_indices = _subset(indices, len(files), files.source or str(files.root))
         self.root = files.root
@@ -129,7 +130,12 @@ class IndexedFileDataset(Dataset[tuple[Any, int, int]]):
             raise IndexError(f"index {i} out of range for {len(self)} samples")
         i %= len(self)
         image = self.load_image(i)
-        out = self.transform(image) if self.transform is not None else image
+        if self.transform is None:
+            out: Any = image
+        elif getattr(self.transform, "wants_index", False):
+            out = self.transform(image, i)  # e.g. an augmentation driven by a per-sample score
+        else:
+            out = self.transform(image)
         return out, int(self.labels[i]), i
 
     @property

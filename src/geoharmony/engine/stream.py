@@ -17,7 +17,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from geoharmony.data.augment import BatchedSimCLRAugment, TwoViewTransform, ViewHook
+from geoharmony.data.augment import (
+    BatchedSimCLRAugment,
+    IndexedTwoViewTransform,
+    TwoViewTransform,
+    ViewHook,
+)
 from geoharmony.data.datasets import IndexedFileDataset, IndexedImageArray
 
 __all__ = [
@@ -136,7 +141,7 @@ class FileTrainStream:
     def __init__(
         self,
         dataset: IndexedFileDataset,
-        transform: TwoViewTransform,
+        transform: TwoViewTransform | IndexedTwoViewTransform,
         global_batch: int,
         seed: int,
         device: torch.device,

@@ -19,7 +19,6 @@ from geoharmony.config import Config, ConfigError, from_dict, to_dict
 from geoharmony.data.augment import (
     NORM_STATS,
     BatchedSimCLRAugment,
-    TwoViewTransform,
     imagenet_two_view_transform,
     normalize_only,
 )
@@ -179,8 +178,9 @@ class Trainer:
                 rt.world_size,
                 view_hook=self.method.view_hook(),
             )
-        transform = imagenet_two_view_transform(cfg.data.image_size or 224, mean, std)
-        assert isinstance(transform, TwoViewTransform)
+        transform = imagenet_two_view_transform(
+            cfg.data.image_size or 224, mean, std, hook=self.method.image_hook()
+        )
         return FileTrainStream(
             IndexedFileDataset(data.train, data.pretrain_indices),
             transform,

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from geoharmony.config import Config
-from geoharmony.data.augment import ViewHook
+from geoharmony.data.augment import ImageHook, ViewHook
 from geoharmony.methods.gh_term import GHTerm
 from geoharmony.models import Projector, build_backbone
 
@@ -136,6 +136,11 @@ class Method(nn.Module):
     def view_hook(self) -> ViewHook | None:
         """A per-sample transform the data stream applies to each uint8 view after the SimCLR
         recipe (BCL's memorisation-driven RandAugment), or None."""
+        return None
+
+    def image_hook(self) -> ImageHook | None:
+        """The same for file-backed sources, applied per image in data-loader workers; it must
+        be picklable and read any per-epoch state from shared memory."""
         return None
 
     def bind(self, context: TrainContext) -> None:

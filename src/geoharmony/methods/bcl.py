@@ -31,8 +31,9 @@ the data stream calls :meth:`BCL.augment_views` through the method's ``view_hook
 
 Data parallel: the losses are gathered so every rank holds the same EMA and scores; the random
 draws cover the global batch and each rank applies its rows, as the two-view augmentation does.
-File-backed sources (``list``, ``folder``) augment in data-loader workers that do not receive the
-scores; BCL refuses them rather than silently dropping its augmentation.
+File-backed sources (``list``, ``folder``) augment per image in data-loader workers: the scores
+reach them through a shared-memory tensor refreshed at every epoch boundary
+(:class:`ScoredRandAugment`).
 """
 
 from __future__ import annotations
@@ -41,15 +42,13 @@ import torch
 from torch import Tensor
 
 from geoharmony import distributed as gh_dist
-from geoharmony.config import Config
-from geoharmony.data.augment import ViewHook
+from geoharmony.config import BCLConfig, Config
+from geoharmony.data.augment import ImageHook, ViewHook
 from geoharmony.data.randaugment import MAX_MAGNITUDE, draw_rand_augment, rand_augment
-from geoharmony.methods.base import DataInfo, TrainContext, register_method
+from geoharmony.methods.base import DataInfo, register_method
 from geoharmony.methods.simclr import SimCLR
 
-__all__ = ["BCL", "memorization_scores"]
-
-_FILE_SOURCES = ("list", "folder")
+__all__ = ["BCL", "ScoredRandAugment", "memorization_scores", "strength_and_probability"]
 
 
 @torch.no_grad()
@@ -68,6 +67,35 @@ def memorization_scores(loss_ema: Tensor, observed: Tensor) -> Tensor:
     if float(spread) > 0:
         scores[observed] = (0.5 + 0.5 * centred / spread).float()
     return scores
+
+
+def strength_and_probability(cfg: BCLConfig, w: Tensor, jitter: Tensor) -> tuple[Tensor, Tensor]:
+    """RandAugment magnitude (0..30) and per-round probability for ``[B]`` scores ``w``."""
+    scale = w * jitter if cfg.random_strength else w
+    strength = (cfg.base_strength + cfg.strength_range * scale).clamp(max=cfg.max_strength)
+    probability = w if cfg.variant == "I" else torch.ones_like(w)
+    return strength, probability
+
+
+class ScoredRandAugment:
+    """BCL's augmentation of one uint8 ``[C, H, W]`` view in a data-loader worker.
+
+    ``shared_scores`` is the method's shared-memory ``worker_scores`` (N scores, then a flag), so
+    workers, persistent ones included, read the scores of the current epoch.
+    """
+
+    def __init__(self, shared_scores: Tensor, cfg: BCLConfig) -> None:
+        self.shared_scores, self.cfg = shared_scores, cfg
+
+    @torch.no_grad()
+    def __call__(self, view: Tensor, index: int, generator: torch.Generator) -> Tensor:
+        if float(self.shared_scores[-1]) == 0.0:
+            return view
+        draws = draw_rand_augment(1, self.cfg.num_ops, generator)
+        jitter = torch.rand(1, generator=generator)
+        w = self.shared_scores[index : index + 1].float()
+        strength, probability = strength_and_probability(self.cfg, w, jitter)
+        return rand_augment(view[None], strength, probability, draws)[0]
 
 
 @register_method("bcl")
@@ -106,16 +134,9 @@ class BCL(SimCLR):
         self.register_buffer("observed", torch.zeros(n, dtype=torch.bool))
         self.register_buffer("scores", torch.zeros(n))
         self.register_buffer("scored", torch.zeros((), dtype=torch.bool))
-
-    def bind(self, context: TrainContext) -> None:
-        super().bind(context)
-        if self.cfg.data.source in _FILE_SOURCES:
-            raise NotImplementedError(
-                f"method.name=bcl with data.source={self.cfg.data.source!r}: file-backed sources "
-                "are augmented per image in data-loader workers, which do not receive BCL's "
-                "memorisation scores yet; use an in-memory source (cifar10, cifar100, "
-                "fashion_mnist)"
-            )
+        # What data-loader workers read (shared memory, so persistent workers see each epoch's
+        # scores): element i < N is sample i's score, element N is 1 once scores exist.
+        self.worker_scores = torch.zeros(n + 1).share_memory_()
 
     # ----- the momentum loss and the scores -------------------------------------------------
     @torch.no_grad()
@@ -140,19 +161,29 @@ class BCL(SimCLR):
     def on_epoch_end(self, epoch: int) -> None:
         super().on_epoch_end(epoch)
         self.update_scores()
+        self.publish_scores()
+
+    def on_epoch_start(self, epoch: int) -> None:
+        super().on_epoch_start(epoch)
+        self.publish_scores()  # also after a resume, which restores the buffers only
+
+    @torch.no_grad()
+    def publish_scores(self) -> None:
+        """Copy the scores in use to the shared tensor data-loader workers read."""
+        self.worker_scores[:-1].copy_(self.scores.detach().cpu())
+        self.worker_scores[-1] = float(bool(self.scored))
 
     # ----- the augmentation -----------------------------------------------------------------
     def strength_and_probability(self, w: Tensor, jitter: Tensor) -> tuple[Tensor, Tensor]:
         """RandAugment magnitude (0..30) and per-round probability for ``[B]`` scores ``w``
         (``jitter``: ``[B]`` uniforms, used when ``random_strength`` is set)."""
-        b = self.cfg.method.bcl
-        scale = w * jitter if b.random_strength else w
-        strength = (b.base_strength + b.strength_range * scale).clamp(max=b.max_strength)
-        probability = w if b.variant == "I" else torch.ones_like(w)
-        return strength, probability
+        return strength_and_probability(self.cfg.method.bcl, w, jitter)
 
     def view_hook(self) -> ViewHook:
         return self.augment_views
+
+    def image_hook(self) -> ImageHook:
+        return ScoredRandAugment(self.worker_scores, self.cfg.method.bcl)
 
     @torch.no_grad()
     def augment_views(
