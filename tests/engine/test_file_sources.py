@@ -50,14 +50,18 @@ def _images(root: Path) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize(
-    ("source", "method"), [("folder", "simclr"), ("list", "simclr"), ("folder", "bcl")]
+    ("source", "method"),
+    [("folder", "simclr"), ("list", "simclr"), ("folder", "bcl"), ("folder", "dnc")],
 )
 def test_pretrain_on_file_backed_source(tmp_path: Path, source: str, method: str) -> None:
-    # BCL over 2 epochs: its scores reach the data-loader workers for epoch 2.
+    # BCL over 2 epochs: its scores reach the data-loader workers for epoch 2. DnC over 4: base,
+    # k-means on the decoded pretraining images, experts, distillation.
     lines = _images(tmp_path / "data")
     extra = [f"data.source={source}", f"data.root={tmp_path / 'data'}", f"method.name={method}"]
     if method == "bcl":
         extra.append("optim.epochs=2")
+    if method == "dnc":
+        extra += ["optim.epochs=4", "optim.batch_size=6", "eval.batch_size=8"]
     if source == "list":
         for split in COUNTS:
             (tmp_path / f"{split}.txt").write_text("\n".join(lines[split]) + "\n")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 
 from geoharmony.cli import main
-from geoharmony.config import ConfigError, load_config
+from geoharmony.config import load_config
 from geoharmony.engine.checkpoint import list_checkpoints, load_checkpoint
 from geoharmony.methods import DataInfo, TrainContext, build_method
 from geoharmony.methods.dnc import (
@@ -130,16 +130,6 @@ def test_bad_settings_are_refused() -> None:
         make_method("method.dnc.student_init=warm")
     with pytest.raises(ValueError, match="num_experts"):
         make_method("method.dnc.num_experts=16")  # no more images per step than experts
-
-
-def test_a_run_that_cannot_cluster_fails_at_bind() -> None:
-    method, _ = make_method()
-
-    def file_backed(fn):
-        raise NotImplementedError("pretraining-set features need an in-memory source")
-
-    with pytest.raises(ConfigError, match="in-memory source"):
-        method.bind(TrainContext(file_backed))
 
 
 # ----- the stages ------------------------------------------------------------------------------

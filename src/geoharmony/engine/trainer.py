@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from geoharmony import distributed as gh_dist
@@ -19,6 +20,7 @@ from geoharmony.config import Config, ConfigError, from_dict, to_dict
 from geoharmony.data.augment import (
     NORM_STATS,
     BatchedSimCLRAugment,
+    eval_transform,
     imagenet_two_view_transform,
     normalize_only,
 )
@@ -265,16 +267,28 @@ class Trainer:
 
     @torch.no_grad()
     def _pretrain_features(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """``fn`` over every pretraining image (normalised, no augmentation), ``[N, D]``."""
-        if not isinstance(self.data.train, ImageArray):
-            raise NotImplementedError("pretraining-set features need an in-memory source")
+        """``fn`` over every pretraining image (normalised, no augmentation), ``[N, D]`` in
+        dataset-index order; file-backed sources are decoded by data-loader workers."""
         mean, std = norm_stats(self.cfg)
-        images = self.data.train.images[torch.from_numpy(self.data.pretrain_indices)]
+        batch_size = self.cfg.eval.batch_size
+        batches: Iterable[torch.Tensor]
+        if isinstance(self.data.train, ImageArray):
+            images = self.data.train.images[torch.from_numpy(self.data.pretrain_indices)]
+            batches = (
+                normalize_only(images[i : i + batch_size].to(self.device), mean, std)
+                for i in range(0, len(images), batch_size)
+            )
+        else:
+            transform = eval_transform(self.cfg.data.image_size or 224, mean, std)
+            dataset = IndexedFileDataset(self.data.train, self.data.pretrain_indices, transform)
+            loader = DataLoader(
+                dataset, batch_size=batch_size, num_workers=self.cfg.data.num_workers
+            )
+            batches = (images.to(self.device) for images, _, _ in loader)
         chunks = []
-        for start in range(0, len(images), self.cfg.eval.batch_size):
-            batch = images[start : start + self.cfg.eval.batch_size].to(self.device)
+        for batch in batches:
             with torch.autocast(self.device.type, self.autocast_dtype, self._autocast_on):
-                chunks.append(fn(self._layout(normalize_only(batch, mean, std))).float())
+                chunks.append(fn(self._layout(batch)).float())
         return torch.cat(chunks)
 
     # ----- the loop -----------------------------------------------------------------------

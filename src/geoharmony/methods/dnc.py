@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geoharmony import distributed as gh_dist
-from geoharmony.config import Config, ConfigError
+from geoharmony.config import Config
 from geoharmony.losses import nt_xent
 from geoharmony.methods.base import DataInfo, Method, StepOutput, TrainContext, register_method
 
@@ -358,18 +358,8 @@ class DnC(Method):
 
     # ----- stage switches -------------------------------------------------------------------
     def bind(self, context: TrainContext) -> None:
-        """Keep the context for the clustering; check now, not after the whole base stage, that
-        it can give pretraining-set features (a zero-width probe: no network runs)."""
+        """Keep the context: the clustering at the end of the base stage needs its features."""
         self._context = context
-        if self._stage == BASE:
-            try:
-                context.pretrain_features(lambda x: x.new_zeros((x.shape[0], 0)))
-            except NotImplementedError as err:
-                raise ConfigError(
-                    f"method.name=dnc clusters the pretraining set at the end of its base stage, "
-                    f"but this run cannot give its features ({err}); data.source="
-                    f"{self.cfg.data.source!r}"
-                ) from err
 
     def train(self, mode: bool = True) -> Self:
         """As :meth:`nn.Module.train`, but frozen teachers stay in eval mode while distilling."""
