@@ -30,3 +30,29 @@ needs_fashion_mnist = pytest.mark.skipif(
     not (FASHION_MNIST_DEBIAN_ROOT / "t10k-labels-idx1-ubyte.gz").exists(),
     reason="Debian package dataset-fashion-mnist is not installed",
 )
+
+
+def pause_resume_states(tmp_path: Path, *extra: str) -> tuple[dict, dict]:
+    """Pretrain TINY for 2 epochs straight, and again paused after epoch 1 then resumed; assert
+    both final checkpoints hold identical tensors and return them (straight, resumed)."""
+    import torch
+
+    from geoharmony.cli import main
+    from geoharmony.engine.checkpoint import list_checkpoints, load_checkpoint
+
+    def run(out: Path, *flags: str) -> None:
+        args = ["pretrain", "--config", SMOKE, "--output", str(out), "--no-eval", *flags]
+        assert main([*args, *TINY, *extra]) == 0
+
+    run(tmp_path / "straight")
+    run(tmp_path / "resumed", "--stop-after", "1")
+    run(tmp_path / "resumed")
+    a, b = (
+        load_checkpoint(list_checkpoints(tmp_path / name / "checkpoints")[-1])
+        for name in ("straight", "resumed")
+    )
+    assert a["epoch"] == b["epoch"] == 2
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    return a, b

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from geoharmony.cli import main
 from geoharmony.config import load_config
 from geoharmony.data.randaugment import (
     OP_NAMES,
@@ -21,10 +20,9 @@ from geoharmony.data.randaugment import (
     op_value,
     rand_augment,
 )
-from geoharmony.engine.checkpoint import list_checkpoints, load_checkpoint
 from geoharmony.methods import DataInfo, build_method
 from geoharmony.methods.bcl import BCL, ScoredRandAugment, memorization_scores
-from tiny_runs import REPO, SMOKE, TINY, needs_fashion_mnist
+from tiny_runs import REPO, needs_fashion_mnist, pause_resume_states
 
 N = 10
 UNIT = ["method.name=bcl", "model.width=0.0625", "model.projector_hidden=16"]
@@ -349,29 +347,14 @@ def test_smoke_presets(preset: str) -> None:
 
 @needs_fashion_mnist
 def test_bcl_gh_kill_and_resume_is_bit_identical(tmp_path: Path) -> None:
-    extra = [
+    a, _ = pause_resume_states(
+        tmp_path,
         "method.name=bcl",
         "gh.enabled=true",
         "gh.warmup_epochs=1",
         "gh.ramp_epochs=1",
         "gh.num_anchors=10",
-    ]
-
-    def run(out: Path, *flags: str) -> None:
-        args = ["pretrain", "--config", SMOKE, "--output", str(out), "--no-eval", *flags]
-        assert main([*args, *TINY, *extra]) == 0
-
-    run(tmp_path / "straight")
-    run(tmp_path / "resumed", "--stop-after", "1")
-    run(tmp_path / "resumed")
-    a, b = (
-        load_checkpoint(list_checkpoints(tmp_path / name / "checkpoints")[-1])
-        for name in ("straight", "resumed")
     )
-    assert a["epoch"] == b["epoch"] == 2
-    assert a["model"].keys() == b["model"].keys()
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
     # Epoch 2 ran with real scores, restored from the epoch-1 checkpoint by the resumed run.
     assert bool(a["model"]["scored"]) and a["model"]["observed"].any()
     assert 0 < float(a["model"]["scores"].std())

@@ -13,13 +13,11 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from geoharmony.cli import main
 from geoharmony.config import load_config
-from geoharmony.engine.checkpoint import list_checkpoints, load_checkpoint
 from geoharmony.losses import nt_xent
 from geoharmony.methods import DataInfo, build_method
 from geoharmony.methods.sdclr import SDCLR, magnitude_mask
-from tiny_runs import REPO, SMOKE, TINY, needs_fashion_mnist
+from tiny_runs import REPO, needs_fashion_mnist, pause_resume_states
 
 N = 16
 UNIT = [
@@ -276,27 +274,12 @@ def test_smoke_presets(preset: str) -> None:
 
 @needs_fashion_mnist
 def test_sdclr_gh_kill_and_resume_is_bit_identical(tmp_path: Path) -> None:
-    extra = [
+    a, _ = pause_resume_states(
+        tmp_path,
         "method.name=sdclr",
         "gh.enabled=true",
         "gh.warmup_epochs=1",
         "gh.ramp_epochs=1",
         "gh.num_anchors=10",
-    ]
-
-    def run(out: Path, *flags: str) -> None:
-        args = ["pretrain", "--config", SMOKE, "--output", str(out), "--no-eval", *flags]
-        assert main([*args, *TINY, *extra]) == 0
-
-    run(tmp_path / "straight")
-    run(tmp_path / "resumed", "--stop-after", "1")
-    run(tmp_path / "resumed")
-    a, b = (
-        load_checkpoint(list_checkpoints(tmp_path / name / "checkpoints")[-1])
-        for name in ("straight", "resumed")
     )
-    assert a["epoch"] == b["epoch"] == 2
-    assert a["model"].keys() == b["model"].keys()
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
     assert not a["model"]["prune_mask"].all()
