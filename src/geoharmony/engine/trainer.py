@@ -326,7 +326,8 @@ class Trainer:
         progress = tqdm(
             total=steps,
             desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
-            disable=not (cfg.train.progress and self.runtime.is_main),
+            # None: tqdm draws only on a terminal (no bar frames in redirected logs).
+            disable=None if cfg.train.progress and self.runtime.is_main else True,
             leave=False,
             dynamic_ncols=True,
         )
