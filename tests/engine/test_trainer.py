@@ -129,7 +129,7 @@ def test_end_to_end_smoke_run_writes_metrics(tmp_path: Path) -> None:
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     epochs = [r for r in log if r["kind"] == "epoch"]
     assert len(epochs) == 2 and "monitor_knn_avg" in epochs[-1]
-    assert "prior_effective_anchors" in epochs[-1]
+    assert "prior_effective_anchors" in epochs[-1] and epochs[-1]["prior_kl_to_true"] >= 0
     # compare: table and plot from the run.
     prefix = tmp_path / "cmp"
     assert main(["compare", str(tmp_path), str(tmp_path), "--output", str(prefix)]) == 0

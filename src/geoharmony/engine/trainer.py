@@ -39,6 +39,7 @@ from geoharmony.engine.monitor import KNNMonitor
 from geoharmony.engine.runtime import Runtime, capture_rng, restore_rng
 from geoharmony.engine.schedules import learning_rate
 from geoharmony.engine.stream import FileTrainStream, InMemoryTrainStream, TrainStream
+from geoharmony.eval import prior_agreement
 from geoharmony.methods import DataInfo, Method, TrainContext, build_method
 from geoharmony.models.sync_bn import convert_sync_batchnorm
 from geoharmony.prior import BankPrior, effective_number
@@ -402,11 +403,15 @@ class Trainer:
         if gh is None:
             return {}
         prior = gh.prior.prior().detach().cpu()
-        out = {"prior_effective_anchors": effective_number(prior)}
-        counts = torch.tensor(self.data.class_counts, dtype=torch.float64)
-        if counts.sum() > 0:
-            out["true_effective_classes"] = effective_number(counts)
-            out["prior_max_share"] = float(prior.max())
+        out = {
+            "prior_effective_anchors": effective_number(prior),
+            "prior_max_share": float(prior.max()),
+        }
+        if sum(self.data.class_counts) > 0:
+            # Anchors are unordered: compare the shapes (both sorted), KL(true || estimated).
+            agreement = prior_agreement(prior, self.data.class_counts, align="sorted")
+            out["true_effective_classes"] = agreement["effective_number_true"]
+            out["prior_kl_to_true"] = agreement["kl"]
         return out
 
     # ----- checkpoints --------------------------------------------------------------------
