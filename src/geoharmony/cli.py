@@ -171,10 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _leave_process_group() -> None:
+def _leave_process_group(succeeded: bool) -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if succeeded:
+            dist.barrier()  # no rank tears down gloo's connections while a peer still uses them
         dist.destroy_process_group()
 
 
@@ -186,8 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    code = 1
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        return code
     except (ConfigError, DataFormatError, CheckpointError, FileNotFoundError) as err:
         print(f"geoharmony: error: {err}", file=sys.stderr)
         return 2
@@ -195,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"geoharmony: stopped: {err}", file=sys.stderr)
         return 3
     finally:
-        _leave_process_group()
+        _leave_process_group(code == 0)
 
 
 if __name__ == "__main__":

@@ -342,7 +342,7 @@ class Trainer:
                 group["lr"] = lr
             with torch.autocast(self.device.type, self.autocast_dtype, self._autocast_on):
                 out = self.model(self._layout(view1), self._layout(view2), indices, fractional)
-            if not bool(torch.isfinite(out.loss)):
+            if not self._finite_everywhere(out.loss):
                 details = {k: float(v) for k, v in out.logs.items()}
                 raise NonFiniteLossError(
                     f"loss is {float(out.loss.detach())} at epoch {epoch + 1}, step {step + 1} "
@@ -388,6 +388,14 @@ class Trainer:
                 f"{k} {v:.4g}" for k, v in summary.items() if k != "epoch" and isinstance(v, float)
             )
             log.info("epoch %d/%d: %s", epoch + 1, cfg.optim.epochs, shown)
+
+    def _finite_everywhere(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank: all ranks stop together, none is left
+        waiting in a gradient all-reduce."""
+        bad = (~torch.isfinite(loss.detach())).float().reshape(1)
+        if self.runtime.distributed:
+            gh_dist.all_reduce_max(bad)
+        return not bool(bad)
 
     def _global_means(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Average scalar tensors over ranks (each rank's losses cover its own shard only)."""
