@@ -160,24 +160,28 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     cells: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
         cells.setdefault((*cell_key(row), row["probe"]), []).append(row)
-    out = []
-    for (group, regime, method, gh, variant, probe), members in cells.items():
-        rec: dict[str, Any] = {
-            "group": group,
-            "regime": regime,
-            "method": method,
-            "gh": gh,
-            "variant": variant,
-            "probe": probe,
-            "imbalance_ratio": members[0]["imbalance_ratio"],
-            "runs": len(members),
-            "seeds": len({r["seed"] for r in members}),
-            "class_orders": sorted({r["class_order"] for r in members}),
-        }
-        for key in STAT_KEYS:
-            rec[f"{key}_mean"], rec[f"{key}_sd"] = mean_sd(r[key] for r in members)
-        out.append(rec)
-    return out
+    return [
+        _cell_record(
+            cell,
+            members,
+            imbalance_ratio=members[0]["imbalance_ratio"],
+            runs=len(members),
+            seeds=len({r["seed"] for r in members}),
+            class_orders=sorted({r["class_order"] for r in members}),
+        )
+        for cell, members in cells.items()
+    ]
+
+
+def _cell_record(
+    cell: tuple[Any, ...], members: Sequence[dict[str, Any]], **extra: Any
+) -> dict[str, Any]:
+    """One aggregated record: the cell's identity, ``extra``, and mean/sd of every statistic."""
+    names = ("group", "regime", "method", "gh", "variant", "probe")
+    rec: dict[str, Any] = {**dict(zip(names, cell, strict=True)), **extra}
+    for key in STAT_KEYS:
+        rec[f"{key}_mean"], rec[f"{key}_sd"] = mean_sd(m[key] for m in members)
+    return rec
 
 
 def paired_differences(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -192,18 +196,4 @@ def paired_differences(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         diffs.setdefault((*cell_key(row), row["probe"]), []).append(
             {k: row[k] - base[k] for k in STAT_KEYS}
         )
-    out = []
-    for (group, regime, method, gh, variant, probe), members in diffs.items():
-        rec: dict[str, Any] = {
-            "group": group,
-            "regime": regime,
-            "method": method,
-            "gh": gh,
-            "variant": variant,
-            "probe": probe,
-            "pairs": len(members),
-        }
-        for key in STAT_KEYS:
-            rec[f"{key}_mean"], rec[f"{key}_sd"] = mean_sd(m[key] for m in members)
-        out.append(rec)
-    return out
+    return [_cell_record(cell, members, pairs=len(members)) for cell, members in diffs.items()]
