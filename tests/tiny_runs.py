@@ -56,3 +56,20 @@ def pause_resume_states(tmp_path: Path, *extra: str) -> tuple[dict, dict]:
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     return a, b
+
+
+def randomise_batchnorm(model, seed: int) -> None:
+    """Give every BatchNorm2d non-trivial affine params and running stats, so that eval-mode
+    comparisons (e.g. against torchvision) exercise them."""
+    import torch
+    from torch import nn
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(0.5 + torch.rand(n, generator=gen))
+                m.bias.copy_(0.1 * torch.randn(n, generator=gen))
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=gen))

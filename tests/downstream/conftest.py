@@ -13,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from torch import nn
 
 from geoharmony.cli import main
 from geoharmony.config import load_config, to_dict
 from geoharmony.engine.checkpoint import save_checkpoint
 from geoharmony.methods import DataInfo, build_method
+from tiny_runs import randomise_batchnorm
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,18 +75,6 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, fmnist_root: Path) -> Pat
     return out
 
 
-def _randomise_bn(model: nn.Module, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(0.5 + torch.rand(n, generator=gen))
-                m.bias.copy_(0.1 * torch.randn(n, generator=gen))
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=gen))
-
-
 @pytest.fixture
 def make_checkpoint(tmp_path: Path) -> Callable[..., Path]:
     """``make_checkpoint(backbone, width=1.0, in_channels=3, gh=False) -> path``: a checkpoint
@@ -108,7 +95,7 @@ def make_checkpoint(tmp_path: Path) -> Callable[..., Path]:
             ],
         )
         method = build_method(cfg, DataInfo(8, in_channels, 10))
-        _randomise_bn(method.backbone, seed=1)
+        randomise_batchnorm(method.backbone, seed=1)
         path = tmp_path / f"{backbone}_w{width}_c{in_channels}" / "epoch_00001.ckpt"
         save_checkpoint(
             path,

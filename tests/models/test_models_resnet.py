@@ -15,19 +15,7 @@ from geoharmony.models import (
     imagenet_resnet18,
     imagenet_resnet50,
 )
-
-
-def _randomise_bn(model: nn.Module, seed: int) -> None:
-    """Give every BatchNorm non-trivial affine params and running stats so eval mode is tested."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(0.5 + torch.rand(n, generator=gen))
-                m.bias.copy_(0.1 * torch.randn(n, generator=gen))
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+from tiny_runs import randomise_batchnorm
 
 
 @pytest.mark.parametrize(
@@ -39,7 +27,7 @@ def _randomise_bn(model: nn.Module, seed: int) -> None:
 )
 def test_state_dict_loads_strictly_into_torchvision(ours_fn, tv_fn) -> None:
     ours = ours_fn(in_channels=3, seed=0)
-    _randomise_bn(ours, seed=1)
+    randomise_batchnorm(ours, seed=1)
     tv = tv_fn()
     state = dict(ours.state_dict())
     # The only keys torchvision has beyond ours are its classifier's.
@@ -83,7 +71,7 @@ def test_cifar_resnet18_shapes(width: float, in_channels: int) -> None:
 
 def test_channels_last_matches_and_is_kept() -> None:
     model = cifar_resnet18(width=0.25, seed=0).eval()
-    _randomise_bn(model, seed=3)
+    randomise_batchnorm(model, seed=3)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     model_cl = cifar_resnet18(width=0.25).eval()
     model_cl.load_state_dict(model.state_dict())
