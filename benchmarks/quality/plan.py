@@ -91,6 +91,8 @@ SENSITIVITY: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("prior=uniform", ("gh.prior=uniform",), ()),
     ("prior=mixture", ("gh.prior=mixture",), ()),
     ("prior=mixture,K=10", ("gh.prior=mixture", "gh.num_anchors=10"), ()),
+    # A diagnostic upper bound, not a method: the true class shares (read from the labels).
+    ("prior=oracle,K=10", ("gh.prior=oracle", "gh.num_anchors=10"), ()),
 )
 SENSITIVITY_ORDERS = ("default", "reversed")
 SENSITIVITY_SEEDS = (0, 1)

@@ -35,9 +35,7 @@ def check_priors(checkpoint: str | Path, num_anchors: int = 10) -> dict[str, Any
     cfg.gh.enabled, cfg.gh.num_anchors = True, num_anchors
     data = build_run_data(cfg.data)
     assert isinstance(data.train, ImageArray)
-    method = build_method(
-        cfg, DataInfo(len(data.pretrain_indices), data.in_channels, data.num_classes)
-    )
+    method = build_method(cfg, DataInfo.of(data))
     method.load_state_dict(state["model"], strict=False)
     # Batch statistics in BatchNorm, as in training (and as a paired run primes its prior);
     # nothing is saved, so the running buffers this touches do not matter.

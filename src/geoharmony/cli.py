@@ -90,9 +90,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = load_config(None, args.overrides, base=stored)
     device = torch.device(args.device)
     data = build_run_data(cfg.data)
-    method = build_method(
-        cfg, DataInfo(len(data.pretrain_indices), data.in_channels, data.num_classes)
-    )
+    method = build_method(cfg, DataInfo.of(data))
     method.load_state_dict(state["model"])
     method.to(device)
     result = evaluate_method(method, cfg, data, device, norm_stats(cfg))

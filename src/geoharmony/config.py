@@ -119,7 +119,7 @@ class GHConfig:
     weight: float = 1.0
     warmup_epochs: int = 500  # SSL only; the prior is estimated meanwhile
     ramp_epochs: int = 10  # linear rise of the weight after the warm-up
-    prior: str = "bank"  # bank (paper) | streaming | uniform | mixture (EM on the bank)
+    prior: str = "bank"  # bank (paper) | streaming | uniform | mixture (EM on the bank) | oracle
     bank_warmup_momentum: float = 0.9
     bank_momentum: float = 0.999
     prior_floor: float = 0.0
@@ -187,7 +187,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "method.name": ("simclr", "focal", "sdclr", "bcl", "dnc"),
     "method.bcl.variant": ("I", "D"),
     "gh.logits": ("projected", "cosine"),
-    "gh.prior": ("bank", "streaming", "uniform", "mixture"),
+    "gh.prior": ("bank", "streaming", "uniform", "mixture", "oracle"),
     "optim.schedule": ("warmup_cosine", "two_stage_cosine"),
     "eval.probe": ("adam", "sgd"),
     "eval.group_rule": ("thirds", "thresholds"),

@@ -8,6 +8,8 @@ its schedule names; :meth:`PriorEstimator.prior` is what Sinkhorn receives.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -17,6 +19,7 @@ from geoharmony import distributed as gh_dist
 __all__ = [
     "BankPrior",
     "MixturePrior",
+    "OraclePrior",
     "PriorEstimator",
     "StreamingPrior",
     "UniformPrior",
@@ -135,6 +138,53 @@ class BankPrior(PriorEstimator):
         counts += self.floor
         if float(counts.sum()) > 0:
             self.current.copy_(counts / counts.sum())
+
+
+class OraclePrior(BankPrior):
+    """A diagnostic upper bound, not a self-supervised estimator: the *true* class shares.
+
+    Answers "would GH work if the prior were known?". Anchors carry no class identity, so the
+    true shares (largest first, zero-padded to ``K`` or truncated and renormalised) are handed to
+    the anchors in the rank order of the paper's bank histogram: the anchor the most samples vote
+    for gets the largest class share. The bank (and its checkpoint buffers) is the
+    :class:`BankPrior`'s; only :meth:`refresh` differs. It reads the labels' counts, so it must
+    never be reported as a method.
+
+    Args:
+        class_counts: pretraining images per class, any order (``C`` entries).
+        Other arguments as :class:`BankPrior`.
+    """
+
+    true_shares: Tensor
+
+    def __init__(
+        self,
+        num_samples: int,
+        num_anchors: int,
+        class_counts: Sequence[int],
+        warmup_momentum: float = 0.9,
+        momentum: float = 0.999,
+        floor: float = 0.0,
+        distributed: bool = False,
+    ) -> None:
+        super().__init__(num_samples, num_anchors, warmup_momentum, momentum, floor, distributed)
+        counts = torch.as_tensor(list(class_counts), dtype=torch.float64)
+        if counts.ndim != 1 or len(counts) == 0 or bool((counts < 0).any()) or counts.sum() <= 0:
+            raise ValueError(f"class_counts must be non-negative with a positive sum, got {counts}")
+        shares = torch.zeros(num_anchors, dtype=torch.float64)
+        top = counts.sort(descending=True).values[:num_anchors]
+        shares[: len(top)] = top / top.sum()
+        self.register_buffer("true_shares", shares.float())
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        votes = self.bank[self.seen].argmax(dim=1)
+        counts = torch.bincount(votes, minlength=self.num_anchors)
+        # Stable sort, so ties (e.g. no votes at all) keep the anchor order.
+        order = torch.sort(counts, descending=True, stable=True).indices
+        mass = torch.empty_like(self.current)
+        mass[order] = self.true_shares.to(mass) * max(int(self.seen.sum()), 1) + self.floor
+        self.current.copy_(mass / mass.sum())
 
 
 class StreamingPrior(PriorEstimator):

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
     [
         ("gh.enabeld=true", "gh.enabeld"),
         ("optim.lr=fast", "optim.lr"),
-        ("gh.prior=oracle", "gh.prior"),
+        ("gh.prior=magic", "gh.prior"),
         ("nonsense", "key=value"),
         ("method.name=byol", "method.name"),
     ],

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from geoharmony.cli import main
+from geoharmony.config import from_dict
+from geoharmony.data.build import build_run_data
 from geoharmony.engine.checkpoint import list_checkpoints, load_checkpoint
 from tiny_runs import SMOKE, TINY, needs_fashion_mnist
 
@@ -159,3 +161,11 @@ def test_evaluate_command_reads_a_checkpoint(tmp_path: Path, probe: str) -> None
     )
     metrics = json.loads(out.read_text())
     assert metrics["probe"]["preset"] == probe and len(metrics["per_class"]) == 10
+
+
+def test_oracle_prior_receives_the_true_class_shares(tmp_path: Path) -> None:
+    assert pretrain(tmp_path, *GH, "gh.prior=oracle") == 0
+    state = final_state(tmp_path)
+    counts = torch.tensor(build_run_data(from_dict(state["config"]).data).class_counts)
+    shares = (counts / counts.sum()).sort().values
+    torch.testing.assert_close(state["model"]["gh.prior.current"].sort().values, shares.float())

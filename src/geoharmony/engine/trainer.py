@@ -131,7 +131,7 @@ class Trainer:
         self.device = runtime.device
         self.method = build_method(
             cfg,
-            DataInfo(len(data.pretrain_indices), data.in_channels, data.num_classes),
+            DataInfo.of(data),
             runtime.distributed,
         ).to(self.device)
         if cfg.train.channels_last:

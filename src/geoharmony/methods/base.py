@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +19,9 @@ from geoharmony.config import Config
 from geoharmony.data.augment import ImageHook, ViewHook
 from geoharmony.methods.gh_term import GHTerm
 from geoharmony.models import Projector, build_backbone
+
+if TYPE_CHECKING:
+    from geoharmony.data.build import RunData
 
 __all__ = [
     "METHODS",
@@ -64,6 +67,15 @@ class DataInfo:
     num_samples: int
     in_channels: int
     num_classes: int = 0  # 0 when unknown (unlabelled data)
+    # Pretraining images per class; only the diagnostic gh.prior=oracle reads it.
+    class_counts: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, data: RunData) -> DataInfo:
+        """What a method may know about a built run's pretraining data."""
+        return cls(
+            len(data.pretrain_indices), data.in_channels, data.num_classes, tuple(data.class_counts)
+        )
 
 
 class Method(nn.Module):
@@ -95,7 +107,9 @@ class Method(nn.Module):
         )
         self.gh: GHTerm | None = None
         if cfg.gh.enabled:
-            self.gh = GHTerm(cfg.gh, cfg.model.projector_dim, data.num_samples, distributed)
+            self.gh = GHTerm(
+                cfg.gh, cfg.model.projector_dim, data.num_samples, distributed, data.class_counts
+            )
 
     # ----- what subclasses define (and may override: embed_views) --------------------------
     def ssl_loss(self, z1: Tensor, z2: Tensor) -> Tensor:

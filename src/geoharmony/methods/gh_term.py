@@ -3,6 +3,8 @@ any method's step (DESIGN.md section 3)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -12,6 +14,7 @@ from geoharmony.losses import GHLoss, gh_diagnostics
 from geoharmony.prior import (
     BankPrior,
     MixturePrior,
+    OraclePrior,
     PriorEstimator,
     StreamingPrior,
     UniformPrior,
@@ -20,8 +23,27 @@ from geoharmony.prior import (
 __all__ = ["GHTerm", "build_prior"]
 
 
-def build_prior(cfg: GHConfig, num_samples: int, distributed: bool = False) -> PriorEstimator:
-    """The estimator named by ``cfg.prior``."""
+def build_prior(
+    cfg: GHConfig,
+    num_samples: int,
+    distributed: bool = False,
+    class_counts: Sequence[int] = (),
+) -> PriorEstimator:
+    """The estimator named by ``cfg.prior`` (``oracle`` needs the labels' ``class_counts``)."""
+    if cfg.prior == "oracle":
+        if not class_counts:
+            raise ValueError(
+                "gh.prior=oracle needs the pretraining class counts; this data source has no labels"
+            )
+        return OraclePrior(
+            num_samples,
+            cfg.num_anchors,
+            class_counts,
+            warmup_momentum=cfg.bank_warmup_momentum,
+            momentum=cfg.bank_momentum,
+            floor=cfg.prior_floor,
+            distributed=distributed,
+        )
     if cfg.prior in ("bank", "mixture"):
         bank_class = BankPrior if cfg.prior == "bank" else MixturePrior
         return bank_class(
@@ -41,7 +63,9 @@ def build_prior(cfg: GHConfig, num_samples: int, distributed: bool = False) -> P
         )
     if cfg.prior == "uniform":
         return UniformPrior(cfg.num_anchors)
-    raise ValueError(f"unknown gh.prior {cfg.prior!r}; valid: bank, streaming, uniform, mixture")
+    raise ValueError(
+        f"unknown gh.prior {cfg.prior!r}; valid: bank, streaming, uniform, mixture, oracle"
+    )
 
 
 class GHTerm(nn.Module):
@@ -53,7 +77,12 @@ class GHTerm(nn.Module):
     """
 
     def __init__(
-        self, cfg: GHConfig, embed_dim: int, num_samples: int, distributed: bool = False
+        self,
+        cfg: GHConfig,
+        embed_dim: int,
+        num_samples: int,
+        distributed: bool = False,
+        class_counts: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -66,7 +95,7 @@ class GHTerm(nn.Module):
             tol=cfg.sinkhorn_tol,
             distributed=distributed,
         )
-        self.prior = build_prior(cfg, num_samples, distributed)
+        self.prior = build_prior(cfg, num_samples, distributed, class_counts)
 
     def weight(self, epoch: float) -> float:
         """GH weight at fractional ``epoch``."""
