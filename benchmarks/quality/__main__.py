@@ -22,6 +22,12 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=text)
         p.add_argument("--quick", action="store_true", help="smoke scale (a few minutes)")
         p.add_argument("--root", type=Path, help="runs folder (default runs/quality[_quick])")
+        if name != "report":
+            p.add_argument(
+                "--gpu",
+                action="store_true",
+                help="SimCLR vs +GH at GPU scale (runs/quality_gpu; see gpu_study.sh)",
+            )
         p.add_argument(
             "--only",
             action="append",
@@ -35,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
                 "--docs",
                 type=Path,
                 help="output folder (default docs/, quick: runs/quality_quick/docs)",
+            )
+            p.add_argument(
+                "--gpu-root",
+                type=Path,
+                default=REPO / "runs/quality_gpu",
+                help="finished GPU-scale runs to report beside the CPU ones, if any",
             )
     p = sub.add_parser("fewshot", help="few-shot probes of one finished run (fewshot.json)")
     p.add_argument("run_dir", type=Path)
@@ -57,8 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         out = run_fewshot(args.run_dir)
         print(f"wrote {args.run_dir / 'fewshot.json'} ({out['seconds']:.0f} s)")
         return 0
-    root = (args.root or REPO / ("runs/quality_quick" if args.quick else "runs/quality")).resolve()
-    plan = select(build_plan(args.quick), args.only)
+    gpu = getattr(args, "gpu", False)
+    if gpu and args.quick:
+        parser.error("--gpu and --quick exclude each other")
+    default_root = (
+        "runs/quality_gpu" if gpu else "runs/quality_quick" if args.quick else "runs/quality"
+    )
+    root = (args.root or REPO / default_root).resolve()
+    plan = select(build_plan(args.quick, gpu), args.only)
     if args.command == "plan":
         from benchmarks.quality.runner import run_state
 
@@ -76,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.quality.report import write_report
 
     docs = args.docs or (root / "docs" if args.quick else REPO / "docs")
-    print(write_report(build_plan(args.quick), root, docs, quick=args.quick))
+    gpu_root = None if args.quick else args.gpu_root.resolve()
+    print(write_report(build_plan(args.quick), root, docs, quick=args.quick, gpu_root=gpu_root))
     print(f"wrote {docs / 'results.md'}, {docs / 'results.json'}")
     return 0
 

@@ -19,6 +19,7 @@ from typing import Any
 from geoharmony.data.longtail import profile_counts
 
 __all__ = [
+    "GPU_REGIME",
     "METHODS",
     "ORDERS",
     "PRIMARY",
@@ -109,11 +110,30 @@ QUICK_OVERRIDES = (
 )
 
 
+# --gpu: the main comparison at a larger scale, for one GPU in about 10 minutes (untimed so far:
+# no GPU has been lent to this project yet). Same data regime as PRIMARY, the full-width network
+# and 5x the epochs; Fashion-MNIST is read from .carry/fmnist (benchmarks/quality/gpu_prepare.sh
+# copies it there, since the GPU machine has no Debian package).
+GPU_REGIME = Regime("gpu_r100_e400_w1", 100, 1000, 400, 200, width=1.0)
+GPU_DATA_ROOT = ".carry/fmnist"
+GPU_OVERRIDES = (
+    "train.device=cuda",
+    "train.precision=bf16",
+    "train.channels_last=true",
+    f"data.root={GPU_DATA_ROOT}",
+    "eval.monitor_every=50",
+    "train.checkpoint_every=50",
+)
+GPU_SEEDS = (0, 1)
+GPU_ORDERS = ("default", "reversed")
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One ``geoharmony pretrain`` run.
 
-    ``group``: ``reference`` (balanced), ``regime`` (search), ``primary`` or ``sensitivity``.
+    ``group``: ``reference`` (balanced), ``regime`` (search), ``primary``, ``sensitivity`` or
+    ``gpu``.
     ``reference``: run id of its balanced reference (None for a reference itself).
     ``init_from``: run id of the baseline a paired +GH run continues (at ``pair_epoch``).
     """
@@ -246,13 +266,21 @@ def _pair(
     return specs
 
 
-def build_plan(quick: bool = False) -> list[RunSpec]:
+def build_plan(quick: bool = False, gpu: bool = False) -> list[RunSpec]:
     """Every run of the benchmark, in scheduling order (the runner also respects dependencies).
 
     Cheap, informative runs come first: seeds 0-1 and the default/reversed orders of the primary
     SimCLR pair and its references, then the other methods, the regime search, the sensitivity
-    study, and the remaining seeds and orders.
+    study, and the remaining seeds and orders. ``gpu``: only the SimCLR vs SimCLR+GH comparison
+    at GPU scale (:data:`GPU_REGIME`).
     """
+    if gpu:
+        gpu_plan: list[RunSpec] = []
+        for seed in GPU_SEEDS:
+            gpu_plan.append(_reference(GPU_REGIME, seed, GPU_OVERRIDES))
+            for order in GPU_ORDERS:
+                gpu_plan += _pair("gpu", GPU_REGIME, "simclr", order, seed, GPU_OVERRIDES)
+        return gpu_plan
     if quick:
         extra = QUICK_OVERRIDES
         regime = QUICK_REGIME

@@ -21,6 +21,7 @@ from geoharmony.data.build import build_run_data
 from geoharmony.data.longtail import balanced_indices
 from geoharmony.engine.checkpoint import latest_valid_checkpoint
 from geoharmony.engine.evaluate import EvalFeatures, extract_eval_features, probe_metrics
+from geoharmony.engine.runtime import pick_device
 from geoharmony.engine.trainer import norm_stats
 from geoharmony.eval import write_json
 from geoharmony.methods import DataInfo, build_method
@@ -53,12 +54,10 @@ def run_fewshot(
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     data = build_run_data(cfg.data)
-    method = build_method(
-        cfg, DataInfo(len(data.pretrain_indices), data.in_channels, data.num_classes)
-    )
+    method = build_method(cfg, DataInfo.of(data))
     method.load_state_dict(state["model"])
-    method.eval()
-    device = torch.device("cpu")
+    device = pick_device(cfg.train.device)
+    method.to(device).eval()
     feats = extract_eval_features(
         method, cfg, data, device, norm_stats(cfg), cfg.eval.probe_shots, cfg.train.seed
     )

@@ -102,8 +102,10 @@ def _find(cells: Sequence[dict[str, Any]], **want: Any) -> dict[str, Any] | None
     return None
 
 
-def _paper_table(cells: Sequence[dict[str, Any]], probe: str, regime: str) -> str:
-    methods = [m for m in plan_mod.METHODS if _find(cells, group="primary", probe=probe, method=m)]
+def _paper_table(
+    cells: Sequence[dict[str, Any]], probe: str, regime: str, group: str = "primary"
+) -> str:
+    methods = [m for m in plan_mod.METHODS if _find(cells, group=group, probe=probe, method=m)]
     if not methods:
         return "_no finished runs yet_\n"
     head = ["", *[x for m in methods for x in (METHOD_NAMES[m], "+GH", "Improv.")]]
@@ -111,8 +113,8 @@ def _paper_table(cells: Sequence[dict[str, Any]], probe: str, regime: str) -> st
     for label, key in _ROWS:
         row = [label]
         for m in methods:
-            base = _find(cells, group="primary", regime=regime, probe=probe, method=m, gh=False)
-            gh = _find(cells, group="primary", regime=regime, probe=probe, method=m, gh=True)
+            base = _find(cells, group=group, regime=regime, probe=probe, method=m, gh=False)
+            gh = _find(cells, group=group, regime=regime, probe=probe, method=m, gh=True)
             row.append(_pm(base[f"{key}_mean"], base[f"{key}_sd"]) if base else "-")
             row.append(_pm(gh[f"{key}_mean"], gh[f"{key}_sd"]) if gh else "-")
             if base and gh:
@@ -124,7 +126,7 @@ def _paper_table(cells: Sequence[dict[str, Any]], probe: str, regime: str) -> st
     runs = ", ".join(
         f"{METHOD_NAMES[c['method']]}{'+GH' if c['gh'] else ''}: {c['runs']}"
         for c in cells
-        if c["group"] == "primary" and c["probe"] == probe
+        if c["group"] == group and c["probe"] == probe
     )
     return "\n".join(lines) + f"\n\nRuns per column (class orders x seeds): {runs}.\n"
 
@@ -417,11 +419,38 @@ def _machine() -> str:
     )
 
 
+def _gpu_section(cells: Sequence[dict[str, Any]], diffs: Sequence[dict[str, Any]]) -> list[str]:
+    regime = plan_mod.GPU_REGIME
+    counts = regime.counts()
+    out = [
+        "## GPU scale (SimCLR vs SimCLR+GH)",
+        "",
+        f"`python -m benchmarks.quality run --gpu` (`benchmarks/quality/gpu_study.sh`): regime "
+        f"`{regime.name}`, the primary regime's data ({sum(counts)} images, {counts[0]} -> "
+        f"{counts[-1]}) with the full-width CIFAR ResNet-18, {regime.epochs} epochs, GH warm-up "
+        f"{regime.warmup_epochs}, bf16 on one GPU; seeds {plan_mod.GPU_SEEDS}, orders "
+        f"{plan_mod.GPU_ORDERS}.",
+        "",
+    ]
+    if not any(c["group"] == "gpu" for c in cells):
+        return [*out, "_not run yet: no GPU has been lent to this project so far_", ""]
+    for probe in ("knn", "linear"):
+        out += [f"### {PROBE_TITLES[probe]}", "", _paper_table(cells, probe, regime.name, "gpu")]
+    return [*out, "### Paired differences", "", _paired_table(diffs, "gpu")]
+
+
 def write_report(
-    plan: list[RunSpec], root: Path, docs: Path, quick: bool = False
+    plan: list[RunSpec],
+    root: Path,
+    docs: Path,
+    quick: bool = False,
+    gpu_root: Path | None = None,
 ) -> dict[str, Any]:
-    """Generate the report from every finished run of ``plan`` under ``root``."""
+    """Generate the report from every finished run of ``plan`` under ``root`` (and of the GPU
+    plan under ``gpu_root``, when given)."""
     runs = load_runs(plan, root)
+    if gpu_root is not None:
+        runs |= load_runs(plan_mod.build_plan(gpu=True), gpu_root)
     rows_by_probe = {p: run_summaries(runs, p) for p in PROBES}
     rows = [r for p in PROBES for r in rows_by_probe[p]]
     cells = aggregate(rows)
@@ -538,6 +567,7 @@ def write_report(
         "the estimate is compared with the class prior padded by zeros (sorted).",
         "",
         _prior_table(runs),
+        *([] if quick else _gpu_section(cells, diffs)),
         "## Figures",
         "",
     ]

@@ -3,6 +3,7 @@ pretraining counts, mean/sd aggregation, paired differences, the results.json sc
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -174,6 +175,41 @@ def test_results_json_schema(tmp_path: Path) -> None:
         ):
             assert isinstance(rec[f"{key}_mean"], float)
             assert isinstance(rec[f"{key}_sd"], float)
+
+
+@pytest.mark.parametrize(("quick", "gpu"), [(False, False), (True, False), (False, True)])
+def test_every_plan_is_consistent_and_its_configs_load(quick: bool, gpu: bool) -> None:
+    from geoharmony.config import load_config
+
+    runs = plan.build_plan(quick, gpu)
+    ids = {s.run_id for s in runs}
+    assert len(ids) == len(runs), "run ids are unique"
+    position = {s.run_id: i for i, s in enumerate(runs)}
+    for s in runs:
+        if s.init_from is not None:
+            assert position[s.init_from] < position[s.run_id] and s.gh
+        if not s.balanced:
+            assert s.reference in ids
+        # Every override names a real key with a valid value (a typo would fail only mid-study).
+        load_config(ROOT / s.config, list(s.overrides))
+    if gpu:
+        assert {s.group for s in runs} == {"reference", "gpu"}
+        assert all("train.device=cuda" in s.overrides for s in runs)
+
+
+def test_gpu_section_reports_gpu_runs_only() -> None:
+    runs = _synthetic_runs()
+    for entry in runs.values():
+        spec = entry["spec"]
+        assert isinstance(spec, RunSpec)
+        if not spec.balanced:
+            entry["spec"] = dataclasses.replace(spec, group="gpu", regime=plan.GPU_REGIME.name)
+    rows = analysis.run_summaries(runs, "knn")
+    text = "\n".join(
+        report._gpu_section(analysis.aggregate(rows), analysis.paired_differences(rows))
+    )
+    assert "| Deficit Few | 5.00 ± 1.15 | 2.50 ± 0.58 | +2.50 |" in text
+    assert "not run yet" in "\n".join(report._gpu_section([], []))
 
 
 def test_plan_pairs_references_and_counts() -> None:

@@ -11,7 +11,7 @@ import torch.distributed as dist
 
 from geoharmony.config import TrainConfig
 
-__all__ = ["Runtime", "capture_rng", "restore_rng", "setup_runtime"]
+__all__ = ["Runtime", "capture_rng", "pick_device", "restore_rng", "setup_runtime"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class Runtime:
         return self.rank == 0
 
 
-def _pick_device(name: str, local_rank: int) -> torch.device:
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """The device ``train.device`` names (``auto``: this rank's GPU if there is one, else CPU)."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank % torch.cuda.device_count())
@@ -47,7 +48,7 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     """Choose the device, join the process group when launched by torchrun, seed every RNG."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _pick_device(cfg.device, local_rank)
+    device = pick_device(cfg.device, local_rank)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     if world_size > 1 and not dist.is_initialized():
