@@ -50,9 +50,12 @@ def main(argv: list[str] | None = None) -> int:
             )
     p = sub.add_parser("fewshot", help="few-shot probes of one finished run (fewshot.json)")
     p.add_argument("run_dir", type=Path)
-    p = sub.add_parser("prior-check", help="bank vs mixture prior on a checkpoint's logits")
-    p.add_argument("checkpoint", type=Path)
+    p = sub.add_parser(
+        "prior-check", help="can the class prior be recovered from checkpoints' features?"
+    )
+    p.add_argument("checkpoints", type=Path, nargs="+")
     p.add_argument("--anchors", type=int, default=10)
+    p.add_argument("--output", type=Path, help="write the records here (JSON) for the report")
     args = parser.parse_args(argv)
 
     if args.command == "prior-check":
@@ -60,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
 
         from benchmarks.quality.prior_check import check_priors
 
-        print(json.dumps(check_priors(args.checkpoint, args.anchors), indent=1))
+        records = []
+        for checkpoint in args.checkpoints:
+            records.append(check_priors(checkpoint, args.anchors))
+            print(json.dumps(records[-1], indent=1), flush=True)
+        if args.output:
+            args.output.write_text(json.dumps(records, indent=1) + "\n")
         return 0
 
     if args.command == "fewshot":
