@@ -232,3 +232,43 @@ def test_plan_pairs_references_and_counts() -> None:
         "primary__r100_e80__simclr__default__s0",
         "primary__r100_e80__simclr_gh__default__s0",
     ]
+
+
+def _prior_record(run: str, epoch: int, eff: float, assignments: bool) -> dict[str, object]:
+    estimate = {"effective_number": eff, "kl": 0.3, "largest_share": 0.2, "nmi": 0.4}
+    return {
+        "run": run,
+        "epoch": epoch,
+        "true_effective_classes": 5.0,
+        "estimates": {"anchor logits: bank": estimate},
+        "assignments": {
+            "prior": "oracle",
+            "anchors": 10,
+            "prior_effective_anchors": 5.0,
+            "assignment_entropy": 0.3,
+            "nmi_assigned_anchor": 0.5,
+            "anchors_per_class": {"many": 4.0, "medium": 2.0, "few": 1.5},
+            "few_on_many_owned_anchors": 0.1,
+        }
+        if assignments
+        else None,
+    }
+
+
+def test_prior_check_section_groups_checkpoints_by_kind(tmp_path: Path) -> None:
+    records = [
+        _prior_record("primary__r__simclr__default__s0", 40, 9.0, False),
+        _prior_record("primary__r__simclr__reversed__s0", 40, 8.0, False),
+        _prior_record("sensitivity__r__simclr_gh_priororacle_K10__default__s0", 80, 6.0, True),
+        _prior_record("ref__r__s0", 80, 10.0, False),
+    ]
+    path = tmp_path / "prior_check.json"
+    assert "not run yet" in "\n".join(report._prior_check_section(path))
+    path.write_text(json.dumps(records))
+    text = "\n".join(report._prior_check_section(path))
+    header = "| estimator (K = 10 groups) | SimCLR @40 | SimCLR+GH (priororacle_K10) @80 |"
+    assert header + " balanced ref. @80 |" in text
+    assert (
+        "| anchor logits: bank | 8.50 ± 0.71 / 0.40 ± 0.00 | 6.00 / 0.40 | 10.00 / 0.40 |" in text
+    )
+    assert "| SimCLR+GH (priororacle_K10) @80 | 1 | oracle, K=10 | 5.00 | 0.30 | 0.50 |" in text
