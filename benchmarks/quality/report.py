@@ -136,14 +136,21 @@ def _paired_table(diffs: Sequence[dict[str, Any]], group: str) -> str:
     if not rows:
         return "_no finished pairs yet_\n"
     keys = ("deficit_few", "deficit_many", "deficit_few_minus_many", "std", "avg")
-    head = ["method / variant", "probe", "pairs", *[f"Δ {k}" for k in keys]]
+    head = ["method / variant", "probe", "pairs", *[f"Δ {k}" for k in keys], "t (Δ few)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {p: i for i, p in enumerate(PROBES)}
     for d in sorted(rows, key=lambda d: (d["method"], d["variant"], order[d["probe"]])):
         name = METHOD_NAMES[d["method"]] + "+GH" + (f" ({d['variant']})" if d["variant"] else "")
         vals = [_pm(d[f"{k}_mean"], d[f"{k}_sd"]) for k in keys]
-        lines.append("| " + " | ".join([name, d["probe"], str(d["pairs"]), *vals]) + " |")
-    return "\n".join(lines) + "\n"
+        # Paired t statistic of the Few deficit change: mean / (sd / sqrt(pairs)).
+        sd = d["deficit_few_sd"]
+        t = d["deficit_few_mean"] / (sd / math.sqrt(d["pairs"])) if sd > 0 else math.nan
+        row = [name, d["probe"], str(d["pairs"]), *vals, _num(t, "+.1f")]
+        lines.append("| " + " | ".join(row) + " |")
+    return (
+        "\n".join(lines)
+        + "\n\nt: |t| > 3.18 is a two-sided 5% paired t-test with 4 pairs (2.57 with 6).\n"
+    )
 
 
 def _regime_table(cells: Sequence[dict[str, Any]], regimes: Sequence[plan_mod.Regime]) -> str:
