@@ -55,7 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("checkpoints", type=Path, nargs="+")
     p.add_argument("--anchors", type=int, default=10)
-    p.add_argument("--output", type=Path, help="write the records here (JSON) for the report")
+    p.add_argument(
+        "--output",
+        type=Path,
+        help="JSON records for the report; records of other checkpoints already there are kept",
+    )
+    p.add_argument(
+        "--assignments-only",
+        action="store_true",
+        help="only GH's allocation (+GH checkpoints), not the prior estimators (faster)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "prior-check":
@@ -63,12 +72,15 @@ def main(argv: list[str] | None = None) -> int:
 
         from benchmarks.quality.prior_check import check_priors
 
+        kept = json.loads(args.output.read_text()) if args.output and args.output.is_file() else []
         records = []
         for checkpoint in args.checkpoints:
-            records.append(check_priors(checkpoint, args.anchors))
+            records.append(check_priors(checkpoint, args.anchors, not args.assignments_only))
             print(json.dumps(records[-1], indent=1), flush=True)
         if args.output:
-            args.output.write_text(json.dumps(records, indent=1) + "\n")
+            new = {r["checkpoint"] for r in records}
+            merged = [r for r in kept if r["checkpoint"] not in new] + records
+            args.output.write_text(json.dumps(merged, indent=1) + "\n")
         return 0
 
     if args.command == "fewshot":

@@ -41,7 +41,7 @@ from geoharmony.losses import gh_diagnostics
 from geoharmony.methods import DataInfo, build_method
 from geoharmony.prior import BankPrior, MixturePrior
 
-__all__ = ["check_assignments", "check_priors", "vmf_mixture"]
+__all__ = ["check_assignments", "check_priors", "estimate_priors", "vmf_mixture"]
 
 
 def vmf_mixture(x: np.ndarray, labels: np.ndarray, k: int, iters: int = 200) -> np.ndarray:
@@ -114,58 +114,64 @@ def _embed(cfg: Any, data: Any, method: Any) -> tuple[Tensor, Tensor, np.ndarray
 
 
 @torch.no_grad()
-def check_priors(checkpoint: str | Path, num_anchors: int = 10) -> dict[str, Any]:
-    """Every estimator's agreement with the true class prior on one checkpoint."""
-    state, cfg, data, method = _load(checkpoint, num_anchors)
-    h, z, labels = _embed(cfg, data, method)
-    logits = method.gh.loss.logits(z)
-    n = len(labels)
-
-    def record(shares: np.ndarray | torch.Tensor, groups: np.ndarray) -> dict[str, float]:
-        agree = prior_agreement(shares, data.class_counts, align="sorted")
-        return {
-            "effective_number": agree["effective_number_estimated"],
-            "kl": agree["kl"],
-            "largest_share": float(np.max(np.asarray(shares)) / np.sum(np.asarray(shares))),
-            "nmi": float(normalized_mutual_info_score(labels, groups)),
-        }
-
-    estimates: dict[str, dict[str, float]] = {}
-    argmax = logits.argmax(1).numpy()
-    for name, cls in (("bank", BankPrior), ("mixture", MixturePrior)):
-        est = cls(n, num_anchors, warmup_momentum=0.0)
-        est.update(torch.arange(n), logits)
-        est.refresh()
-        estimates[f"anchor logits: {name}"] = record(est.prior().numpy(), argmax)
-    features = {"projector": z, "backbone": h}
-    for space, feats in features.items():
-        unit = F.normalize(feats, dim=1).numpy().astype(np.float64)
-        for name, cluster in _clusterings(num_anchors).items():
-            groups = cluster(unit)
-            shares = np.bincount(groups, minlength=num_anchors) / n
-            estimates[f"{space} features: {name}"] = record(shares, groups)
-    counts = np.asarray(data.class_counts, dtype=np.float64)
+def check_priors(
+    checkpoint: str | Path, num_anchors: int = 10, estimates: bool = True
+) -> dict[str, Any]:
+    """Every estimator's agreement with the true class prior on one checkpoint, plus GH's
+    allocation when it is a +GH checkpoint (``estimates=False``: only the latter)."""
+    state = load_checkpoint(checkpoint)
+    cfg = from_dict(state["config"])
+    counts = np.asarray(build_run_data(cfg.data).class_counts, dtype=np.float64)
     return {
         "checkpoint": str(checkpoint),
         "run": Path(checkpoint).parent.parent.name,
         "epoch": int(state["epoch"]),
         "anchors": num_anchors,
         "true_effective_classes": _effective_number(counts),
-        "true_largest_share": float(counts.max() / n),
-        "estimates": estimates,
-        "assignments": check_assignments(checkpoint) if state_has_gh(state) else None,
+        "true_largest_share": float(counts.max() / counts.sum()),
+        "estimates": estimate_priors(checkpoint, num_anchors) if estimates else {},
+        "assignments": check_assignments(checkpoint) if cfg.gh.enabled else None,
     }
+
+
+@torch.no_grad()
+def estimate_priors(checkpoint: str | Path, num_anchors: int = 10) -> dict[str, dict[str, float]]:
+    """``{estimator: effective_number, kl, largest_share, nmi}`` on one checkpoint's features."""
+    _, cfg, data, method = _load(checkpoint, num_anchors)
+    h, z, labels = _embed(cfg, data, method)
+    logits = method.gh.loss.logits(z)
+    n = len(labels)
+
+    def record(shares: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+        agree = prior_agreement(shares, data.class_counts, align="sorted")
+        return {
+            "effective_number": agree["effective_number_estimated"],
+            "kl": agree["kl"],
+            "largest_share": float(shares.max() / shares.sum()),
+            "nmi": float(normalized_mutual_info_score(labels, groups)),
+        }
+
+    found: dict[str, dict[str, float]] = {}
+    argmax = logits.argmax(1).numpy()
+    for name, cls in (("bank", BankPrior), ("mixture", MixturePrior)):
+        est = cls(n, num_anchors, warmup_momentum=0.0)
+        est.update(torch.arange(n), logits)
+        est.refresh()
+        found[f"anchor logits: {name}"] = record(est.prior().numpy(), argmax)
+    for space, feats in (("projector", z), ("backbone", h)):
+        unit = F.normalize(feats, dim=1).numpy().astype(np.float64)
+        for name, cluster in _clusterings(num_anchors).items():
+            groups = cluster(unit)
+            found[f"{space} features: {name}"] = record(
+                np.bincount(groups, minlength=num_anchors) / n, groups
+            )
+    return found
 
 
 def _effective_number(histogram: np.ndarray) -> float:
     """exp(entropy) of a histogram (any non-negative weights)."""
     p = histogram[histogram > 0] / histogram.sum()
     return float(np.exp(-(p * np.log(p)).sum()))
-
-
-def state_has_gh(state: dict[str, Any]) -> bool:
-    """Whether a checkpoint was written by a +GH run (it then holds its prior's buffers)."""
-    return bool(from_dict(state["config"]).gh.enabled)
 
 
 @torch.no_grad()

@@ -381,7 +381,12 @@ def _prior_check_section(path: Path) -> list[str]:
     if not path.is_file():
         return [*out, "_not run yet_", ""]
     records = json.loads(path.read_text())
-    out += [_recovery_table(records), "### GH's allocation at the end of +GH runs", ""]
+    estimated = [r for r in records if r["estimates"]]
+    out += [
+        _recovery_table(estimated) if estimated else "_no estimates yet_\n",
+        "### GH's allocation at the end of +GH runs",
+        "",
+    ]
     out += [
         "The run's own structure and final prior allocate every clean pretraining image (batches "
         "of the training size). Anchors per class: effective number (exp entropy) of the anchors "

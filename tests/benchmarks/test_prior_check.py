@@ -1,0 +1,48 @@
+"""benchmarks/quality/prior_check.py on a real tiny +GH checkpoint."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.quality.prior_check import check_priors, vmf_mixture  # noqa: E402
+
+from geoharmony.cli import main  # noqa: E402
+from geoharmony.engine.checkpoint import list_checkpoints  # noqa: E402
+from tiny_runs import SMOKE, TINY, needs_fashion_mnist  # noqa: E402
+
+GH = ["gh.enabled=true", "gh.warmup_epochs=1", "gh.ramp_epochs=1", "gh.num_anchors=10"]
+
+
+def test_vmf_mixture_recovers_two_separated_unequal_clusters() -> None:
+    rng = np.random.default_rng(0)
+    centres = np.eye(8)[:2]
+    x = np.concatenate(
+        [centres[0] + 0.05 * rng.normal(size=(90, 8)), centres[1] + 0.05 * rng.normal(size=(10, 8))]
+    )
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    start = rng.integers(0, 2, size=100)  # a random start: EM must find the split itself
+    labels = vmf_mixture(x, start, 2)
+    assert sorted(np.bincount(labels, minlength=2).tolist()) == [10, 90]
+
+
+@needs_fashion_mnist
+def test_check_priors_on_a_tiny_gh_run(tmp_path: Path) -> None:
+    args = ["pretrain", "--config", SMOKE, "--output", str(tmp_path), "--no-eval"]
+    assert main([*args, *TINY, *GH, "gh.prior=oracle"]) == 0
+    record = check_priors(list_checkpoints(tmp_path / "checkpoints")[-1], num_anchors=5)
+    assert record["epoch"] == 2 and 1.0 <= record["true_effective_classes"] <= 10.0
+    assert len(record["estimates"]) == 8
+    for est in record["estimates"].values():
+        assert 1.0 <= est["effective_number"] <= 5.0 + 1e-6 and 0.0 <= est["nmi"] <= 1.0
+    assignments = record["assignments"]
+    assert assignments["prior"] == "oracle" and assignments["anchors"] == 10
+    # The oracle prior holds the true class shares, so its effective number is the true one.
+    assert abs(assignments["prior_effective_anchors"] - record["true_effective_classes"]) < 1e-4
+    assert 0.0 <= assignments["few_on_many_owned_anchors"] <= 1.0
