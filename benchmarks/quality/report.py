@@ -153,6 +153,56 @@ def _paired_table(diffs: Sequence[dict[str, Any]], group: str) -> str:
     )
 
 
+def _goal_table(
+    cells: Sequence[dict[str, Any]], diffs: Sequence[dict[str, Any]], regime: str
+) -> str:
+    """The issue's goal, per paired +GH cell and probe: the Few deficit at least halved, Std
+    down, Avg not lower, the Few change beyond seed noise (one-sided paired t-test, 5%)."""
+    from scipy.stats import t as student_t
+
+    lines = [
+        "| +GH run | probe | pairs | baseline Few deficit | Δ Few deficit | share closed | t "
+        "| Δ Std | Δ Avg | goal met |",
+        "|" + "---|" * 10,
+    ]
+    order = {p: i for i, p in enumerate(PROBES)}
+    rows = [d for d in diffs if d["group"] in ("primary", "sensitivity") and d["regime"] == regime]
+    for d in sorted(rows, key=lambda d: (d["group"], d["method"], d["variant"], order[d["probe"]])):
+        base = _find(
+            cells,
+            group="primary",
+            regime=regime,
+            method=d["method"],
+            gh=False,
+            variant="",
+            probe=d["probe"],
+        )
+        if base is None or d["pairs"] < 2 or not d["deficit_few_sd"] > 0:
+            continue
+        deficit, change = base["deficit_few_mean"], d["deficit_few_mean"]
+        closed = -change / deficit if deficit > 0 else math.nan
+        t = change / (d["deficit_few_sd"] / math.sqrt(d["pairs"]))
+        significant = t < student_t.ppf(0.05, d["pairs"] - 1)
+        met = closed >= 0.5 and d["std_mean"] < 0 and d["avg_mean"] >= 0 and significant
+        name = METHOD_NAMES[d["method"]] + "+GH" + (f" ({d['variant']})" if d["variant"] else "")
+        cols = [
+            name,
+            d["probe"],
+            str(d["pairs"]),
+            _num(deficit),
+            _num(change, "+.2f"),
+            _num(100 * closed, ".0f") + "%",
+            _num(t, "+.1f"),
+            _num(d["std_mean"], "+.2f"),
+            _num(d["avg_mean"], "+.2f"),
+            "yes" if met else "no",
+        ]
+        lines.append("| " + " | ".join(cols) + " |")
+    if len(lines) == 2:
+        return "_no paired cells with two or more pairs yet_\n"
+    return "\n".join(lines) + "\n"
+
+
 def _regime_table(cells: Sequence[dict[str, Any]], regimes: Sequence[plan_mod.Regime]) -> str:
     head = [
         "regime",
@@ -684,6 +734,13 @@ def write_report(
     for probe in PROBES:
         out += [f"### {PROBE_TITLES[probe]}", "", _paper_table(cells, probe, regime.name)]
     out += [
+        "### The goal: is the Few deficit at least halved, beyond seed noise?",
+        "",
+        "Share closed = -Δ Few deficit / the baseline's Few deficit (same probe, all its "
+        "runs). Goal met = share >= 50%, Δ Std < 0, Δ Avg >= 0 and a one-sided paired t-test "
+        "of Δ Few deficit below its 5% critical value.",
+        "",
+        _goal_table(cells, diffs, regime.name),
         "### Paired differences (+GH - its own baseline, same order and seed)",
         "",
         "Negative Δ deficit / Δ Std is better; this removes the between-run noise the table "

@@ -272,3 +272,11 @@ def test_prior_check_section_groups_checkpoints_by_kind(tmp_path: Path) -> None:
         "| anchor logits: bank | 8.50 ± 0.71 / 0.40 ± 0.00 | 6.00 / 0.40 | 10.00 / 0.40 |" in text
     )
     assert "| SimCLR+GH (priororacle_K10) @80 | 1 | oracle, K=10 | 5.00 | 0.30 | 0.50 |" in text
+
+
+def test_goal_table_says_when_gh_halves_the_few_deficit() -> None:
+    rows = analysis.run_summaries(_synthetic_runs(), "knn")
+    table = report._goal_table(analysis.aggregate(rows), analysis.paired_differences(rows), "r")
+    # Baseline Few deficit 5 (4 and 6 by seed); GH halves it in every pair: t = -8.7.
+    assert "| SimCLR+GH | knn | 4 | 5.00 | -2.50 | 50% | -8.7 |" in table
+    assert table.rstrip().endswith("| yes |")
