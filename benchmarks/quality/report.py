@@ -153,21 +153,19 @@ def _paired_table(diffs: Sequence[dict[str, Any]], group: str) -> str:
     )
 
 
-def _goal_table(
+def _goal_rows(
     cells: Sequence[dict[str, Any]], diffs: Sequence[dict[str, Any]], regime: str
-) -> str:
+) -> list[dict[str, Any]]:
     """The issue's goal, per paired +GH cell and probe: the Few deficit at least halved, Std
     down, Avg not lower, the Few change beyond seed noise (one-sided paired t-test, 5%)."""
     from scipy.stats import t as student_t
 
-    lines = [
-        "| +GH run | probe | pairs | baseline Few deficit | Δ Few deficit | share closed | t "
-        "| Δ Std | Δ Avg | goal met |",
-        "|" + "---|" * 10,
-    ]
     order = {p: i for i, p in enumerate(PROBES)}
-    rows = [d for d in diffs if d["group"] in ("primary", "sensitivity") and d["regime"] == regime]
-    for d in sorted(rows, key=lambda d: (d["group"], d["method"], d["variant"], order[d["probe"]])):
+    pairs = [d for d in diffs if d["group"] in ("primary", "sensitivity") and d["regime"] == regime]
+    rows = []
+    for d in sorted(
+        pairs, key=lambda d: (d["group"], d["method"], d["variant"], order[d["probe"]])
+    ):
         base = _find(
             cells,
             group="primary",
@@ -182,25 +180,109 @@ def _goal_table(
         deficit, change = base["deficit_few_mean"], d["deficit_few_mean"]
         closed = -change / deficit if deficit > 0 else math.nan
         t = change / (d["deficit_few_sd"] / math.sqrt(d["pairs"]))
-        significant = t < student_t.ppf(0.05, d["pairs"] - 1)
-        met = closed >= 0.5 and d["std_mean"] < 0 and d["avg_mean"] >= 0 and significant
+        significant = bool(t < student_t.ppf(0.05, d["pairs"] - 1))
         name = METHOD_NAMES[d["method"]] + "+GH" + (f" ({d['variant']})" if d["variant"] else "")
+        rows.append(
+            {
+                "name": name,
+                "probe": d["probe"],
+                "pairs": d["pairs"],
+                "deficit": deficit,
+                "change": change,
+                "closed": closed,
+                "t": t,
+                "std": d["std_mean"],
+                "avg": d["avg_mean"],
+                "met": closed >= 0.5 and d["std_mean"] < 0 and d["avg_mean"] >= 0 and significant,
+            }
+        )
+    return rows
+
+
+def _goal_table(rows: Sequence[dict[str, Any]]) -> str:
+    if not rows:
+        return "_no paired cells with two or more pairs yet_\n"
+    lines = [
+        "| +GH run | probe | pairs | baseline Few deficit | Δ Few deficit | share closed | t "
+        "| Δ Std | Δ Avg | goal met |",
+        "|" + "---|" * 10,
+    ]
+    for r in rows:
         cols = [
-            name,
-            d["probe"],
-            str(d["pairs"]),
-            _num(deficit),
-            _num(change, "+.2f"),
-            _num(100 * closed, ".0f") + "%",
-            _num(t, "+.1f"),
-            _num(d["std_mean"], "+.2f"),
-            _num(d["avg_mean"], "+.2f"),
-            "yes" if met else "no",
+            r["name"],
+            r["probe"],
+            str(r["pairs"]),
+            _num(r["deficit"]),
+            _num(r["change"], "+.2f"),
+            _num(100 * r["closed"], ".0f") + "%",
+            _num(r["t"], "+.1f"),
+            _num(r["std"], "+.2f"),
+            _num(r["avg"], "+.2f"),
+            "yes" if r["met"] else "no",
         ]
         lines.append("| " + " | ".join(cols) + " |")
-    if len(lines) == 2:
-        return "_no paired cells with two or more pairs yet_\n"
     return "\n".join(lines) + "\n"
+
+
+def _summary(
+    cells: Sequence[dict[str, Any]],
+    goal: Sequence[dict[str, Any]],
+    prior_records: Sequence[dict[str, Any]],
+    regime: str,
+) -> list[str]:
+    """A few computed sentences: the deficit, the best +GH cell, prior recovery, allocation."""
+    out = []
+    base = _find(cells, group="primary", regime=regime, method="simclr", gh=False, probe="knn")
+    if base:
+        out.append(
+            f"- Long-tailed SimCLR's kNN Few deficit against the balanced reference: "
+            f"{_pm(base['deficit_few_mean'], base['deficit_few_sd'])} points over {base['runs']} "
+            f"runs (Many: {_pm(base['deficit_many_mean'], base['deficit_many_sd'])})."
+        )
+    knn = [r for r in goal if r["probe"] == "knn"]
+    if knn:
+        best = min(knn, key=lambda r: r["change"])
+        out.append(
+            f"- Goal met by {sum(r['met'] for r in goal)} of {len(goal)} paired cells (all "
+            f"probes). Largest kNN Few-deficit reduction: {best['name']}, "
+            f"{best['change']:+.2f} ({100 * best['closed']:.0f}% of the deficit, t = "
+            f"{best['t']:+.1f}, {best['pairs']} pairs)."
+        )
+    warmup_end = [r for r in prior_records if r["estimates"] and r["epoch"] == 40]
+    if warmup_end:
+        name, eff = min(
+            (
+                (k, float(np.mean([r["estimates"][k]["effective_number"] for r in warmup_end])))
+                for k in warmup_end[0]["estimates"]
+            ),
+            key=lambda item: item[1],
+        )
+        true = float(np.mean([r["true_effective_classes"] for r in warmup_end]))
+        verdict = (
+            "closer to a balanced split than to the data's imbalance"
+            if eff > (true + 10) / 2
+            else "part of the way to the data's imbalance"
+        )
+        out.append(
+            f"- At the end of the warm-up the estimator closest to the imbalance ({name}) found "
+            f"{eff:.2f} effective groups of 10, against {true:.2f} effective classes in the "
+            f"data: {verdict}."
+        )
+    oracle = [
+        r["assignments"]
+        for r in prior_records
+        if r.get("assignments") and r["assignments"]["prior"] == "oracle"
+    ]
+    if oracle:
+        share = float(np.mean([a["few_on_many_owned_anchors"] for a in oracle]))
+        nmi = float(np.mean([a["nmi_assigned_anchor"] for a in oracle]))
+        out.append(
+            f"- Even with the true class prior (oracle, K = 10), {100 * share:.0f}% of Few-class "
+            f"images were allocated to anchors whose most frequent class is a Many class "
+            f"(NMI of anchor and label {nmi:.2f}; {len(oracle)} runs): the allocation follows "
+            "the features' clusters, which do not separate the tail classes."
+        )
+    return out or ["_no finished runs yet_"]
 
 
 def _regime_table(cells: Sequence[dict[str, Any]], regimes: Sequence[plan_mod.Regime]) -> str:
@@ -414,7 +496,7 @@ def _assignment_table(records: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _prior_check_section(path: Path) -> list[str]:
+def _prior_check_section(records: Sequence[dict[str, Any]]) -> list[str]:
     out = [
         "## Can the class prior be recovered from the features?",
         "",
@@ -428,9 +510,8 @@ def _prior_check_section(path: Path) -> list[str]:
         "only the features.",
         "",
     ]
-    if not path.is_file():
+    if not records:
         return [*out, "_not run yet_", ""]
-    records = json.loads(path.read_text())
     estimated = [r for r in records if r["estimates"]]
     out += [
         _recovery_table(estimated) if estimated else "_no estimates yet_\n",
@@ -639,6 +720,10 @@ def write_report(
     rows = [r for p in PROBES for r in rows_by_probe[p]]
     cells = aggregate(rows)
     diffs = paired_differences(rows)
+    goal = _goal_rows(cells, diffs, (plan_mod.QUICK_REGIME if quick else plan_mod.PRIMARY).name)
+    prior_records = (
+        json.loads(PRIOR_CHECK_FILE.read_text()) if not quick and PRIOR_CHECK_FILE.is_file() else []
+    )
     dataset = next(
         (e["metrics"].get("dataset") for e in runs.values() if not e["spec"].balanced),
         "fashion_mnist-lt",
@@ -695,6 +780,10 @@ def write_report(
         + (QUICK_NOTE if quick else "")
         + f"Finished runs (of those declared): {status}.",
         "",
+        "## Summary",
+        "",
+        *_summary(cells, goal, prior_records, regime.name),
+        "",
         "## Protocol",
         "",
         f"- Data: Fashion-MNIST-LT ({dataset}); primary regime `{regime.name}`: imbalance "
@@ -740,7 +829,7 @@ def write_report(
         "runs). Goal met = share >= 50%, Δ Std < 0, Δ Avg >= 0 and a one-sided paired t-test "
         "of Δ Few deficit below its 5% critical value.",
         "",
-        _goal_table(cells, diffs, regime.name),
+        _goal_table(goal),
         "### Paired differences (+GH - its own baseline, same order and seed)",
         "",
         "Negative Δ deficit / Δ Std is better; this removes the between-run noise the table "
@@ -758,7 +847,7 @@ def write_report(
         "the estimate is compared with the class prior padded by zeros (sorted).",
         "",
         _prior_table(runs),
-        *([] if quick else _prior_check_section(PRIOR_CHECK_FILE)),
+        *([] if quick else _prior_check_section(prior_records)),
         *([] if quick else _gpu_section(cells, diffs)),
         "## Figures",
         "",

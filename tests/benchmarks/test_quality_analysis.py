@@ -255,17 +255,15 @@ def _prior_record(run: str, epoch: int, eff: float, assignments: bool) -> dict[s
     }
 
 
-def test_prior_check_section_groups_checkpoints_by_kind(tmp_path: Path) -> None:
+def test_prior_check_section_groups_checkpoints_by_kind() -> None:
     records = [
         _prior_record("primary__r__simclr__default__s0", 40, 9.0, False),
         _prior_record("primary__r__simclr__reversed__s0", 40, 8.0, False),
         _prior_record("sensitivity__r__simclr_gh_priororacle_K10__default__s0", 80, 6.0, True),
         _prior_record("ref__r__s0", 80, 10.0, False),
     ]
-    path = tmp_path / "prior_check.json"
-    assert "not run yet" in "\n".join(report._prior_check_section(path))
-    path.write_text(json.dumps(records))
-    text = "\n".join(report._prior_check_section(path))
+    assert "not run yet" in "\n".join(report._prior_check_section([]))
+    text = "\n".join(report._prior_check_section(records))
     header = "| estimator (K = 10 groups) | SimCLR @40 | SimCLR+GH (priororacle_K10) @80 |"
     assert header + " balanced ref. @80 |" in text
     assert (
@@ -276,7 +274,8 @@ def test_prior_check_section_groups_checkpoints_by_kind(tmp_path: Path) -> None:
 
 def test_goal_table_says_when_gh_halves_the_few_deficit() -> None:
     rows = analysis.run_summaries(_synthetic_runs(), "knn")
-    table = report._goal_table(analysis.aggregate(rows), analysis.paired_differences(rows), "r")
+    cells, diffs = analysis.aggregate(rows), analysis.paired_differences(rows)
+    table = report._goal_table(report._goal_rows(cells, diffs, "r"))
     # Baseline Few deficit 5 (4 and 6 by seed); GH halves it in every pair: t = -8.7.
     assert "| SimCLR+GH | knn | 4 | 5.00 | -2.50 | 50% | -8.7 |" in table
     assert table.rstrip().endswith("| yes |")
