@@ -615,7 +615,8 @@ def _plots(
             ax.set_xlabel("pretraining images of the class")
             ax.set_ylabel("deficit vs balanced reference (points)")
             ax.set_title(probe)
-            ax.legend(fontsize=8)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(figures / "deficit_vs_frequency.png", dpi=120)
         plt.close(fig)
