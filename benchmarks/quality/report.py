@@ -306,6 +306,7 @@ def _regime_table(cells: Sequence[dict[str, Any]], regimes: Sequence[plan_mod.Re
             f"{regime.name}: rho {regime.imbalance_ratio:g}, {regime.counts()[0]} -> "
             f"{regime.counts()[-1]}, {regime.epochs} ep, width {regime.width:g}"
         )
+        listed = False
         for probe in PROBES:
             c = _find(
                 cells,
@@ -318,7 +319,7 @@ def _regime_table(cells: Sequence[dict[str, Any]], regimes: Sequence[plan_mod.Re
             )
             if c is None:
                 continue
-            found = True
+            found = listed = True
             lines.append(
                 "| "
                 + " | ".join(
@@ -341,6 +342,8 @@ def _regime_table(cells: Sequence[dict[str, Any]], regimes: Sequence[plan_mod.Re
                 )
                 + " |"
             )
+        if not listed:  # declared but without a finished run and reference: say so
+            lines.append(f"| {desc} | {sum(regime.counts())} | - | 0 |" + " not run yet |" * 5)
     return ("\n".join(lines) + "\n") if found else "_no finished runs yet_\n"
 
 
