@@ -18,7 +18,8 @@ report turns into a table.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +30,27 @@ from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.metrics import normalized_mutual_info_score
 from torch import Tensor
 
-from geoharmony.config import from_dict
+from geoharmony.config import Config, from_dict
 from geoharmony.data.augment import normalize_only
-from geoharmony.data.build import build_run_data
+from geoharmony.data.build import RunData, build_run_data
 from geoharmony.data.sources import ImageArray
 from geoharmony.engine.checkpoint import load_checkpoint
 from geoharmony.engine.trainer import norm_stats
 from geoharmony.eval.geometry import prior_agreement
 from geoharmony.eval.metrics import GROUP_NAMES, class_groups
 from geoharmony.losses import gh_diagnostics
-from geoharmony.methods import DataInfo, build_method
-from geoharmony.prior import BankPrior, MixturePrior
+from geoharmony.methods import DataInfo, Method, build_method
+from geoharmony.methods.gh_term import GHTerm
+from geoharmony.prior import BankPrior, MixturePrior, effective_number
 
-__all__ = ["check_assignments", "check_priors", "estimate_priors", "vmf_mixture"]
+__all__ = [
+    "LoadedRun",
+    "check_assignments",
+    "check_priors",
+    "estimate_priors",
+    "load_run",
+    "vmf_mixture",
+]
 
 
 def vmf_mixture(x: np.ndarray, labels: np.ndarray, k: int, iters: int = 200) -> np.ndarray:
@@ -61,46 +70,47 @@ def vmf_mixture(x: np.ndarray, labels: np.ndarray, k: int, iters: int = 200) -> 
     return resp.argmax(1).numpy()
 
 
-def _clusterings(k: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
-    def kmeans(x: np.ndarray) -> np.ndarray:
-        return KMeans(k, n_init=5, random_state=0).fit(x).labels_
-
-    def merged(x: np.ndarray) -> np.ndarray:
-        fine = KMeans(min(100, len(x) // 5), n_init=1, random_state=0).fit(x)
-        coarse = AgglomerativeClustering(k, linkage="average").fit(fine.cluster_centers_)
-        return coarse.labels_[fine.labels_]
-
+def _cluster_labels(x: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Hard labels of each clustering of the unit rows ``x`` ``[N, D]`` into ``k`` groups."""
+    kmeans = KMeans(k, n_init=5, random_state=0).fit(x).labels_
+    fine = KMeans(min(100, len(x) // 5), n_init=1, random_state=0).fit(x)
+    coarse = AgglomerativeClustering(k, linkage="average").fit(fine.cluster_centers_)
     return {
         "kmeans": kmeans,
-        "vmf": lambda x: vmf_mixture(x, kmeans(x), k),
-        "kmeans100+average": merged,
+        "vmf": vmf_mixture(x, kmeans, k),  # EM started from the k-means partition
+        "kmeans100+average": coarse.labels_[fine.labels_],
     }
 
 
-def _load(checkpoint: str | Path, num_anchors: int | None) -> tuple[Any, Any, Any, Any]:
-    """(state, config, run data, method) of a checkpoint; ``num_anchors`` replaces the run's GH
-    (a fresh structure, enabled even on a baseline), None keeps the run's own GH and prior."""
-    state = load_checkpoint(checkpoint)
-    cfg = from_dict(state["config"])
-    if num_anchors is not None:
-        cfg.gh.enabled, cfg.gh.num_anchors = True, num_anchors
-    data = build_run_data(cfg.data)
-    assert isinstance(data.train, ImageArray)
-    method = build_method(cfg, DataInfo.of(data))
-    weights = state["model"]
-    if num_anchors is not None:  # the run's own GH state (if any) does not fit the fresh one
-        weights = {k: v for k, v in weights.items() if not k.startswith("gh.")}
-    method.load_state_dict(weights, strict=num_anchors is None)
-    # Batch statistics in BatchNorm, as in training (and as a paired run primes its prior);
-    # nothing is saved, so the running buffers this touches do not matter.
-    method.train()
-    return state, cfg, data, method
+@dataclass
+class LoadedRun:
+    """A checkpoint's run rebuilt, and every pretraining image embedded once.
+
+    ``backbone`` ``[N, D]`` and ``projected`` ``[N, d]`` are the outputs for the pretraining
+    images in a seeded shuffled order (mixed batches for BatchNorm, which uses batch statistics
+    as in training), and ``labels`` ``[N]`` their classes in that order.
+    """
+
+    checkpoint: Path
+    epoch: int
+    cfg: Config
+    data: RunData
+    method: Method
+    backbone: Tensor
+    projected: Tensor
+    labels: np.ndarray
 
 
 @torch.no_grad()
-def _embed(cfg: Any, data: Any, method: Any) -> tuple[Tensor, Tensor, np.ndarray]:
-    """Backbone ``[N, D]`` and projector ``[N, d]`` outputs of every pretraining image, in a
-    seeded shuffled order (mixed batches for BatchNorm), and the labels ``[N]`` in that order."""
+def load_run(checkpoint: str | Path) -> LoadedRun:
+    state = load_checkpoint(checkpoint)
+    cfg = from_dict(state["config"])
+    data = build_run_data(cfg.data)
+    assert isinstance(data.train, ImageArray)
+    method = build_method(cfg, DataInfo.of(data))
+    method.load_state_dict(state["model"])
+    # Nothing is saved, so the running BatchNorm buffers that train mode touches do not matter.
+    method.train()
     gen = torch.Generator().manual_seed(0)
     idx = torch.from_numpy(data.pretrain_indices)
     idx = idx[torch.randperm(len(idx), generator=gen)]
@@ -110,7 +120,16 @@ def _embed(cfg: Any, data: Any, method: Any) -> tuple[Tensor, Tensor, np.ndarray
         h = method.backbone(normalize_only(x, mean, std)).float()
         backbone.append(h)
         projected.append(method.projector(h).float())
-    return torch.cat(backbone), torch.cat(projected), data.train.labels[idx].numpy()
+    return LoadedRun(
+        Path(checkpoint),
+        int(state["epoch"]),
+        cfg,
+        data,
+        method,
+        torch.cat(backbone),
+        torch.cat(projected),
+        data.train.labels[idx].numpy(),
+    )
 
 
 @torch.no_grad()
@@ -119,36 +138,39 @@ def check_priors(
 ) -> dict[str, Any]:
     """Every estimator's agreement with the true class prior on one checkpoint, plus GH's
     allocation when it is a +GH checkpoint (``estimates=False``: only the latter)."""
-    state = load_checkpoint(checkpoint)
-    cfg = from_dict(state["config"])
-    counts = np.asarray(build_run_data(cfg.data).class_counts, dtype=np.float64)
+    run = load_run(checkpoint)
+    counts = torch.as_tensor(run.data.class_counts, dtype=torch.float64)
     return {
         "checkpoint": str(checkpoint),
-        "run": Path(checkpoint).parent.parent.name,
-        "epoch": int(state["epoch"]),
+        "run": run.checkpoint.parent.parent.name,
+        "epoch": run.epoch,
         "anchors": num_anchors,
-        "true_effective_classes": _effective_number(counts),
+        "true_effective_classes": effective_number(counts),
         "true_largest_share": float(counts.max() / counts.sum()),
-        "estimates": estimate_priors(checkpoint, num_anchors) if estimates else {},
-        "assignments": check_assignments(checkpoint) if cfg.gh.enabled else None,
+        "estimates": estimate_priors(run, num_anchors) if estimates else {},
+        "assignments": check_assignments(run) if run.method.gh is not None else None,
     }
 
 
 @torch.no_grad()
-def estimate_priors(checkpoint: str | Path, num_anchors: int = 10) -> dict[str, dict[str, float]]:
-    """``{estimator: effective_number, kl, largest_share, nmi}`` on one checkpoint's features."""
-    _, cfg, data, method = _load(checkpoint, num_anchors)
-    h, z, labels = _embed(cfg, data, method)
-    logits = method.gh.loss.logits(z)
-    n = len(labels)
+def estimate_priors(run: LoadedRun, num_anchors: int = 10) -> dict[str, dict[str, float]]:
+    """``{estimator: effective_number, kl, largest_share, nmi}`` on a run's features; the
+    anchor-logit estimators use a fresh ``num_anchors`` structure (what a paired +GH run sees)."""
+    fresh = GHTerm(
+        dataclasses.replace(run.cfg.gh, enabled=True, num_anchors=num_anchors, prior="uniform"),
+        run.projected.shape[1],
+        num_samples=len(run.labels),
+    )
+    logits = fresh.loss.logits(run.projected)
+    n = len(run.labels)
 
     def record(shares: np.ndarray, groups: np.ndarray) -> dict[str, float]:
-        agree = prior_agreement(shares, data.class_counts, align="sorted")
+        agree = prior_agreement(shares, run.data.class_counts, align="sorted")
         return {
             "effective_number": agree["effective_number_estimated"],
             "kl": agree["kl"],
             "largest_share": float(shares.max() / shares.sum()),
-            "nmi": float(normalized_mutual_info_score(labels, groups)),
+            "nmi": float(normalized_mutual_info_score(run.labels, groups)),
         }
 
     found: dict[str, dict[str, float]] = {}
@@ -158,24 +180,21 @@ def estimate_priors(checkpoint: str | Path, num_anchors: int = 10) -> dict[str, 
         est.update(torch.arange(n), logits)
         est.refresh()
         found[f"anchor logits: {name}"] = record(est.prior().numpy(), argmax)
-    for space, feats in (("projector", z), ("backbone", h)):
+    for space, feats in (("projector", run.projected), ("backbone", run.backbone)):
         unit = F.normalize(feats, dim=1).numpy().astype(np.float64)
-        for name, cluster in _clusterings(num_anchors).items():
-            groups = cluster(unit)
+        for name, groups in _cluster_labels(unit, num_anchors).items():
             found[f"{space} features: {name}"] = record(
                 np.bincount(groups, minlength=num_anchors) / n, groups
             )
     return found
 
 
-def _effective_number(histogram: np.ndarray) -> float:
-    """exp(entropy) of a histogram (any non-negative weights)."""
-    p = histogram[histogram > 0] / histogram.sum()
-    return float(np.exp(-(p * np.log(p)).sum()))
+def _effective(histogram: np.ndarray) -> float:
+    return effective_number(torch.as_tensor(histogram, dtype=torch.float64))
 
 
 @torch.no_grad()
-def check_assignments(checkpoint: str | Path) -> dict[str, Any]:
+def check_assignments(run: LoadedRun) -> dict[str, Any]:
     """How a +GH run's Sinkhorn allocation treats the classes at this checkpoint.
 
     Every pretraining image (clean) is allocated by the run's own structure and estimated prior,
@@ -185,22 +204,19 @@ def check_assignments(checkpoint: str | Path) -> dict[str, Any]:
     Many/Medium/Few group: a head class split over several anchors scores high), and the share
     of Few-class images assigned to an anchor whose majority class is a Many class.
     """
-    _, cfg, data, method = _load(checkpoint, None)
-    _, z, labels = _embed(cfg, data, method)
-    prior = method.gh.prior.prior()
+    gh, cfg, labels = run.method.gh, run.cfg, run.labels
+    assert gh is not None, f"{run.checkpoint} is not a +GH checkpoint"
+    prior = gh.prior.prior()
     targets, diagnostics = [], []
-    for zb in z.split(cfg.optim.batch_size):
-        out = method.gh.loss.compute(zb, zb, prior)
+    for zb in run.projected.split(cfg.optim.batch_size):
+        out = gh.loss.compute(zb, zb, prior)
         targets.append(out.targets1)
         diagnostics.append(gh_diagnostics(out, cfg.gh.temperature))
     assigned = torch.cat(targets).argmax(1).numpy()
-    k, num_classes = cfg.gh.num_anchors, data.num_classes
-    group_of_class = class_groups(np.asarray(data.class_counts), "thirds")
+    k, num_classes = cfg.gh.num_anchors, run.data.num_classes
+    group_of_class = class_groups(np.asarray(run.data.class_counts), "thirds")
     spread = np.array(
-        [
-            _effective_number(np.bincount(assigned[labels == c], minlength=k))
-            for c in range(num_classes)
-        ]
+        [_effective(np.bincount(assigned[labels == c], minlength=k)) for c in range(num_classes)]
     )
     owner = np.array(
         [
@@ -215,7 +231,7 @@ def check_assignments(checkpoint: str | Path) -> dict[str, Any]:
     return {
         "prior": cfg.gh.prior,
         "anchors": k,
-        "prior_effective_anchors": _effective_number(prior.numpy().astype(np.float64)),
+        "prior_effective_anchors": effective_number(prior),
         **{key: float(np.mean([d[key] for d in diagnostics])) for key in diagnostics[0]},
         "nmi_assigned_anchor": float(normalized_mutual_info_score(labels, assigned)),
         "anchors_per_class": {
