@@ -22,6 +22,7 @@ from benchmarks.quality.analysis import (
     STAT_KEYS,
     aggregate,
     load_runs,
+    mean_sd,
     paired_differences,
     run_summaries,
 )
@@ -383,12 +384,7 @@ def _prior_table(runs: dict[str, dict[str, Any]]) -> str:
     for (regime, method, label), items in sorted(rows.items()):
 
         def col(key: str, items: list[dict[str, Any]] = items) -> str:
-            v = [i[key] for i in items if i.get(key) is not None]
-            return (
-                _pm(float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else math.nan)
-                if v
-                else "-"
-            )
+            return _mean_sd_cell([i.get(key) for i in items])
 
         lines.append(
             "| "
@@ -426,11 +422,9 @@ def _checkpoint_kind(record: dict[str, Any]) -> str:
     return f"{name}+GH{' (' + variant.lstrip('_') + ')' if variant else ''} @{epoch}"
 
 
-def _mean_sd_cell(values: Sequence[float]) -> str:
-    v = [x for x in values if x is not None and not math.isnan(x)]
-    if not v:
-        return "-"
-    return _pm(float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else math.nan)
+def _mean_sd_cell(values: Sequence[float | None]) -> str:
+    """``mean ± sd`` of the values that exist (None and NaN dropped), ``-`` if none do."""
+    return _pm(*mean_sd(v for v in values if v is not None))
 
 
 def _recovery_table(records: Sequence[dict[str, Any]]) -> str:

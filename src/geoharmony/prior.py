@@ -131,10 +131,13 @@ class BankPrior(PriorEstimator):
         self.bank[indices] = m * rows + (1.0 - m) * logits.detach().to(self.bank)
         self.seen[indices] = True
 
+    def vote_counts(self) -> Tensor:
+        """``[K]`` how many observed samples' bank rows have their argmax on each anchor."""
+        return torch.bincount(self.bank[self.seen].argmax(dim=1), minlength=self.num_anchors)
+
     @torch.no_grad()
     def refresh(self) -> None:
-        votes = self.bank[self.seen].argmax(dim=1)
-        counts = torch.bincount(votes, minlength=self.num_anchors).to(self.current)
+        counts = self.vote_counts().to(self.current)
         counts += self.floor
         if float(counts.sum()) > 0:
             self.current.copy_(counts / counts.sum())
@@ -178,10 +181,8 @@ class OraclePrior(BankPrior):
 
     @torch.no_grad()
     def refresh(self) -> None:
-        votes = self.bank[self.seen].argmax(dim=1)
-        counts = torch.bincount(votes, minlength=self.num_anchors)
         # Stable sort, so ties (e.g. no votes at all) keep the anchor order.
-        order = torch.sort(counts, descending=True, stable=True).indices
+        order = torch.sort(self.vote_counts(), descending=True, stable=True).indices
         mass = torch.empty_like(self.current)
         mass[order] = self.true_shares.to(mass) * max(int(self.seen.sum()), 1) + self.floor
         self.current.copy_(mass / mass.sum())
