@@ -534,7 +534,10 @@ def _timing_table(runs: dict[str, dict[str, Any]]) -> str:
     for entry in runs.values():
         spec: RunSpec = entry["spec"]
         m = entry["metrics"]
-        epochs = len([h for h in m.get("history", []) if h.get("seconds")])
+        # A paired run's history starts with its baseline's epochs; count only its own.
+        first_own_epoch = (spec.pair_epoch or 0) + 1 if spec.init_from else 1
+        own = [h for h in m.get("history", []) if h.get("epoch", 0) >= first_own_epoch]
+        train_seconds = sum(h.get("seconds", 0.0) for h in own) if own else math.nan
         probes = sum(entry["timing"].get("probes", [])) if entry["timing"] else math.nan
         label = (
             "+GH (paired, 2nd half only)"
@@ -542,7 +545,7 @@ def _timing_table(runs: dict[str, dict[str, Any]]) -> str:
             else ("balanced ref." if spec.balanced else "baseline")
         )
         cells.setdefault((spec.group, spec.regime, spec.method, label), []).append(
-            (m.get("train_seconds", math.nan), m.get("eval_seconds", math.nan), probes, epochs)  # type: ignore[arg-type]
+            (train_seconds, m.get("eval_seconds", math.nan), probes)
         )
     head = ["group", "regime", "method", "run", "runs", "train s (mean)", "eval s", "few-shot s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -75,3 +75,23 @@ def test_report_from_synthetic_runs(tmp_path: Path) -> None:
     report.write_report(specs, tmp_path / "runs", docs, gpu_root=tmp_path / "gpu")
     text = (docs / "results.md").read_text()
     assert "## GPU scale" in text and "not run yet" not in text.split("## GPU scale")[1]
+
+
+def test_timing_table_counts_only_a_paired_runs_own_epochs() -> None:
+    specs = plan.build_plan(quick=True)
+    gh = next(s for s in specs if s.init_from)
+    base = next(s for s in specs if s.run_id == gh.init_from)
+    assert gh.pair_epoch == 2
+    # The paired run's history holds its baseline's two epochs (2 s each), then its own (3 s).
+    history = [{"epoch": e, "seconds": 2.0 if e <= 2 else 3.0} for e in range(1, 5)]
+    runs = {
+        spec.run_id: {
+            "spec": spec,
+            "metrics": {"history": history, "eval_seconds": 1.0},
+            "timing": {},
+        }
+        for spec in (base, gh)
+    }
+    table = report._timing_table(runs).splitlines()[2:]
+    rows = {cells[3]: cells[5] for cells in (line.split(" | ") for line in table)}
+    assert rows == {"baseline": "10", "+GH (paired, 2nd half only)": "6"}
