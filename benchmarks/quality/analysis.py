@@ -14,17 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from benchmarks.quality.plan import RunSpec
 from benchmarks.quality.probes import FEWSHOT_FILE
 
+from geoharmony.eval.geometry import cosine_summary
 from geoharmony.eval.metrics import GROUP_NAMES, class_groups
 
 __all__ = [
+    "GEOMETRY_KEYS",
     "PROBES",
     "STAT_KEYS",
     "aggregate",
     "cell_key",
     "deficits",
+    "geometry_summaries",
     "group_summary",
     "load_runs",
     "mean_sd",
@@ -197,3 +201,40 @@ def paired_differences(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             {k: row[k] - base[k] for k in STAT_KEYS}
         )
     return [_cell_record(cell, members, pairs=len(members)) for cell, members in diffs.items()]
+
+
+# Class-mean geometry of the test features (metrics.json "geometry"), grouped by pretraining counts.
+GEOMETRY_KEYS = ("cos_many_many", "cos_many_few", "cos_few_few", "etf_deviation", "effective_rank")
+
+
+def _grouped_geometry(
+    geometry: dict[str, Any], counts: Sequence[int], rule: str
+) -> dict[str, float]:
+    """``GEOMETRY_KEYS`` of one run's geometry, its class-mean cosines grouped by ``counts``."""
+    cos = torch.tensor(geometry["class_mean_cosines"], dtype=torch.float64)
+    groups = class_groups(np.asarray(counts, dtype=np.int64), rule)  # type: ignore[arg-type]
+    out = {k: v for k, v in cosine_summary(cos, groups).items() if k in GEOMETRY_KEYS}
+    out["etf_deviation"] = float(geometry["etf_deviation"])
+    out["effective_rank"] = float(geometry["effective_rank"])
+    return out
+
+
+def geometry_summaries(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per long-tailed run with its reference: its class-mean geometry (``GEOMETRY_KEYS``)
+    and its balanced reference's (``ref_<key>``), both grouped by the *run's* pretraining counts,
+    so ``ref_cos_few_few`` is how close this run's tail classes sit without the long tail."""
+    rows = []
+    for entry in runs.values():
+        spec: RunSpec = entry["spec"]
+        if spec.balanced or spec.reference not in runs:
+            continue
+        m, ref = entry["metrics"], runs[spec.reference]["metrics"]
+        if "geometry" not in m or "geometry" not in ref:
+            continue
+        counts, rule = m["class_counts"], m.get("group_rule", "thirds")
+        row = {**spec.record(), "init_from": spec.init_from}
+        row.update(_grouped_geometry(m["geometry"], counts, rule))
+        ref_geo = _grouped_geometry(ref["geometry"], counts, rule)
+        row.update({f"ref_{k}": v for k, v in ref_geo.items()})
+        rows.append(row)
+    return rows

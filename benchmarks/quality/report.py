@@ -21,6 +21,8 @@ from benchmarks.quality.analysis import (
     PROBES,
     STAT_KEYS,
     aggregate,
+    cell_key,
+    geometry_summaries,
     load_runs,
     mean_sd,
     paired_differences,
@@ -60,10 +62,17 @@ _ROWS = (
 )
 
 
-def _pm(mean: float, sd: float) -> str:
+def _cell_name(method: str, gh: bool, variant: str) -> str:
+    """``SimCLR+GH (K=10)`` style label of a cell."""
+    return METHOD_NAMES[method] + ("+GH" if gh else "") + (f" ({variant})" if variant else "")
+
+
+def _pm(mean: float, sd: float, fmt: str = ".2f") -> str:
     if mean is None or math.isnan(mean):
         return "-"
-    return f"{mean:.2f}" if sd is None or math.isnan(sd) else f"{mean:.2f} ± {sd:.2f}"
+    if sd is None or math.isnan(sd):
+        return format(mean, fmt)
+    return f"{mean:{fmt}} ± {sd:{fmt}}"
 
 
 def _num(x: float | None, fmt: str = ".2f") -> str:
@@ -141,7 +150,7 @@ def _paired_table(diffs: Sequence[dict[str, Any]], group: str) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {p: i for i, p in enumerate(PROBES)}
     for d in sorted(rows, key=lambda d: (d["method"], d["variant"], order[d["probe"]])):
-        name = METHOD_NAMES[d["method"]] + "+GH" + (f" ({d['variant']})" if d["variant"] else "")
+        name = _cell_name(d["method"], True, d["variant"])
         vals = [_pm(d[f"{k}_mean"], d[f"{k}_sd"]) for k in keys]
         # Paired t statistic of the Few deficit change: mean / (sd / sqrt(pairs)).
         sd = d["deficit_few_sd"]
@@ -184,7 +193,7 @@ def _goal_rows(
         closed = -change / deficit if deficit > 0 else math.nan
         t = change / (d["deficit_few_sd"] / math.sqrt(d["pairs"]))
         significant = bool(t < student_t.ppf(0.05, d["pairs"] - 1))
-        name = METHOD_NAMES[d["method"]] + "+GH" + (f" ({d['variant']})" if d["variant"] else "")
+        name = _cell_name(d["method"], True, d["variant"])
         rows.append(
             {
                 "name": name,
@@ -231,9 +240,11 @@ def _summary(
     cells: Sequence[dict[str, Any]],
     goal: Sequence[dict[str, Any]],
     prior_records: Sequence[dict[str, Any]],
+    geo_rows: Sequence[dict[str, Any]],
     regime: str,
 ) -> list[str]:
-    """A few computed sentences: the deficit, the best +GH cell, prior recovery, allocation."""
+    """A few computed sentences: the deficit, the best +GH cell, prior recovery, allocation,
+    class-mean geometry."""
     out = []
     base = _find(cells, group="primary", regime=regime, method="simclr", gh=False, probe="knn")
     if base:
@@ -284,6 +295,24 @@ def _summary(
             f"images were allocated to anchors whose most frequent class is a Many class "
             f"(NMI of anchor and label {nmi:.2f}; {len(oracle)} runs): the allocation follows "
             "the features' clusters, which do not separate the tail classes."
+        )
+    simclr = [
+        r
+        for r in geo_rows
+        if r["group"] == "primary" and r["regime"] == regime and r["method"] == "simclr"
+    ]
+    base_geo = {r["run_id"]: r for r in simclr if not r["gh"]}
+    pairs = [(base_geo[r["init_from"]], r) for r in simclr if r["init_from"] in base_geo]
+    if pairs:
+        ref, lt, gh = (
+            float(np.mean([b["ref_cos_few_few"] for b, _ in pairs])),
+            float(np.mean([b["cos_few_few"] for b, _ in pairs])),
+            float(np.mean([g["cos_few_few"] for _, g in pairs])),
+        )
+        out.append(
+            f"- Class-mean geometry: the Few classes' means sit closer together after long-tailed "
+            f"SimCLR (mean cosine {lt:.3f}) than the same classes' after balanced pretraining "
+            f"({ref:.3f}); +GH leaves them at {gh:.3f} ({len(pairs)} pairs)."
         )
     return out or ["_no finished runs yet_"]
 
@@ -402,6 +431,50 @@ def _prior_table(runs: dict[str, dict[str, Any]]) -> str:
             )
             + " |"
         )
+    return "\n".join(lines) + "\n"
+
+
+_GEOMETRY_TITLES = {
+    "cos_many_many": "cos Many-Many",
+    "cos_many_few": "cos Many-Few",
+    "cos_few_few": "cos Few-Few",
+    "etf_deviation": "ETF deviation",
+    "effective_rank": "effective rank",
+}
+
+
+def _geometry_table(geo_rows: Sequence[dict[str, Any]], regime: str) -> str:
+    """Class-mean geometry per cell of ``regime`` (mean ± sd over runs), the balanced reference
+    grouped as the SimCLR baselines, and each +GH cell's paired change of the Few-Few cosine."""
+    rows = [
+        r for r in geo_rows if r["regime"] == regime and r["group"] in ("primary", "sensitivity")
+    ]
+    if not rows:
+        return "_no finished runs yet_\n"
+    by_id = {r["run_id"]: r for r in rows}
+    cells: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault(cell_key(r), []).append(r)
+    head = ["runs", "n", *_GEOMETRY_TITLES.values(), "Δ cos Few-Few (paired)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    refs = cells.get(("primary", regime, "simclr", False, ""), [])
+    if refs:
+        vals = [_pm(*mean_sd(r[f"ref_{k}"] for r in refs), ".3f") for k in _GEOMETRY_TITLES]
+        lines.append(
+            "| balanced ref. (grouped as SimCLR) | " + f"{len(refs)} | " + " | ".join(vals) + " | |"
+        )
+    for (_, _, method, gh, variant), members in sorted(
+        cells.items(), key=lambda kv: (kv[0][2], kv[0][0] != "primary", kv[0][4], kv[0][3])
+    ):
+        vals = [_pm(*mean_sd(r[k] for r in members), ".3f") for k in _GEOMETRY_TITLES]
+        paired = [
+            r["cos_few_few"] - by_id[r["init_from"]]["cos_few_few"]
+            for r in members
+            if r["init_from"] in by_id
+        ]
+        delta = _pm(*mean_sd(paired), ".3f") if paired else ""
+        name = _cell_name(method, gh, variant)
+        lines.append(f"| {name} | {len(members)} | " + " | ".join(vals) + f" | {delta} |")
     return "\n".join(lines) + "\n"
 
 
@@ -723,6 +796,7 @@ def write_report(
     rows = [r for p in PROBES for r in rows_by_probe[p]]
     cells = aggregate(rows)
     diffs = paired_differences(rows)
+    geo_rows = geometry_summaries(runs)
     goal = _goal_rows(cells, diffs, (plan_mod.QUICK_REGIME if quick else plan_mod.PRIMARY).name)
     prior_records = (
         json.loads(PRIOR_CHECK_FILE.read_text()) if not quick and PRIOR_CHECK_FILE.is_file() else []
@@ -785,7 +859,7 @@ def write_report(
         "",
         "## Summary",
         "",
-        *_summary(cells, goal, prior_records, regime.name),
+        *_summary(cells, goal, prior_records, geo_rows, regime.name),
         "",
         "## Protocol",
         "",
@@ -851,6 +925,17 @@ def write_report(
         "",
         _prior_table(runs),
         *([] if quick else _prior_check_section(prior_records)),
+        "## Class-mean geometry (test features of the backbone)",
+        "",
+        "Cosines between class means (uncentred, so all are high), averaged over the class "
+        "pairs within or across the run's Many / Few groups; ETF deviation = relative distance "
+        "of the centred, normalised class means' Gram matrix from a simplex ETF's (0 = ETF); "
+        "effective rank of the test features. The balanced reference is grouped by each SimCLR "
+        "baseline's counts: its Few-Few cosine is how close those classes sit when they are not "
+        "rare. Δ cos Few-Few (paired) = +GH - its own baseline (negative: GH pulled the tail "
+        "classes apart).",
+        "",
+        _geometry_table(geo_rows, regime.name),
         *([] if quick else _gpu_section(cells, diffs)),
         "## Figures",
         "",

@@ -279,3 +279,41 @@ def test_goal_table_says_when_gh_halves_the_few_deficit() -> None:
     # Baseline Few deficit 5 (4 and 6 by seed); GH halves it in every pair: t = -8.7.
     assert "| SimCLR+GH | knn | 4 | 5.00 | -2.50 | 50% | -8.7 |" in table
     assert table.rstrip().endswith("| yes |")
+
+
+def _geometry(close: set[int], cos: float, etf: float) -> dict[str, object]:
+    """Class-mean cosines 0.5 between all classes except ``cos`` between the ``close`` ones."""
+    matrix = [
+        [1.0 if i == j else (cos if i in close and j in close else 0.5) for j in range(10)]
+        for i in range(10)
+    ]
+    return {"class_mean_cosines": matrix, "etf_deviation": etf, "effective_rank": 30.0}
+
+
+def test_geometry_is_grouped_by_the_runs_counts_for_run_and_reference() -> None:
+    ref = _spec("ref0", group="reference", class_order="balanced", reference=None)
+    base = _spec("b", order="reversed")
+    gh = _spec("g", gh=True, order="reversed", init_from="b")
+    counts = COUNTS[::-1]  # the Few classes are 0, 1, 2
+    runs: dict[str, dict[str, object]] = {
+        "ref0": {"spec": ref, "metrics": {"geometry": _geometry(set(), 0.5, 1.0)}},
+        "b": {
+            "spec": base,
+            "metrics": {**_metrics([0.0] * 10, counts), "geometry": _geometry({0, 1, 2}, 0.9, 1.4)},
+        },
+        "g": {
+            "spec": gh,
+            "metrics": {**_metrics([0.0] * 10, counts), "geometry": _geometry({0, 1, 2}, 0.8, 1.3)},
+        },
+    }
+    rows = {r["run_id"]: r for r in analysis.geometry_summaries(runs)}
+    assert set(rows) == {"b", "g"}
+    assert rows["b"]["cos_few_few"] == pytest.approx(0.9)
+    assert rows["b"]["cos_many_few"] == pytest.approx(0.5)
+    assert rows["b"]["ref_cos_few_few"] == pytest.approx(0.5)
+    assert rows["b"]["etf_deviation"] == 1.4 and rows["b"]["ref_etf_deviation"] == 1.0
+    table = report._geometry_table(list(rows.values()), "r").splitlines()
+    ref_row, gh_row = table[2], table[-1]
+    assert ref_row.startswith("| balanced ref.") and "| 0.500 |" in ref_row
+    # The paired change of the Few-Few cosine: 0.8 - 0.9.
+    assert gh_row.startswith("| SimCLR+GH |") and gh_row.endswith("| -0.100 |")

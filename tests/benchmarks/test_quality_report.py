@@ -39,7 +39,9 @@ def _write_run(root: Path, spec: RunSpec) -> None:
         if spec.gh
         else None,
         "geometry": {
-            "class_mean_cosines": [[1.0 if i == j else 0.1 for j in range(10)] for i in range(10)]
+            "class_mean_cosines": [[1.0 if i == j else 0.1 for j in range(10)] for i in range(10)],
+            "etf_deviation": 0.5,
+            "effective_rank": 20.0,
         },
         "history": [{"epoch": 1, "seconds": 2.0, "prior_max_share": 0.2}],
         "train_seconds": 10.0,
@@ -65,7 +67,14 @@ def test_report_from_synthetic_runs(tmp_path: Path) -> None:
     out = report.write_report(specs, tmp_path / "runs", docs, quick=True)
     assert out["figures"] == ["deficit_vs_frequency.png", "class_mean_cosines.png"]
     text = (docs / "results.md").read_text()
-    for section in ("## Summary", "## Main table", "### The goal", "## Sensitivity", "## Commands"):
+    for section in (
+        "## Summary",
+        "## Main table",
+        "### The goal",
+        "## Sensitivity",
+        "## Class-mean geometry",
+        "## Commands",
+    ):
         assert section in text
     # kNN Few deficit of the baseline: 4 points on seed 0 in both orders; GH halves it.
     assert "Few deficit against the balanced reference: 4.00 ± 0.00 points over 2 runs" in text
