@@ -8,7 +8,10 @@ statistics, as in training) and estimates the share of each of ``K`` groups in s
 * by clustering the features themselves into ``K`` groups, the best case for any estimator that
   only sees the features: k-means and a vMF mixture with free means and weights (on the
   normalised projector output and on the backbone output), and k-means into 100 groups merged
-  to ``K`` by average linkage (which can follow a large, non-spherical cluster).
+  to ``K`` by average linkage (which can follow a large, non-spherical cluster);
+* by the modes of a kNN density (quick-shift), which is not told ``K``: a partition by volume
+  (k-means and kin) splits a large class into as many pieces as it spans, a partition by
+  density modes keeps a dense class whole, so it is the one that could see the imbalance.
 
 Each estimate is compared with the true class prior (sorted alignment: effective number
 exp(entropy), KL(true || estimate), largest share) and its groups with the labels (NMI).
@@ -28,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.metrics import normalized_mutual_info_score
+from sklearn.neighbors import NearestNeighbors
 from torch import Tensor
 
 from geoharmony.config import Config, from_dict
@@ -47,6 +51,7 @@ __all__ = [
     "LoadedRun",
     "check_assignments",
     "check_priors",
+    "density_modes",
     "estimate_priors",
     "load_run",
     "vmf_mixture",
@@ -70,8 +75,27 @@ def vmf_mixture(x: np.ndarray, labels: np.ndarray, k: int, iters: int = 200) -> 
     return resp.argmax(1).numpy()
 
 
+def density_modes(x: np.ndarray, neighbours: int = 30) -> np.ndarray:
+    """Quick-shift on the kNN graph: hard labels ``[N]`` of the density modes of ``x`` ``[N, D]``.
+
+    Density is 1 / the mean distance to the ``neighbours`` nearest points; every point links to
+    its nearest neighbour of higher density (itself at a local maximum) and takes the label of
+    the maximum its chain ends at. The number of groups is the data's, not a parameter.
+    """
+    n = len(x)
+    k = min(neighbours, n - 1)
+    dist, idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+    density = 1.0 / np.maximum(dist[:, 1:].mean(1), 1e-12)
+    higher = density[idx[:, 1:]] > density[:, None]  # [N, k], neighbours sorted by distance
+    parent = np.where(higher.any(1), idx[np.arange(n), 1 + higher.argmax(1)], np.arange(n))
+    while not np.array_equal(parent, parent[parent]):  # pointer jumping to the chain's end
+        parent = parent[parent]
+    return np.unique(parent, return_inverse=True)[1]
+
+
 def _cluster_labels(x: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """Hard labels of each clustering of the unit rows ``x`` ``[N, D]`` into ``k`` groups."""
+    """Hard labels of each clustering of the unit rows ``x`` ``[N, D]`` into ``k`` groups (the
+    density modes: into as many as it finds)."""
     kmeans = KMeans(k, n_init=5, random_state=0).fit(x).labels_
     fine = KMeans(min(100, len(x) // 5), n_init=1, random_state=0).fit(x)
     coarse = AgglomerativeClustering(k, linkage="average").fit(fine.cluster_centers_)
@@ -79,6 +103,7 @@ def _cluster_labels(x: np.ndarray, k: int) -> dict[str, np.ndarray]:
         "kmeans": kmeans,
         "vmf": vmf_mixture(x, kmeans, k),  # EM started from the k-means partition
         "kmeans100+average": coarse.labels_[fine.labels_],
+        "density modes (not told K)": density_modes(x),
     }
 
 

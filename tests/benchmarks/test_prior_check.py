@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.quality.prior_check import check_priors, vmf_mixture  # noqa: E402
+from benchmarks.quality.prior_check import check_priors, density_modes, vmf_mixture  # noqa: E402
 
 from geoharmony.cli import main  # noqa: E402
 from geoharmony.engine.checkpoint import list_checkpoints  # noqa: E402
@@ -32,15 +32,27 @@ def test_vmf_mixture_recovers_two_separated_unequal_clusters() -> None:
     assert sorted(np.bincount(labels, minlength=2).tolist()) == [10, 90]
 
 
+def test_density_modes_keep_a_large_and_a_small_blob_whole_and_apart() -> None:
+    # k-means into 2 would do as well here; the point is that the number of groups is found,
+    # and a dense blob of 300 is one mode, not split by volume.
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=(300, 8)), 10 + rng.normal(size=(40, 8))])
+    labels = density_modes(x, neighbours=30)
+    assert sorted(np.bincount(labels).tolist()) == [40, 300]
+    assert len(set(labels[:300])) == 1
+
+
 @needs_fashion_mnist
 def test_check_priors_on_a_tiny_gh_run(tmp_path: Path) -> None:
     args = ["pretrain", "--config", SMOKE, "--output", str(tmp_path), "--no-eval"]
     assert main([*args, *TINY, *GH, "gh.prior=oracle"]) == 0
     record = check_priors(list_checkpoints(tmp_path / "checkpoints")[-1], num_anchors=5)
     assert record["epoch"] == 2 and 1.0 <= record["true_effective_classes"] <= 10.0
-    assert len(record["estimates"]) == 8
-    for est in record["estimates"].values():
-        assert 1.0 <= est["effective_number"] <= 5.0 + 1e-6 and 0.0 <= est["nmi"] <= 1.0
+    assert len(record["estimates"]) == 10
+    for name, est in record["estimates"].items():
+        # Only the density modes are not told K = 5 groups.
+        most = float("inf") if "not told K" in name else 5.0 + 1e-6
+        assert 1.0 <= est["effective_number"] <= most and 0.0 <= est["nmi"] <= 1.0
     assignments = record["assignments"]
     assert assignments["prior"] == "oracle" and assignments["anchors"] == 10
     # The oracle prior holds the true class shares, so its effective number is the true one.
