@@ -501,28 +501,52 @@ def _mean_sd_cell(values: Sequence[float | None]) -> str:
 
 
 def _recovery_table(records: Sequence[dict[str, Any]]) -> str:
-    """Effective number / NMI of every estimator, per checkpoint kind (mean ± sd over runs)."""
+    """Effective number / NMI of every estimator, per checkpoint kind (mean ± sd over runs), and
+    for each epoch with both a SimCLR and a balanced-reference column the ratio of their mean
+    effective numbers: an estimator that tracks the imbalance matches the true ratio."""
     kinds = sorted({_checkpoint_kind(r) for r in records}, key=lambda k: ("ref" in k, k))
     estimators = list(dict.fromkeys(name for r in records for name in r["estimates"]))
+
+    def records_of(kind: str) -> list[dict[str, Any]]:
+        return [r for r in records if _checkpoint_kind(r) == kind]
+
+    def estimates_of(kind: str, name: str) -> list[dict[str, Any]]:
+        return [r["estimates"][name] for r in records_of(kind) if name in r["estimates"]]
+
+    epochs = sorted({r["epoch"] for r in records})
+    ratios = [e for e in epochs if records_of(f"SimCLR @{e}") and records_of(f"balanced ref. @{e}")]
     true_eff = _mean_sd_cell(
         [r["true_effective_classes"] for r in records if "ref" not in r["run"]]
     )
-    head = ["estimator (K = 10 groups)", *kinds]
+    head = ["estimator (K = 10 groups)", *kinds, *[f"SimCLR / ref. @{e}" for e in ratios]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def ratio(epoch: int, name: str | None) -> str:
+        """SimCLR / reference mean effective number at ``epoch`` (``None``: the true priors')."""
+
+        def mean_eff(kind: str) -> float:
+            if name is None:
+                values = [r["true_effective_classes"] for r in records_of(kind)]
+            else:
+                values = [m["effective_number"] for m in estimates_of(kind, name)]
+            return float(np.mean(values)) if values else math.nan
+
+        return _num(mean_eff(f"SimCLR @{epoch}") / mean_eff(f"balanced ref. @{epoch}"))
+
     for name in estimators:
         row = [name]
         for kind in kinds:
-            members = [
-                r["estimates"][name]
-                for r in records
-                if _checkpoint_kind(r) == kind and name in r["estimates"]
-            ]
+            found = estimates_of(kind, name)
             row.append(
-                f"{_mean_sd_cell([m['effective_number'] for m in members])} / "
-                f"{_mean_sd_cell([m['nmi'] for m in members])}"
+                f"{_mean_sd_cell([m['effective_number'] for m in found])} / "
+                f"{_mean_sd_cell([m['nmi'] for m in found])}"
             )
+        row += [ratio(e, name) for e in ratios]
         lines.append("| " + " | ".join(row) + " |")
-    runs = ", ".join(f"{k}: {sum(_checkpoint_kind(r) == k for r in records)}" for k in kinds)
+    if ratios:
+        true_row = ["true class prior", *["" for _ in kinds], *[ratio(e, None) for e in ratios]]
+        lines.append("| " + " | ".join(true_row) + " |")
+    runs = ", ".join(f"{k}: {len(records_of(k))}" for k in kinds)
     return (
         "\n".join(lines)
         + f"\n\nCells: effective number of groups / NMI of the groups with the labels. The true "

@@ -234,12 +234,14 @@ def test_plan_pairs_references_and_counts() -> None:
     ]
 
 
-def _prior_record(run: str, epoch: int, eff: float, assignments: bool) -> dict[str, object]:
+def _prior_record(
+    run: str, epoch: int, eff: float, assignments: bool, true_eff: float = 5.0
+) -> dict[str, object]:
     estimate = {"effective_number": eff, "kl": 0.3, "largest_share": 0.2, "nmi": 0.4}
     return {
         "run": run,
         "epoch": epoch,
-        "true_effective_classes": 5.0,
+        "true_effective_classes": true_eff,
         "estimates": {"anchor logits: bank": estimate},
         "assignments": {
             "prior": "oracle",
@@ -270,6 +272,20 @@ def test_prior_check_section_groups_checkpoints_by_kind() -> None:
         "| anchor logits: bank | 8.50 ± 0.71 / 0.40 ± 0.00 | 6.00 / 0.40 | 10.00 / 0.40 |" in text
     )
     assert "| SimCLR+GH (priororacle_K10) @80 | 1 | oracle, K=10 | 5.00 | 0.30 | 0.50 |" in text
+
+
+def test_recovery_table_compares_long_tailed_and_balanced_at_the_same_epoch() -> None:
+    records = [
+        _prior_record("primary__r__simclr__default__s0", 40, 9.0, False),
+        _prior_record("primary__r__simclr__reversed__s0", 40, 8.0, False),
+        _prior_record("ref__r__s0", 40, 10.0, False, true_eff=10.0),
+        _prior_record("ref__r__s0", 80, 10.0, False, true_eff=10.0),
+    ]
+    lines = report._recovery_table(records).splitlines()
+    # Only epoch 40 has both kinds; the estimator finds 8.5 / 10, the truth is 5 / 10.
+    assert lines[0].endswith("| balanced ref. @80 | SimCLR / ref. @40 |")
+    assert lines[2].startswith("| anchor logits: bank |") and lines[2].endswith("| 0.85 |")
+    assert lines[3] == "| true class prior |  |  |  | 0.50 |"
 
 
 def test_goal_table_says_when_gh_halves_the_few_deficit() -> None:
