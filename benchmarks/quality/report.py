@@ -262,25 +262,21 @@ def _summary(
             f"{best['change']:+.2f} ({100 * best['closed']:.0f}% of the deficit, t = "
             f"{best['t']:+.1f}, {best['pairs']} pairs)."
         )
-    warmup_end = [r for r in prior_records if r["estimates"] and r["epoch"] == 40]
-    if warmup_end:
-        name, eff = min(
-            (
-                (k, float(np.mean([r["estimates"][k]["effective_number"] for r in warmup_end])))
-                for k in warmup_end[0]["estimates"]
-            ),
-            key=lambda item: item[1],
-        )
-        true = float(np.mean([r["true_effective_classes"] for r in warmup_end]))
-        verdict = (
-            "closer to a balanced split than to the data's imbalance"
-            if eff > (true + 10) / 2
-            else "part of the way to the data's imbalance"
-        )
+    estimated = [r for r in prior_records if r["estimates"]]
+    epochs = _ratio_epochs(estimated)
+    if epochs:
+        epoch = epochs[0]  # the earliest: the end of the warm-up, where GH's prior starts
+        names = list(dict.fromkeys(n for r in estimated for n in r["estimates"]))
+        ratios = {n: _tracking_ratio(estimated, epoch, n) for n in names}
+        told_k = [v for n, v in ratios.items() if "not told K" not in n]
+        best = min(ratios, key=lambda n: ratios[n])
+        truth = _tracking_ratio(estimated, epoch, None)
         out.append(
-            f"- At the end of the warm-up the estimator closest to the imbalance ({name}) found "
-            f"{eff:.2f} effective groups of 10, against {true:.2f} effective classes in the "
-            f"data: {verdict}."
+            f"- Can the features show the imbalance? At epoch {epoch}, the estimators told "
+            f"K = 10 find {min(told_k):.2f}-{max(told_k):.2f} times as many effective groups on "
+            f"long-tailed as on balanced features, where the true priors' ratio is {truth:.2f} "
+            "(1 = blind to the imbalance). The closest, {best}, reaches {ratios[best]:.2f}: "
+            f"{(1 - ratios[best]) / (1 - truth):.0%} of the way from blind (1) to the truth."
         )
     oracle = [
         r["assignments"]
@@ -500,53 +496,62 @@ def _mean_sd_cell(values: Sequence[float | None]) -> str:
     return _pm(*mean_sd(v for v in values if v is not None))
 
 
+def _mean_effective(records: Sequence[dict[str, Any]], kind: str, name: str | None) -> float:
+    """Mean effective number of estimator ``name`` (``None``: the true prior's) over the
+    prior-check records of one checkpoint kind; NaN if there are none."""
+    chosen = [r for r in records if _checkpoint_kind(r) == kind]
+    if name is None:
+        values = [r["true_effective_classes"] for r in chosen]
+    else:
+        values = [
+            r["estimates"][name]["effective_number"] for r in chosen if name in r["estimates"]
+        ]
+    return float(np.mean(values)) if values else math.nan
+
+
+def _tracking_ratio(records: Sequence[dict[str, Any]], epoch: int, name: str | None) -> float:
+    """Long-tailed SimCLR / balanced reference mean effective number at ``epoch``: an estimator
+    that tracks the imbalance has the true prior's ratio, one blind to it has 1."""
+    simclr = _mean_effective(records, f"SimCLR @{epoch}", name)
+    return simclr / _mean_effective(records, f"balanced ref. @{epoch}", name)
+
+
+def _ratio_epochs(records: Sequence[dict[str, Any]]) -> list[int]:
+    """Epochs with both a SimCLR and a balanced-reference prior check."""
+    kinds = {_checkpoint_kind(r) for r in records}
+    epochs = sorted({r["epoch"] for r in records})
+    return [e for e in epochs if {f"SimCLR @{e}", f"balanced ref. @{e}"} <= kinds]
+
+
 def _recovery_table(records: Sequence[dict[str, Any]]) -> str:
     """Effective number / NMI of every estimator, per checkpoint kind (mean ± sd over runs), and
-    for each epoch with both a SimCLR and a balanced-reference column the ratio of their mean
-    effective numbers: an estimator that tracks the imbalance matches the true ratio."""
+    the SimCLR / balanced-reference ratio of effective numbers per epoch beside the true one."""
     kinds = sorted({_checkpoint_kind(r) for r in records}, key=lambda k: ("ref" in k, k))
     estimators = list(dict.fromkeys(name for r in records for name in r["estimates"]))
-
-    def records_of(kind: str) -> list[dict[str, Any]]:
-        return [r for r in records if _checkpoint_kind(r) == kind]
-
-    def estimates_of(kind: str, name: str) -> list[dict[str, Any]]:
-        return [r["estimates"][name] for r in records_of(kind) if name in r["estimates"]]
-
-    epochs = sorted({r["epoch"] for r in records})
-    ratios = [e for e in epochs if records_of(f"SimCLR @{e}") and records_of(f"balanced ref. @{e}")]
+    ratios = _ratio_epochs(records)
     true_eff = _mean_sd_cell(
         [r["true_effective_classes"] for r in records if "ref" not in r["run"]]
     )
     head = ["estimator (K = 10 groups)", *kinds, *[f"SimCLR / ref. @{e}" for e in ratios]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-
-    def ratio(epoch: int, name: str | None) -> str:
-        """SimCLR / reference mean effective number at ``epoch`` (``None``: the true priors')."""
-
-        def mean_eff(kind: str) -> float:
-            if name is None:
-                values = [r["true_effective_classes"] for r in records_of(kind)]
-            else:
-                values = [m["effective_number"] for m in estimates_of(kind, name)]
-            return float(np.mean(values)) if values else math.nan
-
-        return _num(mean_eff(f"SimCLR @{epoch}") / mean_eff(f"balanced ref. @{epoch}"))
-
     for name in estimators:
         row = [name]
         for kind in kinds:
-            found = estimates_of(kind, name)
+            found = [
+                r["estimates"][name]
+                for r in records
+                if _checkpoint_kind(r) == kind and name in r["estimates"]
+            ]
             row.append(
                 f"{_mean_sd_cell([m['effective_number'] for m in found])} / "
                 f"{_mean_sd_cell([m['nmi'] for m in found])}"
             )
-        row += [ratio(e, name) for e in ratios]
+        row += [_num(_tracking_ratio(records, e, name)) for e in ratios]
         lines.append("| " + " | ".join(row) + " |")
     if ratios:
-        true_row = ["true class prior", *["" for _ in kinds], *[ratio(e, None) for e in ratios]]
-        lines.append("| " + " | ".join(true_row) + " |")
-    runs = ", ".join(f"{k}: {len(records_of(k))}" for k in kinds)
+        truth = [_num(_tracking_ratio(records, e, None)) for e in ratios]
+        lines.append("| " + " | ".join(["true class prior", *["" for _ in kinds], *truth]) + " |")
+    runs = ", ".join(f"{k}: {sum(_checkpoint_kind(r) == k for r in records)}" for k in kinds)
     return (
         "\n".join(lines)
         + f"\n\nCells: effective number of groups / NMI of the groups with the labels. The true "
