@@ -275,7 +275,7 @@ def _summary(
             f"- Can the features show the imbalance? At epoch {epoch}, the estimators told "
             f"K = 10 find {min(told_k):.2f}-{max(told_k):.2f} times as many effective groups on "
             f"long-tailed as on balanced features, where the true priors' ratio is {truth:.2f} "
-            "(1 = blind to the imbalance). The closest, {best}, reaches {ratios[best]:.2f}: "
+            f"(1 = blind to the imbalance). The closest, {best}, reaches {ratios[best]:.2f}: "
             f"{(1 - ratios[best]) / (1 - truth):.0%} of the way from blind (1) to the truth."
         )
     oracle = [

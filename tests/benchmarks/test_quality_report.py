@@ -84,6 +84,7 @@ def test_report_from_synthetic_runs(tmp_path: Path) -> None:
     report.write_report(specs, tmp_path / "runs", docs, gpu_root=tmp_path / "gpu")
     text = (docs / "results.md").read_text()
     assert "## GPU scale" in text and "not run yet" not in text.split("## GPU scale")[1]
+    assert "{" not in text, "an f-string placeholder leaked into the report"
 
 
 def test_timing_table_counts_only_a_paired_runs_own_epochs() -> None:
