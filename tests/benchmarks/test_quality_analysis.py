@@ -333,3 +333,27 @@ def test_geometry_is_grouped_by_the_runs_counts_for_run_and_reference() -> None:
     assert ref_row.startswith("| balanced ref.") and "| 0.500 |" in ref_row
     # The paired change of the Few-Few cosine: 0.8 - 0.9.
     assert gh_row.startswith("| SimCLR+GH |") and gh_row.endswith("| -0.100 |")
+
+
+def test_paired_t_needs_three_pairs_and_spread() -> None:
+    assert math.isnan(report._paired_t(-0.7, 0.02, 2))  # one degree of freedom: not judged
+    assert math.isnan(report._paired_t(-0.1, 1e-15, 4))  # a tie at the probe's resolution
+    assert report._paired_t(-1.0, 1.0, 4) == pytest.approx(-2.0)
+
+
+def test_goal_judges_a_variant_with_its_own_baseline_against_that_baseline() -> None:
+    def cell(group: str, gh: bool, variant: str, deficit: float) -> dict[str, object]:
+        keys = dict(group=group, regime="r", method="simclr", gh=gh, variant=variant)
+        return {**keys, "probe": "knn", "deficit_few_mean": deficit}
+
+    cells = [cell("primary", False, "", 5.0), cell("sensitivity", False, "warmup=0.25", 2.0)]
+    diff = {
+        **cell("sensitivity", True, "warmup=0.25", 0.0),
+        "pairs": 4,
+        "deficit_few_mean": -1.2,
+        "deficit_few_sd": 0.1,
+        "std_mean": -0.1,
+        "avg_mean": 0.1,
+    }
+    (row,) = report._goal_rows(cells, [diff], "r")
+    assert row["deficit"] == 2.0 and row["closed"] == pytest.approx(0.6) and row["met"]
