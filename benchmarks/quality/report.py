@@ -305,8 +305,7 @@ def _summary(
         for r in geo_rows
         if r["group"] == "primary" and r["regime"] == regime and r["method"] == "simclr"
     ]
-    base_geo = {r["run_id"]: r for r in simclr if not r["gh"]}
-    pairs = [(base_geo[r["init_from"]], r) for r in simclr if r["init_from"] in base_geo]
+    pairs = _geometry_pairs(simclr)
     if pairs:
         ref, lt, gh = (
             float(np.mean([b["ref_cos_few_few"] for b, _ in pairs])),
@@ -447,6 +446,12 @@ _GEOMETRY_TITLES = {
 }
 
 
+def _geometry_pairs(rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(baseline, +GH) geometry rows of every paired run among ``rows``."""
+    by_id = {r["run_id"]: r for r in rows}
+    return [(by_id[r["init_from"]], r) for r in rows if r["init_from"] in by_id]
+
+
 def _geometry_table(geo_rows: Sequence[dict[str, Any]], regime: str) -> str:
     """Class-mean geometry per cell of ``regime`` (mean ± sd over runs), the balanced reference
     grouped as the SimCLR baselines, and each +GH cell's paired change of the Few-Few cosine."""
@@ -455,10 +460,12 @@ def _geometry_table(geo_rows: Sequence[dict[str, Any]], regime: str) -> str:
     ]
     if not rows:
         return "_no finished runs yet_\n"
-    by_id = {r["run_id"]: r for r in rows}
     cells: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in rows:
         cells.setdefault(cell_key(r), []).append(r)
+    few_few_change = {
+        g["run_id"]: g["cos_few_few"] - b["cos_few_few"] for b, g in _geometry_pairs(rows)
+    }
     head = ["runs", "n", *_GEOMETRY_TITLES.values(), "Δ cos Few-Few (paired)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     refs = cells.get(("primary", regime, "simclr", False, ""), [])
@@ -471,11 +478,7 @@ def _geometry_table(geo_rows: Sequence[dict[str, Any]], regime: str) -> str:
         cells.items(), key=lambda kv: (kv[0][2], kv[0][0] != "primary", kv[0][4], kv[0][3])
     ):
         vals = [_pm(*mean_sd(r[k] for r in members), ".3f") for k in _GEOMETRY_TITLES]
-        paired = [
-            r["cos_few_few"] - by_id[r["init_from"]]["cos_few_few"]
-            for r in members
-            if r["init_from"] in by_id
-        ]
+        paired = [few_few_change[r["run_id"]] for r in members if r["run_id"] in few_few_change]
         delta = _pm(*mean_sd(paired), ".3f") if paired else ""
         name = _cell_name(method, gh, variant)
         lines.append(f"| {name} | {len(members)} | " + " | ".join(vals) + f" | {delta} |")
@@ -504,16 +507,24 @@ def _mean_sd_cell(values: Sequence[float | None]) -> str:
     return _pm(*mean_sd(v for v in values if v is not None))
 
 
+def _estimates_of(
+    records: Sequence[dict[str, Any]], kind: str, name: str
+) -> list[dict[str, float]]:
+    """Estimator ``name``'s results on the prior-check records of one checkpoint kind."""
+    return [
+        r["estimates"][name]
+        for r in records
+        if _checkpoint_kind(r) == kind and name in r["estimates"]
+    ]
+
+
 def _mean_effective(records: Sequence[dict[str, Any]], kind: str, name: str | None) -> float:
     """Mean effective number of estimator ``name`` (``None``: the true prior's) over the
     prior-check records of one checkpoint kind; NaN if there are none."""
-    chosen = [r for r in records if _checkpoint_kind(r) == kind]
     if name is None:
-        values = [r["true_effective_classes"] for r in chosen]
+        values = [r["true_effective_classes"] for r in records if _checkpoint_kind(r) == kind]
     else:
-        values = [
-            r["estimates"][name]["effective_number"] for r in chosen if name in r["estimates"]
-        ]
+        values = [e["effective_number"] for e in _estimates_of(records, kind, name)]
     return float(np.mean(values)) if values else math.nan
 
 
@@ -545,11 +556,7 @@ def _recovery_table(records: Sequence[dict[str, Any]]) -> str:
     for name in estimators:
         row = [name]
         for kind in kinds:
-            found = [
-                r["estimates"][name]
-                for r in records
-                if _checkpoint_kind(r) == kind and name in r["estimates"]
-            ]
+            found = _estimates_of(records, kind, name)
             row.append(
                 f"{_mean_sd_cell([m['effective_number'] for m in found])} / "
                 f"{_mean_sd_cell([m['nmi'] for m in found])}"
