@@ -94,6 +94,8 @@ SENSITIVITY: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("prior=mixture,K=10", ("gh.prior=mixture", "gh.num_anchors=10"), ()),
     # A diagnostic upper bound, not a method: the true class shares (read from the labels).
     ("prior=oracle,K=10", ("gh.prior=oracle", "gh.num_anchors=10"), ()),
+    # The allocation's upper bound: the true classes as surrogate labels (no Sinkhorn).
+    ("targets=labels,K=10", ("gh.targets=labels", "gh.num_anchors=10"), ()),
 )
 SENSITIVITY_ORDERS = ("default", "reversed")
 SENSITIVITY_SEEDS = (0, 1)

@@ -125,6 +125,9 @@ class GHConfig:
     prior_floor: float = 0.0
     prior_refresh_every: int = 20  # epochs between bank refreshes after the warm-up
     streaming_momentum: float = 0.99
+    # sinkhorn (paper) | labels: a diagnostic upper bound, not self-supervised: each image's
+    # surrogate label is its true class (anchor k = class k), so it needs num_anchors >= classes.
+    targets: str = "sinkhorn"
 
 
 @dataclass
@@ -188,6 +191,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "method.bcl.variant": ("I", "D"),
     "gh.logits": ("projected", "cosine"),
     "gh.prior": ("bank", "streaming", "uniform", "mixture", "oracle"),
+    "gh.targets": ("sinkhorn", "labels"),
     "optim.schedule": ("warmup_cosine", "two_stage_cosine"),
     "eval.probe": ("adam", "sgd"),
     "eval.group_rule": ("thirds", "thresholds"),

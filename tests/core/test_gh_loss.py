@@ -116,3 +116,19 @@ def test_argument_errors() -> None:
         GHLoss(m, logits="dot")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"\[B, 8\]"):
         GHLoss(m)(torch.zeros(3, 7), torch.zeros(3, 7))
+
+
+def test_given_targets_replace_the_sinkhorn_plan() -> None:
+    g = torch.Generator().manual_seed(3)
+    m = simplex_etf(4, 8, seed=0)
+    z1, z2 = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    loss = GHLoss(m, temperature=0.2)
+    given = torch.nn.functional.one_hot(torch.tensor([0, 3, 3, 1, 2]), 4).float()
+    out = loss.compute(z1, z2, targets=given)
+    assert torch.equal(out.targets1, given) and torch.equal(out.targets2, given)
+    expected = swapped_cross_entropy(out.logits1, out.logits2, given, given, 0.2)
+    torch.testing.assert_close(out.loss, expected)
+    # ... and they are not what Sinkhorn would have chosen for these embeddings.
+    assert not torch.allclose(loss.compute(z1, z2).loss, out.loss)
+    with pytest.raises(ValueError, match="targets"):
+        loss.compute(z1, z2, targets=given[:, :3])

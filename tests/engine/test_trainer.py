@@ -169,3 +169,9 @@ def test_oracle_prior_receives_the_true_class_shares(tmp_path: Path) -> None:
     counts = torch.tensor(build_run_data(from_dict(state["config"]).data).class_counts)
     shares = (counts / counts.sum()).sort().values
     torch.testing.assert_close(state["model"]["gh.prior.current"].sort().values, shares.float())
+
+
+def test_label_targets_run_with_the_trainer_data(tmp_path: Path) -> None:
+    # Fails if the trainer does not lend the method its pretraining labels (GHTerm refuses).
+    assert pretrain(tmp_path, *GH, "gh.targets=labels") == 0
+    assert "gh.sample_labels" not in final_state(tmp_path)["model"]

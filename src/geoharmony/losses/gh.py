@@ -106,18 +106,30 @@ class GHLoss(nn.Module):
                 return F.normalize(z, dim=1) @ structure.T
             return F.normalize(z @ structure.T, dim=1)
 
-    def compute(self, z1: Tensor, z2: Tensor, prior: Tensor | None = None) -> GHOutput:
+    def compute(
+        self, z1: Tensor, z2: Tensor, prior: Tensor | None = None, targets: Tensor | None = None
+    ) -> GHOutput:
         """Loss plus the intermediate tensors (for prior estimation and diagnostics).
 
         Args:
             z1, z2: ``[B, d]`` projector outputs of the two views (not normalised).
             prior: ``[K]`` anchor marginal for the allocation; ``None`` = uniform.
+            targets: ``[B, K]`` given surrogate labels of both views (rows sum to 1) instead of
+                the Sinkhorn plan; the diagnostic ``gh.targets=labels`` passes the true classes.
         """
         if z1.shape != z2.shape:
             raise ValueError(f"z1 and z2 shapes differ: {list(z1.shape)} vs {list(z2.shape)}")
         logits1, logits2 = self.logits(z1), self.logits(z2)
+        if targets is not None:
+            if targets.shape != logits1.shape:
+                raise ValueError(
+                    f"targets must be [B, K] = {list(logits1.shape)}, got {list(targets.shape)}"
+                )
+            given = targets.detach().to(logits1.dtype)
+            loss = swapped_cross_entropy(logits1, logits2, given, given, self.temperature)
+            return GHOutput(loss, logits1, logits2, given, given)
         # Both views in one batched Sinkhorn call: [2, B, K].
-        targets = sinkhorn(
+        plan = sinkhorn(
             torch.stack([logits1, logits2]),
             prior,
             epsilon=self.epsilon,
@@ -126,8 +138,8 @@ class GHLoss(nn.Module):
             mode=self.sinkhorn_mode,
             distributed=self.distributed,
         ).to(logits1.dtype)
-        loss = swapped_cross_entropy(logits1, logits2, targets[0], targets[1], self.temperature)
-        return GHOutput(loss, logits1, logits2, targets[0], targets[1])
+        loss = swapped_cross_entropy(logits1, logits2, plan[0], plan[1], self.temperature)
+        return GHOutput(loss, logits1, logits2, plan[0], plan[1])
 
     def forward(self, z1: Tensor, z2: Tensor, prior: Tensor | None = None) -> Tensor:
         """Scalar GH loss for ``[B, d]`` embeddings of two views."""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -67,14 +68,21 @@ class DataInfo:
     num_samples: int
     in_channels: int
     num_classes: int = 0  # 0 when unknown (unlabelled data)
-    # Pretraining images per class; only the diagnostic gh.prior=oracle reads it.
+    # Labels of the pretraining data, read only by the diagnostics gh.prior=oracle (per-class
+    # counts) and gh.targets=labels (each image's class, in dataset-index order).
     class_counts: tuple[int, ...] = ()
+    labels: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, data: RunData) -> DataInfo:
         """What a method may know about a built run's pretraining data."""
+        labels = np.asarray(data.train.labels)[data.pretrain_indices]
         return cls(
-            len(data.pretrain_indices), data.in_channels, data.num_classes, tuple(data.class_counts)
+            len(data.pretrain_indices),
+            data.in_channels,
+            data.num_classes,
+            tuple(data.class_counts),
+            tuple(labels.tolist()),
         )
 
 
@@ -108,7 +116,12 @@ class Method(nn.Module):
         self.gh: GHTerm | None = None
         if cfg.gh.enabled:
             self.gh = GHTerm(
-                cfg.gh, cfg.model.projector_dim, data.num_samples, distributed, data.class_counts
+                cfg.gh,
+                cfg.model.projector_dim,
+                data.num_samples,
+                distributed,
+                data.class_counts,
+                data.labels,
             )
 
     # ----- what subclasses define (and may override: embed_views) --------------------------

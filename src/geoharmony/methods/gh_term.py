@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geoharmony.config import GHConfig
@@ -68,13 +69,38 @@ def build_prior(
     )
 
 
+def _label_targets(cfg: GHConfig, num_samples: int, labels: Sequence[int]) -> Tensor:
+    """``[N]`` int64 class ids for ``cfg.targets == "labels"`` (empty otherwise), validated."""
+    if cfg.targets == "sinkhorn":
+        return torch.zeros(0, dtype=torch.long)
+    if cfg.targets != "labels":
+        raise ValueError(f"unknown gh.targets {cfg.targets!r}; valid: sinkhorn, labels")
+    if len(labels) != num_samples:
+        raise ValueError(
+            f"gh.targets=labels needs a label for each of the {num_samples} pretraining images, "
+            f"got {len(labels)}; this data source may have no labels"
+        )
+    ids = torch.as_tensor(list(labels), dtype=torch.long)
+    if bool((ids < 0).any()) or int(ids.max()) >= cfg.num_anchors:
+        raise ValueError(
+            f"gh.targets=labels puts class k on anchor k, so gh.num_anchors ({cfg.num_anchors}) "
+            f"must exceed the largest class id ({int(ids.max())}) and ids must be >= 0"
+        )
+    return ids
+
+
 class GHTerm(nn.Module):
     """``w(epoch) * L_GH(z1, z2; prior)`` plus the prior's bookkeeping.
 
     The weight is 0 for ``warmup_epochs`` (only the prior is estimated, no Sinkhorn runs), rises
     linearly to ``weight`` over ``ramp_epochs``, then stays there. The prior is refreshed at the
     end of the warm-up and every ``prior_refresh_every`` epochs after it.
+
+    ``labels`` (``N`` class ids in dataset-index order) is needed only by the diagnostic
+    ``cfg.targets == "labels"``, which replaces Sinkhorn's surrogate labels by the true classes.
     """
+
+    sample_labels: Tensor
 
     def __init__(
         self,
@@ -83,6 +109,7 @@ class GHTerm(nn.Module):
         num_samples: int,
         distributed: bool = False,
         class_counts: Sequence[int] = (),
+        labels: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -96,6 +123,10 @@ class GHTerm(nn.Module):
             distributed=distributed,
         )
         self.prior = build_prior(cfg, num_samples, distributed, class_counts)
+        # Not persistent: the labels come from the data, and checkpoints stay interchangeable.
+        self.register_buffer(
+            "sample_labels", _label_targets(cfg, num_samples, labels), persistent=False
+        )
 
     def weight(self, epoch: float) -> float:
         """GH weight at fractional ``epoch``."""
@@ -116,7 +147,10 @@ class GHTerm(nn.Module):
             with torch.no_grad():
                 self.prior.update(indices, self.loss.logits(z1))
             return z1.new_zeros(()), {"gh_weight": z1.new_tensor(0.0)}
-        out = self.loss.compute(z1, z2, self.prior.prior())
+        targets = None
+        if self.cfg.targets == "labels":
+            targets = F.one_hot(self.sample_labels[indices], self.cfg.num_anchors).float()
+        out = self.loss.compute(z1, z2, self.prior.prior(), targets)
         self.prior.update(indices, out.logits1.detach())
         logs = {"gh_loss": out.loss.detach(), "gh_weight": z1.new_tensor(weight)}
         return weight * out.loss, logs

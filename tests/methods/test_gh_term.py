@@ -1,0 +1,60 @@
+"""GHTerm's diagnostic ``gh.targets=labels``: each image's true class as its surrogate label."""
+
+import numpy as np
+import pytest
+import torch
+
+from geoharmony.config import ConfigError, GHConfig, load_config
+from geoharmony.data.build import build_run_data
+from geoharmony.losses import swapped_cross_entropy
+from geoharmony.methods import DataInfo
+from geoharmony.methods.gh_term import GHTerm
+from tiny_runs import SMOKE, TINY, needs_fashion_mnist
+
+LABELS = (2, 0, 1, 1, 2, 0)
+
+
+def _term(**overrides) -> GHTerm:
+    cfg = GHConfig(enabled=True, num_anchors=3, warmup_epochs=0, ramp_epochs=0, **overrides)
+    return GHTerm(cfg, embed_dim=8, num_samples=len(LABELS), labels=LABELS)
+
+
+def test_label_targets_are_the_one_hot_classes_of_the_batch_images() -> None:
+    term = _term(targets="labels")
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(3, 8, generator=g), torch.randn(3, 8, generator=g)
+    indices = torch.tensor([4, 1, 3])  # classes 2, 0, 1
+    loss, _ = term(z1, z2, indices, epoch=1.0)
+    onehot = torch.eye(3)[[2, 0, 1]]
+    l1, l2 = term.loss.logits(z1), term.loss.logits(z2)
+    torch.testing.assert_close(loss, swapped_cross_entropy(l1, l2, onehot, onehot, 0.1))
+    # The paper's Sinkhorn targets give a different loss on the same batch.
+    sinkhorn_loss, _ = _term()(z1, z2, indices, epoch=1.0)
+    assert not torch.allclose(loss, sinkhorn_loss)
+
+
+def test_labels_stay_out_of_the_checkpoint() -> None:
+    assert "sample_labels" not in _term(targets="labels").state_dict()
+    assert set(_term(targets="labels").state_dict()) == set(_term().state_dict())
+
+
+def test_label_targets_validate_their_inputs() -> None:
+    cfg = GHConfig(enabled=True, num_anchors=2, targets="labels")
+    with pytest.raises(ValueError, match="num_anchors"):
+        GHTerm(cfg, 8, num_samples=len(LABELS), labels=LABELS)  # class 2 has no anchor
+    with pytest.raises(ValueError, match="label for each"):
+        GHTerm(GHConfig(enabled=True, num_anchors=3, targets="labels"), 8, num_samples=6)
+    with pytest.raises(ValueError, match=r"gh\.targets"):
+        _term(targets="kmeans")
+    with pytest.raises(ConfigError, match=r"gh\.targets"):
+        load_config(None, ["gh.targets=kmeans"])
+
+
+@needs_fashion_mnist
+def test_data_info_labels_follow_the_pretraining_indices() -> None:
+    cfg = load_config(SMOKE, list(TINY))
+    data = build_run_data(cfg.data)
+    info = DataInfo.of(data)
+    assert len(info.labels) == info.num_samples
+    counts = np.bincount(np.asarray(info.labels), minlength=data.num_classes)
+    assert counts.tolist() == list(data.class_counts)
