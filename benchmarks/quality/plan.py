@@ -97,6 +97,8 @@ SENSITIVITY: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     # The allocation's upper bound: the true classes as surrogate labels (no Sinkhorn).
     ("targets=labels,K=10", ("gh.targets=labels", "gh.num_anchors=10"), ()),
 )
+# Variants that read the labels: upper bounds that explain a failure, never reported as methods.
+DIAGNOSTICS = frozenset({"prior=oracle,K=10", "targets=labels,K=10"})
 SENSITIVITY_ORDERS = ("default", "reversed")
 SENSITIVITY_SEEDS = (0, 1)
 

@@ -357,3 +357,33 @@ def test_goal_judges_a_variant_with_its_own_baseline_against_that_baseline() -> 
     }
     (row,) = report._goal_rows(cells, [diff], "r")
     assert row["deficit"] == 2.0 and row["closed"] == pytest.approx(0.6) and row["met"]
+
+
+def test_summary_keeps_label_reading_diagnostics_apart_from_methods() -> None:
+    def row(name: str, change: float, diagnostic: bool, met: bool = False) -> dict[str, object]:
+        return {
+            "name": name,
+            "diagnostic": diagnostic,
+            "probe": "knn",
+            "pairs": 4,
+            "deficit": 5.0,
+            "change": change,
+            "closed": -change / 5.0,
+            "t": -3.0,
+            "std": -0.1,
+            "avg": 0.1,
+            "met": met,
+        }
+
+    goal = [
+        row("SimCLR+GH", -0.5, False),
+        row("SimCLR+GH (prior=oracle,K=10)", -1.0, True),
+        row("SimCLR+GH (targets=labels,K=10)", -3.0, True, met=True),
+    ]
+    text = "\n".join(report._summary([], goal, [], [], "r"))
+    # The diagnostics neither count towards the goal nor win "largest reduction".
+    assert "Goal met by 0 of 1 paired cells of methods" in text
+    assert "reduction (cells of 3+ pairs): SimCLR+GH, -0.50 (10% of the deficit" in text
+    assert "surrogate labels (no Sinkhorn" in text and "knn -3.00 (60% of the deficit" in text
+    table = report._goal_table(goal)
+    assert "| SimCLR+GH (targets=labels,K=10) [diagnostic] | knn |" in table
