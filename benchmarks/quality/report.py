@@ -209,6 +209,8 @@ def _goal_rows(
                 "pairs": d["pairs"],
                 "deficit": deficit,
                 "change": change,
+                "many_change": d["deficit_many_mean"],
+                "gap_change": d["deficit_few_minus_many_mean"],
                 "closed": closed,
                 "t": t,
                 "std": d["std_mean"],
@@ -280,10 +282,15 @@ def _summary(
         )
     labels = [r for r in goal if r["diagnostic"] and "targets=labels" in r["name"]]
     if labels:
-        by_probe = "; ".join(f"{r['probe']} {_goal_change(r)}" for r in labels)
+        by_probe = "; ".join(
+            f"{r['probe']} {_goal_change(r)}, Many {r['many_change']:+.2f}, Few - Many "
+            f"{r['gap_change']:+.2f}"
+            for r in labels
+        )
         out.append(
             "- With the true classes as GH's surrogate labels (no Sinkhorn; a diagnostic upper "
-            f"bound of any allocation), the Few deficit changes by: {by_probe}."
+            "bound of any allocation, and a supervised signal), the deficits change by: "
+            f"{by_probe}."
         )
     estimated = [r for r in prior_records if r["estimates"]]
     epochs = _ratio_epochs(estimated)

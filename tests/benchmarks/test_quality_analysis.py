@@ -352,6 +352,8 @@ def test_goal_judges_a_variant_with_its_own_baseline_against_that_baseline() -> 
         "pairs": 4,
         "deficit_few_mean": -1.2,
         "deficit_few_sd": 0.1,
+        "deficit_many_mean": 0.0,
+        "deficit_few_minus_many_mean": -1.2,
         "std_mean": -0.1,
         "avg_mean": 0.1,
     }
@@ -368,6 +370,8 @@ def test_summary_keeps_label_reading_diagnostics_apart_from_methods() -> None:
             "pairs": 4,
             "deficit": 5.0,
             "change": change,
+            "many_change": -1.0,
+            "gap_change": change + 1.0,
             "closed": -change / 5.0,
             "t": -3.0,
             "std": -0.1,
@@ -384,6 +388,7 @@ def test_summary_keeps_label_reading_diagnostics_apart_from_methods() -> None:
     # The diagnostics neither count towards the goal nor win "largest reduction".
     assert "Goal met by 0 of 1 paired cells of methods" in text
     assert "reduction (cells of 3+ pairs): SimCLR+GH, -0.50 (10% of the deficit" in text
-    assert "surrogate labels (no Sinkhorn" in text and "knn -3.00 (60% of the deficit" in text
+    assert "surrogate labels (no Sinkhorn" in text
+    assert "knn -3.00 (60% of the deficit, t = -3.0, 4 pairs), Many -1.00, Few - Many -2.00" in text
     table = report._goal_table(goal)
     assert "| SimCLR+GH (targets=labels,K=10) [diagnostic] | knn |" in table
