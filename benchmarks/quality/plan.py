@@ -364,17 +364,26 @@ def build_plan(quick: bool = False, gpu: bool = False) -> list[RunSpec]:
 
 
 def select(plan: list[RunSpec], patterns: list[str] | None) -> list[RunSpec]:
-    """Runs whose id matches any glob ``patterns``, plus every run they depend on."""
+    """Runs whose id matches any glob of ``patterns``, plus every run they depend on.
+
+    Runs come in the order of the first pattern they match (plan order within a pattern), each
+    after the run it continues from, so the order of ``--only`` is the runner's priority: a long
+    run named first starts first instead of after everything the plan lists before it.
+    """
     if not patterns:
         return list(plan)
     by_id = {s.run_id: s for s in plan}
-    wanted: set[str] = set()
-    stack = [s.run_id for s in plan if any(fnmatch.fnmatch(s.run_id, p) for p in patterns)]
-    while stack:
-        run_id = stack.pop()
-        if run_id in wanted:
-            continue
-        wanted.add(run_id)
-        spec = by_id[run_id]
-        stack += [d for d in (spec.init_from,) if d is not None]
-    return [s for s in plan if s.run_id in wanted]
+    picked: dict[str, RunSpec] = {}
+
+    def pick(spec: RunSpec) -> None:
+        if spec.run_id in picked:
+            return
+        if spec.init_from is not None:
+            pick(by_id[spec.init_from])
+        picked[spec.run_id] = spec
+
+    for pattern in patterns:
+        for spec in plan:
+            if fnmatch.fnmatch(spec.run_id, pattern):
+                pick(spec)
+    return list(picked.values())

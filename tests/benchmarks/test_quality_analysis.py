@@ -232,6 +232,22 @@ def test_plan_pairs_references_and_counts() -> None:
         "primary__r100_e80__simclr__default__s0",
         "primary__r100_e80__simclr_gh__default__s0",
     ]
+    # The order of the patterns is the priority; a +GH run still follows its baseline.
+    picked = plan.select(
+        runs,
+        [
+            "primary__r100_e80__focal_gh__default__s1",
+            "ref__r100_e80__s0",
+            "*simclr_gh__default__s0",
+        ],
+    )
+    assert [s.run_id for s in picked] == [
+        "primary__r100_e80__focal__default__s1",
+        "primary__r100_e80__focal_gh__default__s1",
+        "ref__r100_e80__s0",
+        "primary__r100_e80__simclr__default__s0",
+        "primary__r100_e80__simclr_gh__default__s0",
+    ]
 
 
 def _prior_record(
