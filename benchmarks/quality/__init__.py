@@ -5,4 +5,6 @@ plan (:mod:`.plan`) as resumable ``geoharmony pretrain`` subprocesses (:mod:`.ru
 few-shot probes (:mod:`.probes`), and ``python -m benchmarks.quality report`` turns whatever has
 finished into ``docs/results.md``, ``docs/results.json`` and ``docs/figures/`` (:mod:`.analysis`,
 :mod:`.report`).
+``--only`` (repeatable) runs a part of the plan, in the order of its patterns: name the longest runs
+first so that both workers stay busy until the end of a sitting.
 """

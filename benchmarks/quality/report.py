@@ -1025,6 +1025,9 @@ def write_report(
         "```bash",
         ". .venv/bin/activate",
         f"python -m benchmarks.quality run{' --quick' if quick else ''} --workers 2   # resumable",
+        "# a part of the plan; the order of --only patterns is the order runs start in:",
+        f"python -m benchmarks.quality run{' --quick' if quick else ''} --workers 2 "
+        "--only 'ref__*__s0' --only 'primary__*_gh__default__s0'",
         f"python -m benchmarks.quality report{' --quick' if quick else ''}",
         "```",
         "",
