@@ -189,6 +189,11 @@ def _seed_overrides(seed: int) -> list[str]:
     return [f"train.seed={seed}", f"data.subset_seed={seed}"]
 
 
+def variant_slug(variant: str) -> str:
+    """A variant label as run ids spell it: ``prior=mixture,K=10`` -> ``priormixture_K10``."""
+    return variant.replace("=", "").replace(",", "_").replace(".", "")
+
+
 def _reference(regime: Regime, seed: int, extra: tuple[str, ...]) -> RunSpec:
     overrides = [
         *regime.overrides(),
@@ -232,7 +237,7 @@ def _pair(
             warmup = int(item.split("=", 1)[1])
     reference = f"ref__{regime.name}__s{seed}"
     specs = []
-    label = variant.replace("=", "").replace(",", "_").replace(".", "")
+    label = variant_slug(variant)
     if base_id is None:
         base_id = f"{group}__{regime.name}__{method}{'_' + label if base_extra else ''}__{tail}"
         specs.append(

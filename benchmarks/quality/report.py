@@ -511,7 +511,8 @@ PRIOR_CHECK_FILE = Path(__file__).resolve().parents[1] / "results" / "prior_chec
 
 
 def _checkpoint_kind(record: dict[str, Any]) -> str:
-    """``SimCLR @40``, ``+GH (K10) @80``, ``balanced ref. @80``: a prior-check record's run kind."""
+    """``SimCLR @40``, ``SimCLR+GH (K=10) @80``, ``balanced ref. @80``: a prior-check record's run
+    kind, its variant spelled as in the goal table (run ids drop ``=``, ``,`` and ``.``)."""
     run, epoch = record["run"], record["epoch"]
     if run.startswith("ref__"):
         return f"balanced ref. @{epoch}"
@@ -521,7 +522,10 @@ def _checkpoint_kind(record: dict[str, Any]) -> str:
     name = METHOD_NAMES.get(base, base)
     if not method.count("_gh"):
         return f"{name} @{epoch}"
-    return f"{name}+GH{' (' + variant.lstrip('_') + ')' if variant else ''} @{epoch}"
+    slug = variant.lstrip("_")
+    labels = {plan_mod.variant_slug(label): label for label, _, _ in plan_mod.SENSITIVITY}
+    label = labels.get(slug, slug)
+    return f"{name}+GH{f' ({label})' if label else ''} @{epoch}"
 
 
 def _mean_sd_cell(values: Sequence[float | None]) -> str:

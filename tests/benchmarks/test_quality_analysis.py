@@ -282,12 +282,12 @@ def test_prior_check_section_groups_checkpoints_by_kind() -> None:
     ]
     assert "not run yet" in "\n".join(report._prior_check_section([]))
     text = "\n".join(report._prior_check_section(records))
-    header = "| estimator (K = 10 groups) | SimCLR @40 | SimCLR+GH (priororacle_K10) @80 |"
+    header = "| estimator (K = 10 groups) | SimCLR @40 | SimCLR+GH (prior=oracle,K=10) @80 |"
     assert header + " balanced ref. @80 |" in text
     assert (
         "| anchor logits: bank | 8.50 ± 0.71 / 0.40 ± 0.00 | 6.00 / 0.40 | 10.00 / 0.40 |" in text
     )
-    assert "| SimCLR+GH (priororacle_K10) @80 | 1 | oracle, K=10 | 5.00 | 0.30 | 0.50 |" in text
+    assert "| SimCLR+GH (prior=oracle,K=10) @80 | 1 | oracle, K=10 | 5.00 | 0.30 | 0.50 |" in text
 
 
 def test_recovery_table_compares_long_tailed_and_balanced_at_the_same_epoch() -> None:
