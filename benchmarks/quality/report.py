@@ -64,7 +64,11 @@ _ROWS = (
 
 def _cell_name(method: str, gh: bool, variant: str) -> str:
     """``SimCLR+GH (K=10)`` style label of a cell."""
-    return METHOD_NAMES[method] + ("+GH" if gh else "") + (f" ({variant})" if variant else "")
+    return (
+        METHOD_NAMES.get(method, method)
+        + ("+GH" if gh else "")
+        + (f" ({variant})" if variant else "")
+    )
 
 
 def _pm(mean: float, sd: float, fmt: str = ".2f") -> str:
@@ -510,6 +514,10 @@ def _geometry_table(geo_rows: Sequence[dict[str, Any]], regime: str) -> str:
 PRIOR_CHECK_FILE = Path(__file__).resolve().parents[1] / "results" / "prior_check.json"
 
 
+# Run ids spell a sensitivity variant without "=", "," and "."; the tables use its label.
+_VARIANT_BY_SLUG = {plan_mod.variant_slug(label): label for label, _, _ in plan_mod.SENSITIVITY}
+
+
 def _checkpoint_kind(record: dict[str, Any]) -> str:
     """``SimCLR @40``, ``SimCLR+GH (K=10) @80``, ``balanced ref. @80``: a prior-check record's run
     kind, its variant spelled as in the goal table (run ids drop ``=``, ``,`` and ``.``)."""
@@ -519,13 +527,9 @@ def _checkpoint_kind(record: dict[str, Any]) -> str:
     stem = run.rsplit("__", 2)[0]  # drop class order and seed
     method = stem.split("__")[-1]
     base, _, variant = method.partition("_gh")
-    name = METHOD_NAMES.get(base, base)
-    if not method.count("_gh"):
-        return f"{name} @{epoch}"
+    gh = "_gh" in method
     slug = variant.lstrip("_")
-    labels = {plan_mod.variant_slug(label): label for label, _, _ in plan_mod.SENSITIVITY}
-    label = labels.get(slug, slug)
-    return f"{name}+GH{f' ({label})' if label else ''} @{epoch}"
+    return f"{_cell_name(base, gh, _VARIANT_BY_SLUG.get(slug, slug))} @{epoch}"
 
 
 def _mean_sd_cell(values: Sequence[float | None]) -> str:
