@@ -308,8 +308,9 @@ def test_goal_table_says_when_gh_halves_the_few_deficit() -> None:
     rows = analysis.run_summaries(_synthetic_runs(), "knn")
     cells, diffs = analysis.aggregate(rows), analysis.paired_differences(rows)
     table = report._goal_table(report._goal_rows(cells, diffs, "r"))
-    # Baseline Few deficit 5 (4 and 6 by seed); GH halves it in every pair: t = -8.7.
-    assert "| SimCLR+GH | knn | 4 | 5.00 | -2.50 | 50% | -8.7 |" in table
+    # Baseline Few deficit 5 (4 and 6 by seed); GH halves it in every pair: t = -8.7, and the
+    # pairs allow up to (2.50 + 2.353 * 2.50 / 8.66) / 5 = 64% closed.
+    assert "| SimCLR+GH | knn | 4 | 5.00 | -2.50 | 50% | 64% | -8.7 |" in table
     assert table.rstrip().endswith("| yes |")
 
 
@@ -375,6 +376,8 @@ def test_goal_judges_a_variant_with_its_own_baseline_against_that_baseline() -> 
     }
     (row,) = report._goal_rows(cells, [diff], "r")
     assert row["deficit"] == 2.0 and row["closed"] == pytest.approx(0.6) and row["met"]
+    # One-sided 95% bound: (1.2 + t_0.95(3) * 0.1 / sqrt(4)) / 2, with t_0.95(3) = 2.3534.
+    assert row["closed_bound"] == pytest.approx((1.2 + 2.3534 * 0.05) / 2.0, abs=1e-4)
 
 
 def test_summary_keeps_label_reading_diagnostics_apart_from_methods() -> None:
@@ -389,6 +392,7 @@ def test_summary_keeps_label_reading_diagnostics_apart_from_methods() -> None:
             "many_change": -1.0,
             "gap_change": change + 1.0,
             "closed": -change / 5.0,
+            "closed_bound": -change / 5.0 + 0.1,
             "t": -3.0,
             "std": -0.1,
             "avg": 0.1,
@@ -405,6 +409,12 @@ def test_summary_keeps_label_reading_diagnostics_apart_from_methods() -> None:
     assert "Goal met by 0 of 1 paired cells of methods" in text
     assert "reduction (cells of 3+ pairs): SimCLR+GH, -0.50 (10% of the deficit" in text
     assert "surrogate labels (no Sinkhorn" in text
+    # Only the method counts for the power sentence: its bound is 10% + 10%.
+    assert "A halving of the Few deficit is excluded" in text
+    assert (
+        "in 1 of 1 kNN method cells of 3+ pairs (loosest: SimCLR+GH, at most 20%) and in "
+        "1 of 1 cells over all probes" in text
+    )
     assert "knn -3.00 (60% of the deficit, t = -3.0, 4 pairs), Many -1.00, Few - Many -2.00" in text
     table = report._goal_table(goal)
     assert "| SimCLR+GH (targets=labels,K=10) [diagnostic] | knn |" in table
