@@ -208,12 +208,13 @@ def _goal_rows(
         deficit, change = base["deficit_few_mean"], d["deficit_few_mean"]
         closed = -change / deficit if deficit > 0 else math.nan
         t = _paired_t(change, d["deficit_few_sd"], d["pairs"])
-        significant = not math.isnan(t) and bool(t < student_t.ppf(0.05, d["pairs"] - 1))
+        critical = student_t.ppf(0.05, d["pairs"] - 1)  # one-sided 5%, negative
+        significant = not math.isnan(t) and bool(t < critical)
         # The largest reduction the pairs still allow (one-sided 95% bound): if even that is
         # under half the deficit, more seeds of this setting cannot meet the goal.
         largest = math.nan
         if d["pairs"] >= MIN_PAIRS_FOR_T and deficit > 0:
-            margin = -student_t.ppf(0.05, d["pairs"] - 1) * d["deficit_few_sd"] / d["pairs"] ** 0.5
+            margin = -critical * d["deficit_few_sd"] / math.sqrt(d["pairs"])
             largest = (margin - change) / deficit
         name = _cell_name(d["method"], True, d["variant"])
         rows.append(
