@@ -67,10 +67,13 @@ def test_one_step_on_two_ranks_equals_one_process(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("method", ["simclr", "bcl"])
 def test_loss_curve_on_two_ranks_follows_one_process(tmp_path: Path, method: str) -> None:
-    # 4 steps over 2 epochs (BCL's scores, from both ranks' losses, drive epoch 2's views).
-    # These tiny networks are badly conditioned: a 1e-7 perturbation of a single process's
-    # weights changes its gradient by ~0.2% and its loss by ~1e-3 within a few steps, so beyond
-    # the first steps the curves agree only as closely as rounding allows.
+    # 4 steps over 2 epochs (BCL's scores, from both ranks' per-sample losses, drive epoch 2's
+    # views). These tiny networks, with GH's sharp Sinkhorn targets from the first step, are
+    # chaotic: in one process, scaling the learning rate by 1 + 2e-6 (a rounding-level change of
+    # every update) moved step 3's loss by up to 0.04% and step 4's by 0.5-1.8% (measured on
+    # this test's configuration). So steps 1-2 must agree to rounding, step 3 (the first on
+    # epoch 2's views) to 0.5%, and step 4 is only checked to exist: a bound on it would measure
+    # the machine's rounding, not the distributed code (it failed at 2% on one CPU).
     one, two = _run_both(
         tmp_path,
         "data.n_max=40",
@@ -81,7 +84,7 @@ def test_loss_curve_on_two_ranks_follows_one_process(tmp_path: Path, method: str
     curves = [_step_losses(one), _step_losses(two)]
     assert len(curves[0]) == len(curves[1]) == 4
     assert curves[1][:2] == pytest.approx(curves[0][:2], rel=1e-4)
-    assert curves[1] == pytest.approx(curves[0], rel=2e-2)
+    assert curves[1][2] == pytest.approx(curves[0][2], rel=5e-3)
     if method == "bcl":
         # The scores that drive epoch 2 were computed from both ranks' per-sample losses. (Later
         # losses may differ more: RandAugment's magnitudes are discrete, so a rounding-level
