@@ -24,9 +24,16 @@ from geoharmony.engine.stream import InMemoryTrainStream
 from geoharmony.methods import DataInfo, Method, TrainContext, build_method
 
 
-def _step_seconds(
-    method: Method, cfg: Config, dataset: IndexedImageArray, epoch: float, steps: int
+def step_seconds(
+    method: Method,
+    cfg: Config,
+    dataset: IndexedImageArray,
+    epoch: float,
+    steps: int,
+    autocast: torch.dtype | None = torch.bfloat16,
+    channels_last: bool = True,
 ) -> float:
+    """Median seconds of one training step (augmentation included) over ``steps`` steps."""
     mean, std = NORM_STATS[cfg.data.source]
     stream = InMemoryTrainStream(
         dataset,
@@ -43,9 +50,10 @@ def _step_seconds(
     for _ in range(steps + 1):
         start = time.perf_counter()
         view1, view2, index = next(batches)
-        view1 = view1.contiguous(memory_format=torch.channels_last)
-        view2 = view2.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        if channels_last:
+            view1 = view1.contiguous(memory_format=torch.channels_last)
+            view2 = view2.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
             loss = method(view1, view2, index, epoch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -104,7 +112,7 @@ def main() -> None:
                 if switch is not None:
                     switch()
                 key = f"{name}{'+gh' if gh else ''}{label}"
-                seconds[key] = _step_seconds(method, cfg, dataset, epoch, args.steps)
+                seconds[key] = step_seconds(method, cfg, dataset, epoch, args.steps)
                 print(f"{key:<22} {seconds[key] * 1e3:8.1f} ms", flush=True)
     ratios = {k: v / seconds["simclr"] for k, v in seconds.items()}
     for key, value in ratios.items():

@@ -37,7 +37,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from geoharmony.config import load_config, to_dict
     from geoharmony.data.build import build_run_data
     from geoharmony.engine.evaluate import evaluate_method
-    from geoharmony.engine.runtime import setup_runtime
+    from geoharmony.engine.runtime import resolve_precision, setup_runtime
     from geoharmony.engine.trainer import Trainer, norm_stats
     from geoharmony.eval import write_json
 
@@ -48,12 +48,15 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(OmegaConf.to_yaml(to_dict(cfg)))
     data = build_run_data(cfg.data)
+    precision = resolve_precision(cfg.train.precision, runtime.device)
     if runtime.is_main:
         log.info(
-            "%s: %d pretraining images, class counts %s",
+            "%s: %d pretraining images, class counts %s; %s on %s",
             data.name,
             len(data.pretrain_indices),
             data.class_counts,
+            precision,
+            runtime.device,
         )
     trainer = Trainer(cfg, data, out, runtime, args.resume, args.init_from, args.stop_after)
     method = trainer.fit()
@@ -67,6 +70,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         return 0
     result["train_seconds"] = sum(h.get("seconds", 0.0) for h in trainer.state.history)
     result["history"] = trainer.state.history
+    result["precision"] = precision  # train.precision as run (``auto`` resolved)
     write_json(out / "metrics.json", result)
     _print_summary(result)
     print(f"wrote {out / 'metrics.json'}")

@@ -163,7 +163,7 @@ class EvalConfig:
 class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast) | auto (bf16 where native, else fp32)
     channels_last: bool = False
     checkpoint_every: int = 10  # epochs; a checkpoint is also written at the end
     keep_checkpoints: int = 2
@@ -195,7 +195,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "optim.schedule": ("warmup_cosine", "two_stage_cosine"),
     "eval.probe": ("adam", "sgd"),
     "eval.group_rule": ("thirds", "thresholds"),
-    "train.precision": ("fp32", "bf16", "fp16"),
+    "train.precision": ("fp32", "bf16", "fp16", "auto"),
 }
 
 

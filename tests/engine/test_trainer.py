@@ -128,6 +128,7 @@ def test_end_to_end_smoke_run_writes_metrics(tmp_path: Path) -> None:
     assert len(metrics["per_class"]) == 10 and metrics["class_counts"][0] == 100
     assert 0 <= metrics["avg"] <= 100 and metrics["std"] >= 0
     assert "prior" in metrics and "knn" in metrics and "geometry" in metrics
+    assert metrics["precision"] == "fp32"  # as run (TINY sets it)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     epochs = [r for r in log if r["kind"] == "epoch"]
     assert len(epochs) == 2 and "monitor_knn_avg" in epochs[-1]

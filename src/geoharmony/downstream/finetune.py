@@ -42,6 +42,7 @@ from geoharmony.data.datasets import IndexedFileDataset
 from geoharmony.data.sources import FileList, ImageArray
 from geoharmony.downstream.backbone import PretrainedBackbone
 from geoharmony.downstream.logit_adjust import LogitAdjustedLoss, class_prior_from_counts
+from geoharmony.engine.runtime import autocast_dtype
 from geoharmony.engine.stream import derived_seed
 from geoharmony.engine.trainer import NonFiniteLossError
 from geoharmony.eval import extract_features, get_probe_settings, result_from_predictions
@@ -130,8 +131,8 @@ def _preprocess(pb: PretrainedBackbone) -> Callable[[Tensor], Tensor]:
     return run
 
 
-def _autocast(pb: PretrainedBackbone) -> torch.dtype | None:
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(pb.cfg.train.precision)
+def _autocast(pb: PretrainedBackbone, device: torch.device) -> torch.dtype | None:
+    return autocast_dtype(pb.cfg.train.precision, device)
 
 
 def split_features(
@@ -151,13 +152,13 @@ def split_features(
             batch_size=cfg.eval.batch_size,
             device=device,
             preprocess=_preprocess(pb),
-            autocast_dtype=_autocast(pb),
+            autocast_dtype=_autocast(pb, device),
         )
         return feats, _labels(split, indices)
     dataset = IndexedFileDataset(split, indices, eval_transform(pb.size, pb.mean, pb.std))
     loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers)
     feats = extract_features(
-        pb.backbone, loader, device=device, preprocess=None, autocast_dtype=_autocast(pb)
+        pb.backbone, loader, device=device, preprocess=None, autocast_dtype=_autocast(pb, device)
     )
     return feats, dataset.labels
 
@@ -332,7 +333,7 @@ def _train_full(
     opt = torch.optim.SGD(
         model.parameters(), lr=s.lr, momentum=0.9, weight_decay=s.weight_decay or 0.0
     )
-    autocast = _autocast(pb)
+    autocast = _autocast(pb, device)
     n = len(indices)
     assert s.batch_size is not None
     steps = max(1, math.ceil(n / s.batch_size)) * s.epochs

@@ -17,6 +17,7 @@ from geoharmony.data.build import RunData
 from geoharmony.data.datasets import IndexedFileDataset
 from geoharmony.data.longtail import balanced_indices
 from geoharmony.data.sources import FileList, ImageArray
+from geoharmony.engine.runtime import autocast_dtype
 from geoharmony.eval import (
     class_groups,
     class_mean_cosines,
@@ -67,7 +68,7 @@ def _features_of(
     """Features ``[n, D]`` and labels ``[n]`` of ``split[indices]``; sharded over ranks unless
     ``local``."""
     mean, std = stats
-    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
+    autocast = autocast_dtype(cfg.train.precision, device)
     if gh_dist.is_distributed() and not local:
         # Each rank extracts one contiguous shard; gathering in rank order restores the order.
         shard = np.array_split(indices, gh_dist.world_size())[gh_dist.rank()]

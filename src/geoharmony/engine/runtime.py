@@ -11,7 +11,15 @@ import torch.distributed as dist
 
 from geoharmony.config import TrainConfig
 
-__all__ = ["Runtime", "capture_rng", "pick_device", "restore_rng", "setup_runtime"]
+__all__ = [
+    "Runtime",
+    "autocast_dtype",
+    "capture_rng",
+    "pick_device",
+    "resolve_precision",
+    "restore_rng",
+    "setup_runtime",
+]
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,33 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank % torch.cuda.device_count())
     return device
+
+
+def _native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 convolutions in hardware rather than emulating them.
+
+    On a CPU without AVX-512 (AVX2 only), oneDNN emulates bfloat16 and a CPU-scale training step
+    under bf16 autocast was measured 13x *slower* than float32 (benchmarks/precision_cost.py).
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``train.precision`` as run on ``device``: ``auto`` is ``bf16`` where the device computes
+    bfloat16 natively, else ``fp32``; the other values are returned as given."""
+    if precision != "auto":
+        return precision
+    return "bf16" if _native_bf16(device) else "fp32"
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.precision`` on ``device`` (None: no autocast, float32)."""
+    resolved = resolve_precision(precision, device)
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolved)
 
 
 def setup_runtime(cfg: TrainConfig) -> Runtime:

@@ -36,7 +36,7 @@ from geoharmony.engine.checkpoint import (
 )
 from geoharmony.engine.logger import RunLogger
 from geoharmony.engine.monitor import KNNMonitor
-from geoharmony.engine.runtime import Runtime, capture_rng, restore_rng
+from geoharmony.engine.runtime import Runtime, autocast_dtype, capture_rng, restore_rng
 from geoharmony.engine.schedules import learning_rate
 from geoharmony.engine.stream import FileTrainStream, InMemoryTrainStream, TrainStream
 from geoharmony.eval import prior_agreement
@@ -151,11 +151,10 @@ class Trainer:
             momentum=cfg.optim.momentum,
             weight_decay=cfg.optim.weight_decay,
         )
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
-            cfg.train.precision
-        )
+        self.autocast_dtype = autocast_dtype(cfg.train.precision, self.device)
         self.scaler = torch.amp.GradScaler(
-            self.device.type, enabled=cfg.train.precision == "fp16" and self.device.type == "cuda"
+            self.device.type,
+            enabled=self.autocast_dtype == torch.float16 and self.device.type == "cuda",
         )
         self.state = TrainState()
         self.stream = self._build_stream()
