@@ -1,4 +1,8 @@
-"""``python -m benchmarks.quality {run,report,fewshot,plan}``."""
+"""``python -m benchmarks.quality {run,report,records,plan,fewshot,prior-check}``.
+
+Run folders go under ``runs/quality`` (ignored by git); each finished run's record goes into
+``benchmarks/results/quality/`` (committed), and ``report`` reads the records only.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.quality.plan import build_plan, select
+from benchmarks.quality.records import GPU_STORE, STORE, sync_records
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -15,13 +20,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
-        ("run", "run the plan (resumable)"),
-        ("report", "write docs/results.*"),
+        ("run", "run the plan (resumable); records each finished run"),
+        ("report", "write docs/results.* from the records"),
+        ("records", "record every finished run under --root (runs made before records existed)"),
         ("plan", "list the plan and each run's state"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--quick", action="store_true", help="smoke scale (a few minutes)")
         p.add_argument("--root", type=Path, help="runs folder (default runs/quality[_quick])")
+        p.add_argument(
+            "--store",
+            type=Path,
+            help="run records (default benchmarks/results/quality[_gpu]; quick: ROOT/records)",
+        )
         if name != "report":
             p.add_argument(
                 "--gpu",
@@ -43,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
                 help="output folder (default docs/, quick: runs/quality_quick/docs)",
             )
             p.add_argument(
-                "--gpu-root",
+                "--gpu-store",
                 type=Path,
-                default=REPO / "runs/quality_gpu",
-                help="finished GPU-scale runs to report beside the CPU ones, if any",
+                default=GPU_STORE,
+                help="records of GPU-scale runs to report beside the CPU ones, if any",
             )
     p = sub.add_parser("fewshot", help="few-shot probes of one finished run (fewshot.json)")
     p.add_argument("run_dir", type=Path)
@@ -96,26 +107,35 @@ def main(argv: list[str] | None = None) -> int:
         "runs/quality_gpu" if gpu else "runs/quality_quick" if args.quick else "runs/quality"
     )
     root = (args.root or REPO / default_root).resolve()
+    store = (
+        args.store or (root / "records" if args.quick else GPU_STORE if gpu else STORE)
+    ).resolve()
     plan = select(build_plan(args.quick, gpu), args.only)
     if args.command == "plan":
+        from benchmarks.quality.records import record_path
         from benchmarks.quality.runner import run_state
 
         for spec in plan:
-            print(f"{run_state(spec, root):8s} {spec.run_id}")
+            recorded = "recorded" if record_path(store, spec.run_id).is_file() else ""
+            print(f"{run_state(spec, root):8s} {recorded:8s} {spec.run_id}")
+        return 0
+    if args.command == "records":
+        written = sync_records(plan, root, store)
+        print(f"recorded {len(written)} finished runs of {root} in {store}")
         return 0
     if args.command == "run":
         from benchmarks.quality.runner import run_plan
 
         from geoharmony.methods import METHODS
 
-        outcome = run_plan(plan, root, args.workers, set(METHODS))
+        outcome = run_plan(plan, root, store, args.workers, set(METHODS))
         print({k: len(v) for k, v in outcome.items()})
         return 1 if outcome["failed"] else 0
     from benchmarks.quality.report import write_report
 
     docs = args.docs or (root / "docs" if args.quick else REPO / "docs")
-    gpu_root = None if args.quick else args.gpu_root.resolve()
-    print(write_report(build_plan(args.quick), root, docs, quick=args.quick, gpu_root=gpu_root))
+    gpu_store = None if args.quick else args.gpu_store.resolve()
+    print(write_report(build_plan(args.quick), store, docs, quick=args.quick, gpu_store=gpu_store))
     print(f"wrote {docs / 'results.md'}, {docs / 'results.json'}")
     return 0
 

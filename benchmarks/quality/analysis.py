@@ -1,22 +1,19 @@
 """Difficulty-adjusted disparity: per-class deficits against a balanced reference, grouped by the
 run's pretraining counts, aggregated over class orders and seeds.
 
-Pure functions over plain dicts (``metrics.json`` / ``fewshot.json`` contents), so the maths is
-testable on synthetic metrics.
+Pure functions over plain dicts (the ``metrics.json`` / ``fewshot.json`` contents that the run
+records of :mod:`.records` hold), so the maths is testable on synthetic metrics.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from benchmarks.quality.plan import RunSpec
-from benchmarks.quality.probes import FEWSHOT_FILE
 
 from geoharmony.eval.geometry import cosine_summary
 from geoharmony.eval.metrics import GROUP_NAMES, class_groups
@@ -30,7 +27,6 @@ __all__ = [
     "deficits",
     "geometry_summaries",
     "group_summary",
-    "load_runs",
     "mean_sd",
     "paired_differences",
     "per_class",
@@ -107,27 +103,6 @@ def mean_sd(values: Iterable[float]) -> tuple[float, float]:
     if v.size == 0:
         return math.nan, math.nan
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan
-
-
-def load_runs(plan: Sequence[RunSpec], root: Path) -> dict[str, dict[str, Any]]:
-    """``{run_id: {"spec", "metrics", "fewshot", "timing"}}`` for runs with a metrics.json."""
-    runs: dict[str, dict[str, Any]] = {}
-    for spec in plan:
-        run = root / spec.run_id
-        if not (run / "metrics.json").is_file():
-            continue
-        entry: dict[str, Any] = {
-            "spec": spec,
-            "metrics": json.loads((run / "metrics.json").read_text()),
-        }
-        entry["fewshot"] = (
-            json.loads((run / FEWSHOT_FILE).read_text()) if (run / FEWSHOT_FILE).is_file() else None
-        )
-        entry["timing"] = (
-            json.loads((run / "timing.json").read_text()) if (run / "timing.json").is_file() else {}
-        )
-        runs[spec.run_id] = entry
-    return runs
 
 
 def run_summaries(runs: dict[str, dict[str, Any]], probe: str) -> list[dict[str, Any]]:

@@ -2,9 +2,11 @@
 # The GPU-scale SimCLR vs SimCLR+GH comparison (issue 7), for one GPU in about 10 minutes.
 # Run from the repo root on the GPU machine after benchmarks/quality/gpu_prepare.sh has filled
 # .carry/ (here) and .carry/ has travelled with the working tree. Resumable: rerun to continue.
-# Writes runs/quality_gpu/ and, when $OUT is set (the device tool), one archive of the run files
-# that the report reads: $OUT/quality_gpu.tar.gz. Unpack it here with `tar xzf ... -C runs`, then
-# `python -m benchmarks.quality report` adds its tables to docs/results.md.
+# Writes runs/quality_gpu/ and the runs' records, benchmarks/results/quality_gpu/*.json; when $OUT
+# is set (the device tool), copies the records to $OUT/quality_gpu/ and the small run files (logs,
+# no checkpoints) to $OUT/quality_gpu_runs.tar.gz. Back here, copy the records into
+# benchmarks/results/quality_gpu/ (committed); `python -m benchmarks.quality report` then adds
+# their tables to docs/results.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python3}
@@ -22,9 +24,12 @@ status=0
 "$PY" -m benchmarks.quality run --gpu --workers "${WORKERS:-4}" || status=$?
 echo "GPU study: $(( $(date +%s) - start )) s, exit $status"
 if [ -n "${OUT:-}" ]; then
-  # Small files only (no checkpoints): what the report and a reader need.
+  mkdir -p "$OUT/quality_gpu"
+  cp benchmarks/results/quality_gpu/*.json "$OUT/quality_gpu/" 2>/dev/null || true
+  # Small files only (no checkpoints), for a reader of the logs.
   (cd runs && find quality_gpu -maxdepth 2 \( -name '*.json' -o -name '*.jsonl' -o -name '*.txt' \
-    -o -name '*.log' -o -name 'config.yaml' \) -print0 | tar czf "$OUT/quality_gpu.tar.gz" --null -T -)
+    -o -name '*.log' -o -name 'config.yaml' \) -print0 |
+    tar czf "$OUT/quality_gpu_runs.tar.gz" --null -T -)
   ls -la "$OUT"
 fi
 exit $status

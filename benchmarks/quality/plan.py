@@ -105,10 +105,16 @@ DIAGNOSTICS = frozenset(
 SENSITIVITY_ORDERS = ("default", "reversed")
 SENSITIVITY_SEEDS = (0, 1)
 
+# Every CPU run in float32. The presets' `auto` would pick bf16 on a CPU with native bf16 and
+# fp32 elsewhere (where emulated bf16 is 13x slower: benchmarks/results/precision_cost.json), so
+# runs made on different machines would differ in precision inside one paired comparison.
+CPU_OVERRIDES = ("train.precision=fp32",)
+
 # --quick: the same plan shape at smoke scale (a few minutes on 2 cores).
 QUICK_REGIME = Regime("quick", 100, 200, 4, 2)
 QUICK_SEARCH = Regime("quick_r1000", 1000, 200, 4, 2)
 QUICK_OVERRIDES = (
+    *CPU_OVERRIDES,
     "gh.ramp_epochs=1",
     "eval.probe_shots=100",
     "eval.probe_epochs=50",
@@ -330,18 +336,24 @@ def build_plan(quick: bool = False, gpu: bool = False) -> list[RunSpec]:
 
     for seeds, orders in waves:
         for seed in seeds:  # each reference right before the first runs that need it
-            add([_reference(PRIMARY, seed, ())])
+            add([_reference(PRIMARY, seed, CPU_OVERRIDES)])
             for order in orders:
-                add(_pair("primary", PRIMARY, "simclr", order, seed, ()))
+                add(_pair("primary", PRIMARY, "simclr", order, seed, CPU_OVERRIDES))
         for method in METHODS:
             for seed in seeds:
                 for order in orders:
-                    add(_pair("primary", PRIMARY, method, order, seed, ()))
+                    add(_pair("primary", PRIMARY, method, order, seed, CPU_OVERRIDES))
         for regime in REGIMES:
             for seed in seeds:
-                add([_reference(regime, seed, ())])
+                add([_reference(regime, seed, CPU_OVERRIDES)])
                 for order in orders:
-                    add([s for s in _pair("regime", regime, "simclr", order, seed, ()) if not s.gh])
+                    add(
+                        [
+                            s
+                            for s in _pair("regime", regime, "simclr", order, seed, CPU_OVERRIDES)
+                            if not s.gh
+                        ]
+                    )
         if seeds is first_seeds:
             for label, gh_extra, base_extra in SENSITIVITY:
                 for seed in SENSITIVITY_SEEDS:
@@ -358,7 +370,7 @@ def build_plan(quick: bool = False, gpu: bool = False) -> list[RunSpec]:
                                 "simclr",
                                 order,
                                 seed,
-                                (),
+                                CPU_OVERRIDES,
                                 gh_extra,
                                 base_extra,
                                 variant=label,

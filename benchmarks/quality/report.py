@@ -1,15 +1,14 @@
-"""Write docs/results.md, docs/results.json and docs/figures/ from the finished runs.
+"""Write docs/results.md, docs/results.json and docs/figures/ from the finished runs' records.
 
-Everything numeric in the report is computed here from run files; nothing is typed by hand.
+Everything numeric in the report is computed here from the committed run records
+(:mod:`.records`); nothing is typed by hand.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import platform
 import shlex
-import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,12 +22,12 @@ from benchmarks.quality.analysis import (
     aggregate,
     cell_key,
     geometry_summaries,
-    load_runs,
     mean_sd,
     paired_differences,
     run_summaries,
 )
 from benchmarks.quality.plan import RunSpec
+from benchmarks.quality.records import REPO, load_records, machine_description
 
 __all__ = ["results_records", "write_report"]
 
@@ -850,25 +849,30 @@ def _plots(
     return made
 
 
-def _machine() -> str:
-    import torch
-
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    cpu = platform.processor() or platform.machine()
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (reports are read there)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
 
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch "
-        f"{torch.__version__}, commit {commit} (plus uncommitted work at report time)"
+
+def _relative_paths(args: Sequence[str]) -> list[str]:
+    """A recorded command with the repository's absolute prefix dropped from its paths."""
+    prefix = f"{REPO}/"
+    return [a[len(prefix) :] if a.startswith(prefix) else a for a in args]
+
+
+def _machines(runs: dict[str, dict[str, Any]]) -> str:
+    """The machines the runs were made on (from their records), most runs first."""
+    counts: dict[str, int] = {}
+    for entry in runs.values():
+        name = entry.get("machine") or "machine not recorded"
+        counts[name] = counts.get(name, 0) + 1
+    if not counts:
+        return machine_description()
+    return "; ".join(
+        f"{name} ({n} runs)" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])
     )
 
 
@@ -894,25 +898,32 @@ def _gpu_section(cells: Sequence[dict[str, Any]], diffs: Sequence[dict[str, Any]
 
 def write_report(
     plan: list[RunSpec],
-    root: Path,
+    store: Path,
     docs: Path,
     quick: bool = False,
-    gpu_root: Path | None = None,
+    gpu_store: Path | None = None,
 ) -> dict[str, Any]:
-    """Generate the report from every finished run of ``plan`` under ``root`` (and of the GPU
-    plan under ``gpu_root``, when given)."""
-    runs = load_runs(plan, root)
-    if gpu_root is not None:
-        runs |= load_runs(plan_mod.build_plan(gpu=True), gpu_root)
+    """Generate the report from the records in ``store`` of every finished run of ``plan`` (and
+    of the GPU plan in ``gpu_store``, when given)."""
+    runs = load_records(plan, store)
+    if gpu_store is not None:
+        runs |= load_records(plan_mod.build_plan(gpu=True), gpu_store)
     rows_by_probe = {p: run_summaries(runs, p) for p in PROBES}
     rows = [r for p in PROBES for r in rows_by_probe[p]]
     cells = aggregate(rows)
     diffs = paired_differences(rows)
     geo_rows = geometry_summaries(runs)
     goal = _goal_rows(cells, diffs, (plan_mod.QUICK_REGIME if quick else plan_mod.PRIMARY).name)
-    prior_records = (
-        json.loads(PRIOR_CHECK_FILE.read_text()) if not quick and PRIOR_CHECK_FILE.is_file() else []
-    )
+    # Only checks of runs whose records are here: the report never shows a lost run's numbers.
+    prior_records = [
+        r
+        for r in (
+            json.loads(PRIOR_CHECK_FILE.read_text())
+            if not quick and PRIOR_CHECK_FILE.is_file()
+            else []
+        )
+        if r["run"] in runs
+    ]
     dataset = next(
         (e["metrics"].get("dataset") for e in runs.values() if not e["spec"].balanced),
         "fashion_mnist-lt",
@@ -935,37 +946,22 @@ def write_report(
         by_group.setdefault(spec.group, [0, 0])[0] += done
         by_group[spec.group][1] += 1
     status = ", ".join(f"{g}: {d} of {n}" for g, (d, n) in by_group.items())
-    example = next(
-        (
-            root / s.run_id / "command.txt"
-            for s in plan
-            if (root / s.run_id / "command.txt").is_file() and s.init_from
-        ),
-        None,
-    )
-    example_base = next(
-        (
-            root / s.run_id / "command.txt"
-            for s in plan
-            if (root / s.run_id / "command.txt").is_file() and not s.init_from and not s.balanced
-        ),
-        None,
-    )
-    example_ref = next(
-        (
-            root / s.run_id / "command.txt"
-            for s in plan
-            if (root / s.run_id / "command.txt").is_file() and s.balanced
-        ),
-        None,
-    )
+    examples = [
+        next((e["command"] for e in runs.values() if e["command"] and pick(e["spec"])), None)
+        for pick in (
+            lambda s: not s.init_from and not s.balanced,
+            lambda s: s.init_from is not None,
+            lambda s: s.balanced,
+        )
+    ]
     counts = regime.counts()
     out: list[str] = [
         "# Quality results: where the long tail hurts, and what GH repairs",
         "",
         f"Generated by `python -m benchmarks.quality report{' --quick' if quick else ''}` on "
-        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from the run files under "
-        f"`{root}`; every number below comes from those files (issue 7). "
+        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from the run records in "
+        f"`{_shown(store)}` (one JSON file per finished run, committed); every number below "
+        "comes from those records (issue 7). "
         + (QUICK_NOTE if quick else "")
         + f"Finished runs (of those declared): {status}.",
         "",
@@ -1071,19 +1067,17 @@ def write_report(
         f"python -m benchmarks.quality report{' --quick' if quick else ''}",
         "```",
         "",
-        "Each run is one command (from its `command.txt`), e.g.:",
+        "Each run is one command (its record's `command`), e.g.:",
         "",
         "```bash",
     ]
-    for path in (example_base, example, example_ref):
-        if path is not None:
-            cmd = shlex.split(path.read_text())
-            cmd[0] = "python"
-            out.append(shlex.join(cmd))
+    for cmd in examples:
+        if cmd is not None:
+            out.append(shlex.join(["python", *_relative_paths(cmd[1:])]))
     out += [
         "```",
         "",
-        f"## Machine and time per run\n\n{_machine()}. Two single-thread runs in parallel "
+        f"## Machine and time per run\n\n{_machines(runs)}. Two single-thread runs in parallel "
         "(`train.threads=1`); other jobs shared the machine, so times are noisy.\n",
         _timing_table(runs),
         "## Differences from the paper's protocol",

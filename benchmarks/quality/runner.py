@@ -5,7 +5,8 @@ gave ~1.5x the throughput of one two-thread process on 2 cores) writing ``ROOT/<
 then, in the same slot, the few-shot probes (``fewshot.json``). A run with ``metrics.json`` and
 ``fewshot.json`` is done and skipped; an interrupted run resumes from its newest checkpoint when
 the command is rerun. A paired +GH run starts as soon as its baseline's checkpoint at the end of
-the GH warm-up exists. One runner per root at a time (a lock file).
+the GH warm-up exists. One runner per root at a time (a lock file). Every finished run's results
+are copied into the committed record store (:mod:`.records`), which the report reads.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import IO
 
 from benchmarks.quality.plan import RunSpec
 from benchmarks.quality.probes import FEWSHOT_FILE
+from benchmarks.quality.records import record_path, write_record
 
 __all__ = ["pretrain_command", "run_plan", "run_state"]
 
@@ -106,11 +108,13 @@ def _record_time(job: _Job, root: Path) -> None:
 def run_plan(
     plan: list[RunSpec],
     root: Path,
+    store: Path,
     workers: int = 2,
     known_methods: set[str] | None = None,
     poll: float = 2.0,
 ) -> dict[str, list[str]]:
-    """Run every spec of ``plan`` that is not done; returns ids by outcome."""
+    """Run every spec of ``plan`` that is not done, writing each finished run's record into
+    ``store`` (also for runs already done under ``root`` without one); returns ids by outcome."""
     root.mkdir(parents=True, exist_ok=True)
     lock = open(root / ".runner.lock", "w")
     try:
@@ -124,6 +128,8 @@ def run_plan(
             print(f"skip {spec.run_id}: method {spec.method!r} is not registered", flush=True)
             outcome["skipped"].append(spec.run_id)
         elif run_state(spec, root) == "done":
+            if not record_path(store, spec.run_id).is_file():
+                write_record(spec, root / spec.run_id, store)
             outcome["done"].append(spec.run_id)
         else:
             pending.append(spec)
@@ -151,9 +157,14 @@ def run_plan(
             elif job.stage == "pretrain" and run_state(spec, root) == "probes":
                 print(f"pretrained {spec.run_id} in {elapsed:.0f} s", flush=True)
                 jobs.append(_start(spec, root, "probes"))
-            else:
+            elif run_state(spec, root) == "done":
+                write_record(spec, root / spec.run_id, store)
                 print(f"finished {spec.run_id} ({job.stage}, {elapsed:.0f} s)", flush=True)
                 outcome["ran"].append(spec.run_id)
+            else:
+                failed.add(spec.run_id)
+                outcome["failed"].append(spec.run_id)
+                print(f"FAILED {spec.run_id} ({job.stage} exited 0, results missing)", flush=True)
         # Drop runs whose baseline failed; start ready runs while slots are free.
         for spec in list(pending):
             if spec.init_from in failed:

@@ -1,8 +1,10 @@
-"""``write_report`` end to end on synthetic run folders of the quick plan (and a GPU pair)."""
+"""``write_report`` end to end on synthetic run folders of the quick plan (and a GPU pair), through
+the committed run records that the report reads."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -10,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.quality import plan, report  # noqa: E402
+from benchmarks.quality import plan, records, report  # noqa: E402
 from benchmarks.quality.plan import RunSpec  # noqa: E402
 
 
@@ -48,6 +50,7 @@ def _write_run(root: Path, spec: RunSpec) -> None:
         "eval_seconds": 1.0,
     }
     (run / "metrics.json").write_text(json.dumps(metrics))
+    (run / "fewshot.json").write_text(json.dumps({"shots": {}}))
     (run / "timing.json").write_text(json.dumps({"pretrain": [11.0], "probes": [2.0]}))
     (run / "command.txt").write_text(f"python -m geoharmony.cli pretrain --output {run}\n")
 
@@ -63,8 +66,15 @@ def test_report_from_synthetic_runs(tmp_path: Path) -> None:
     ]
     for spec in gpu:
         _write_run(tmp_path / "gpu", spec)
+    store, gpu_store = tmp_path / "records", tmp_path / "gpu_records"
+    assert len(records.sync_records(specs, tmp_path / "runs", store)) == len(specs)
+    records.sync_records(plan.build_plan(gpu=True), tmp_path / "gpu", gpu_store)
+    # The report needs the records only: the run folders may be gone.
+    shutil.rmtree(tmp_path / "runs")
+    shutil.rmtree(tmp_path / "gpu")
     docs = tmp_path / "docs"
-    out = report.write_report(specs, tmp_path / "runs", docs, quick=True)
+    out = report.write_report(specs, store, docs, quick=True)
+    assert out["runs"] == len(specs)
     assert out["figures"] == ["deficit_vs_frequency.png", "class_mean_cosines.png"]
     text = (docs / "results.md").read_text()
     for section in (
@@ -78,10 +88,10 @@ def test_report_from_synthetic_runs(tmp_path: Path) -> None:
         assert section in text
     # kNN Few deficit of the baseline: 4 points on seed 0 in both orders; GH halves it.
     assert "Few deficit against the balanced reference: 4.00 ± 0.00 points over 2 runs" in text
-    records = json.loads((docs / "results.json").read_text())
-    assert {r["probe"] for r in records} == {"knn", "linear"}
+    results = json.loads((docs / "results.json").read_text())
+    assert {r["probe"] for r in results} == {"knn", "linear"}
     # The full (non-quick) report adds the GPU section from its own root.
-    report.write_report(specs, tmp_path / "runs", docs, gpu_root=tmp_path / "gpu")
+    report.write_report(specs, store, docs, gpu_store=gpu_store)
     text = (docs / "results.md").read_text()
     assert "## GPU scale" in text and "not run yet" not in text.split("## GPU scale")[1]
     assert "{" not in text, "an f-string placeholder leaked into the report"
