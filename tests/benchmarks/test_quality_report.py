@@ -90,9 +90,25 @@ def test_report_from_synthetic_runs(tmp_path: Path) -> None:
     assert "Few deficit against the balanced reference: 4.00 ± 0.00 points over 2 runs" in text
     results = json.loads((docs / "results.json").read_text())
     assert {r["probe"] for r in results} == {"knn", "linear"}
-    # The full (non-quick) report adds the GPU section from its own root.
+    assert "## Replication" not in text
+    # An archived report (runs lost, aggregates kept) is set beside the recomputed cells.
+    archived = [
+        r | {"runs": 7, "deficit_few_mean": 9.87}
+        for r in results
+        if r["method"] == "simclr" and not r["gh"] and r["group"] == "primary"
+    ]
+    (docs / "archive" / "old").mkdir(parents=True)
+    (docs / "archive" / "old" / "results.json").write_text(json.dumps(archived))
+    # The full (non-quick) report adds the GPU section from its own store.
     report.write_report(specs, store, docs, gpu_store=gpu_store)
     text = (docs / "results.md").read_text()
+    replication = text.split("## Replication of archived reports")[1].split("\n## ")[0]
+    rows = [line for line in replication.splitlines() if line.startswith("| SimCLR |")]
+    assert [row.split(" | ")[1:5] for row in rows] == [
+        ["knn", "7", "2", "9.87 ± 0.00"],
+        ["linear", "7", "2", "9.87 ± 0.00"],
+    ]
+    assert "4.00 ± 0.00" in rows[0].split(" | ")[5]  # the records' own kNN Few deficit
     assert "## GPU scale" in text and "not run yet" not in text.split("## GPU scale")[1]
     assert "{" not in text, "an f-string placeholder leaked into the report"
 
