@@ -6,5 +6,8 @@ few-shot probes (:mod:`.probes`), and ``python -m benchmarks.quality report`` tu
 finished into ``docs/results.md``, ``docs/results.json`` and ``docs/figures/`` (:mod:`.analysis`,
 :mod:`.report`).
 ``--only`` (repeatable) runs a part of the plan, in the order of its patterns: name the longest runs
-first so that both workers stay busy until the end of a sitting.
+first so that both workers stay busy until the end of a sitting. ``--core`` keeps the plan's core
+(:data:`.plan.CORE_PRIMARY`): enough for every verdict of the report, about a third of its cost.
+Each finished run's results are committed as one record (:mod:`.records`); the report reads the
+records only, so it is regenerated exactly on any clone.
 """

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks.quality.plan import build_plan, select
+from benchmarks.quality.plan import build_plan, in_core, select
 from benchmarks.quality.records import GPU_STORE, STORE, sync_records
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
             help="run records (default benchmarks/results/quality[_gpu]; quick: ROOT/records)",
         )
         if name != "report":
+            p.add_argument(
+                "--core",
+                action="store_true",
+                help="only the plan's core (plan.CORE_PRIMARY; enough for every verdict)",
+            )
             p.add_argument(
                 "--gpu",
                 action="store_true",
@@ -110,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     store = (
         args.store or (root / "records" if args.quick else GPU_STORE if gpu else STORE)
     ).resolve()
-    plan = select(build_plan(args.quick, gpu), args.only)
+    core = getattr(args, "core", False)
+    if core and (gpu or args.quick):
+        parser.error("--core selects from the full CPU plan; not with --gpu or --quick")
+    full = build_plan(args.quick, gpu)
+    plan = select([s for s in full if in_core(s)] if core else full, args.only)
     if args.command == "plan":
         from benchmarks.quality.records import record_path
         from benchmarks.quality.runner import run_state

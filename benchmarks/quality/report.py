@@ -994,6 +994,11 @@ def write_report(
         by_group.setdefault(spec.group, [0, 0])[0] += done
         by_group[spec.group][1] += 1
     status = ", ".join(f"{g}: {d} of {n}" for g, (d, n) in by_group.items())
+    if not quick:
+        core = [s for s in plan if plan_mod.in_core(s)]
+        status += (
+            f"; of the core (`run --core`): {sum(s.run_id in runs for s in core)} of {len(core)}"
+        )
     examples = [
         next((e["command"] for e in runs.values() if e["command"] and pick(e["spec"])), None)
         for pick in (

@@ -250,6 +250,25 @@ def test_plan_pairs_references_and_counts() -> None:
     ]
 
 
+def test_the_core_is_closed_and_gives_every_primary_cell_5_seeds_and_4_orders() -> None:
+    runs = plan.build_plan()
+    core = [s for s in runs if plan.in_core(s)]
+    ids = {s.run_id for s in core}
+    for s in core:  # everything a core run needs is in the core
+        assert s.init_from is None or s.init_from in ids
+        assert s.balanced or s.reference in ids
+    for method in plan.METHODS:
+        for gh in (False, True):
+            cell = [s for s in core if s.group == "primary" and s.method == method and s.gh == gh]
+            assert {s.seed for s in cell} == set(plan.SEEDS)
+            assert {s.class_order for s in cell} == set(plan.ORDERS)
+            assert len(cell) == len(plan.CORE_PRIMARY)
+    # Every sensitivity run, and the regime search at seed 0 only.
+    assert {s.run_id for s in runs if s.group == "sensitivity"} <= ids
+    assert {s.seed for s in core if s.group == "regime"} == {0}
+    assert len(core) < len(runs) / 2
+
+
 def _prior_record(
     run: str, epoch: int, eff: float, assignments: bool, true_eff: float = 5.0
 ) -> dict[str, object]:
