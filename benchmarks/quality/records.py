@@ -3,7 +3,7 @@
 A run folder (checkpoints, logs, TensorBoard) lives under the ignored ``runs/`` and does not
 outlive the machine it was made on: the 197 runs behind the report of 2026-11-28 were lost that
 way, with only their aggregates left. So when a run is done, the runner copies what the report
-reads (``metrics.json``, ``fewshot.json``, its timing and its exact command; a few KB) into one
+reads (``metrics.json``, ``fewshot.json``, its timing and its exact command; tens of KB) into one
 JSON record per run in a folder that is committed (:data:`STORE`), and ``report`` reads records
 only. A fresh clone then regenerates ``docs/results.md`` exactly, and a later sitting adds runs
 to the same set.
@@ -21,6 +21,7 @@ import platform
 import shlex
 import subprocess
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,7 @@ def write_record(spec: RunSpec, run_dir: Path, store: Path) -> Path:
         "command": shlex.split(command.read_text()) if command.is_file() else None,
         "commit": _git_commit(),
         "machine": machine_description(),
+        "recorded": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "timing": _read_json(timing) if timing.is_file() else {},
         "metrics": _read_json(run_dir / "metrics.json"),
         "fewshot": _read_json(run_dir / FEWSHOT_FILE),
@@ -133,7 +135,8 @@ def sync_records(plan: Sequence[RunSpec], root: Path, store: Path) -> list[str]:
 
 
 def load_records(plan: Sequence[RunSpec], store: Path) -> dict[str, dict[str, Any]]:
-    """``{run_id: {"spec", "metrics", "fewshot", "timing", "command", "machine"}}`` for every run of
+    """``{run_id: {"spec", "metrics", "fewshot", "timing", "command", "machine", "recorded"}}`` for
+    every run of
     ``plan`` with a record in ``store``.
 
     Raises ValueError naming the record when it was made with another configuration file or
@@ -161,5 +164,6 @@ def load_records(plan: Sequence[RunSpec], store: Path) -> dict[str, dict[str, An
             "timing": record["timing"],
             "command": record["command"],
             "machine": record.get("machine"),
+            "recorded": record.get("recorded"),
         }
     return runs

@@ -91,6 +91,9 @@ def test_report_from_synthetic_runs(tmp_path: Path) -> None:
     results = json.loads((docs / "results.json").read_text())
     assert {r["probe"] for r in results} == {"knn", "linear"}
     assert "## Replication" not in text
+    # The same records give the same report, byte for byte (no clock in it).
+    report.write_report(specs, store, tmp_path / "again", quick=True)
+    assert (tmp_path / "again" / "results.md").read_text() == text
     # An archived report (runs lost, aggregates kept) is set beside the recomputed cells.
     archived = [
         r | {"runs": 7, "deficit_few_mean": 9.87}
