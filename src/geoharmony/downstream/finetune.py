@@ -131,10 +131,6 @@ def _preprocess(pb: PretrainedBackbone) -> Callable[[Tensor], Tensor]:
     return run
 
 
-def _autocast(pb: PretrainedBackbone, device: torch.device) -> torch.dtype | None:
-    return autocast_dtype(pb.cfg.train.precision, device)
-
-
 def split_features(
     pb: PretrainedBackbone,
     split: ImageArray | FileList,
@@ -152,13 +148,17 @@ def split_features(
             batch_size=cfg.eval.batch_size,
             device=device,
             preprocess=_preprocess(pb),
-            autocast_dtype=_autocast(pb, device),
+            autocast_dtype=autocast_dtype(pb.cfg.train.precision, device),
         )
         return feats, _labels(split, indices)
     dataset = IndexedFileDataset(split, indices, eval_transform(pb.size, pb.mean, pb.std))
     loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers)
     feats = extract_features(
-        pb.backbone, loader, device=device, preprocess=None, autocast_dtype=_autocast(pb, device)
+        pb.backbone,
+        loader,
+        device=device,
+        preprocess=None,
+        autocast_dtype=autocast_dtype(pb.cfg.train.precision, device),
     )
     return feats, dataset.labels
 
@@ -333,7 +333,7 @@ def _train_full(
     opt = torch.optim.SGD(
         model.parameters(), lr=s.lr, momentum=0.9, weight_decay=s.weight_decay or 0.0
     )
-    autocast = _autocast(pb, device)
+    autocast = autocast_dtype(pb.cfg.train.precision, device)
     n = len(indices)
     assert s.batch_size is not None
     steps = max(1, math.ceil(n / s.batch_size)) * s.epochs
