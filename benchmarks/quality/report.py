@@ -778,7 +778,8 @@ def _timing_table(runs: dict[str, dict[str, Any]]) -> str:
         cells.setdefault((spec.group, spec.regime, spec.method, label), []).append(
             (train_seconds, m.get("eval_seconds", math.nan), probes)
         )
-    head = ["group", "regime", "method", "run", "runs", "train s (mean)", "eval s", "few-shot s"]
+    # Medians over runs: a run paused by hand (or starved by other jobs) skews a mean.
+    head = ["group", "regime", "method", "run", "runs", "train s (median)", "eval s", "few-shot s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, vals in sorted(cells.items()):
         arr = np.asarray(vals, dtype=np.float64)
@@ -791,7 +792,7 @@ def _timing_table(runs: dict[str, dict[str, Any]]) -> str:
                     key[3],
                     str(len(vals)),
                     *[
-                        _num(float(np.nanmean(arr[:, i])), ".0f")
+                        _num(float(np.nanmedian(arr[:, i])), ".0f")
                         if not np.isnan(arr[:, i]).all()
                         else "-"
                         for i in range(3)
