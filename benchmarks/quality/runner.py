@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -140,6 +141,48 @@ def run_plan(
     )
     failed: set[str] = set()
     jobs: list[_Job] = []
+    # A stopped runner stops its runs too: an orphaned run would go on training after the lock
+    # is released, beside the next runner's process for the same run (now refused by RunLock).
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        _drive(pending, jobs, failed, outcome, root, store, workers, poll)
+    finally:
+        _stop(jobs)
+        signal.signal(signal.SIGTERM, previous)
+        lock.close()
+    return outcome
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop(jobs: list[_Job], grace: float = 30.0) -> None:
+    """Terminate running jobs (a run resumes from its last checkpoint); kill after ``grace`` s."""
+    for job in jobs:
+        if job.proc.poll() is None:
+            print(f"stopping {job.spec.run_id} ({job.stage})", flush=True)
+            job.proc.terminate()
+    for job in jobs:
+        try:
+            job.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            job.proc.kill()
+            job.proc.wait()
+        job.log.close()
+
+
+def _drive(
+    pending: list[RunSpec],
+    jobs: list[_Job],
+    failed: set[str],
+    outcome: dict[str, list[str]],
+    root: Path,
+    store: Path,
+    workers: int,
+    poll: float,
+) -> None:
+    """Start, watch and record runs until nothing is pending or running."""
     while pending or jobs:
         for job in list(jobs):
             rc = job.proc.poll()
@@ -187,5 +230,3 @@ def run_plan(
                 outcome["failed"].append(spec.run_id)
             break
         time.sleep(poll)
-    lock.close()
-    return outcome

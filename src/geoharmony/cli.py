@@ -186,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from geoharmony.config import ConfigError
     from geoharmony.data.sources import DataFormatError
     from geoharmony.engine.checkpoint import CheckpointError
+    from geoharmony.engine.run_lock import RunFolderBusy
     from geoharmony.engine.trainer import NonFiniteLossError
 
     args = build_parser().parse_args(argv)
@@ -194,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = int(args.func(args))
         return code
-    except (ConfigError, DataFormatError, CheckpointError, FileNotFoundError) as err:
+    except (ConfigError, DataFormatError, CheckpointError, RunFolderBusy, FileNotFoundError) as err:
         print(f"geoharmony: error: {err}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:

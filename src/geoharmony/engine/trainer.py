@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -36,6 +37,7 @@ from geoharmony.engine.checkpoint import (
 )
 from geoharmony.engine.logger import RunLogger
 from geoharmony.engine.monitor import KNNMonitor
+from geoharmony.engine.run_lock import RunLock
 from geoharmony.engine.runtime import Runtime, autocast_dtype, capture_rng, restore_rng
 from geoharmony.engine.schedules import learning_rate
 from geoharmony.engine.stream import FileTrainStream, InMemoryTrainStream, TrainStream
@@ -307,13 +309,16 @@ class Trainer:
         last = (
             cfg.optim.epochs if self.stop_after is None else min(self.stop_after, cfg.optim.epochs)
         )
+        # Every rank of a distributed run shares the folder; rank 0 alone writes to it.
+        lock = RunLock(self.output_dir) if self.runtime.is_main else contextlib.nullcontext()
         try:
-            while self.state.epoch < last:
-                self._run_epoch(self.state.epoch)
-                self.state.epoch += 1
-                done = self.state.epoch
-                if done % max(cfg.train.checkpoint_every, 1) == 0 or done == last:
-                    self.save()
+            with lock:
+                while self.state.epoch < last:
+                    self._run_epoch(self.state.epoch)
+                    self.state.epoch += 1
+                    done = self.state.epoch
+                    if done % max(cfg.train.checkpoint_every, 1) == 0 or done == last:
+                        self.save()
         finally:
             self.logger.close()
         return self.method
