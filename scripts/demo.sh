@@ -2,7 +2,8 @@
 # The main job on a fresh machine: SimCLR and SimCLR+GH on Fashion-MNIST-LT (imbalance 100),
 # a paired comparison (the +GH run continues SimCLR's run from the end of the GH warm-up, so the
 # difference is GH's alone), then the paper-style table and the per-class plot.
-# About 10 minutes on 2 CPU cores with native bf16, 20 in fp32 on an AVX2-only CPU. Usage: bash scripts/demo.sh [OUTPUT_DIR] [key=value ...]
+# About 10 minutes on 2 CPU cores with native bf16, 20 in fp32 on an AVX2-only CPU.
+# Usage: bash scripts/demo.sh [OUTPUT_DIR] [key=value ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
