@@ -49,6 +49,10 @@ def _train_steps(out: Path) -> int:
     return sum('"kind": "train"' in line for line in log.read_text().splitlines())
 
 
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
 def test_sigkill_mid_epoch_then_restart_matches_uninterrupted(tmp_path: Path) -> None:
     straight = tmp_path / "straight"
     subprocess.run(_command(straight), check=True, capture_output=True, timeout=600)
@@ -82,3 +86,11 @@ def test_sigkill_mid_epoch_then_restart_matches_uninterrupted(tmp_path: Path) ->
     metrics = [json.loads((d / "metrics.json").read_text()) for d in (straight, killed)]
     for key in ("many", "medium", "few", "std", "avg", "per_class"):
         assert metrics[0][key] == metrics[1][key], key
+    # The restart dropped the log records of the lost part of epoch 2: every step once.
+    logs = [_records(d) for d in (straight, killed)]
+    for kind in ("train", "epoch"):
+        steps = [[r["step"] for r in records if r["kind"] == kind] for records in logs]
+        assert steps[1] == steps[0], kind
+    assert [r["loss"] for r in logs[1] if r["kind"] == "epoch"] == [
+        r["loss"] for r in logs[0] if r["kind"] == "epoch"
+    ]

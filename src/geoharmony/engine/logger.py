@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,8 @@ class RunLogger:
         if not enabled:
             return
         directory.mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(directory / "log.jsonl", "a", buffering=1)
+        self._path = directory / "log.jsonl"
+        self._jsonl = open(self._path, "a", buffering=1)
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -39,6 +42,30 @@ class RunLogger:
             for key, value in values.items():
                 if isinstance(value, int | float) and math.isfinite(float(value)):
                     self._tb.add_scalar(f"{kind}/{key}", float(value), step)
+
+    def rewind(self, last_step: Mapping[str, int]) -> None:
+        """Drop the records a resumed run will write again.
+
+        ``last_step`` maps a kind to the last step the checkpoint holds (``{"train": global
+        step, "epoch": epoch}``); records of that kind beyond it, and a line torn by a kill,
+        are removed, so a resumed run's log lists every step once. Other kinds are kept.
+        """
+        if self._jsonl is None:
+            return
+        self._jsonl.close()
+        kept = []
+        for line in self._path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # only the last line, cut mid-write by a kill
+                continue
+            limit = last_step.get(record.get("kind"))
+            if limit is None or record.get("step", 0) <= limit:
+                kept.append(line + "\n")
+        partial = self._path.with_name(self._path.name + ".partial")
+        partial.write_text("".join(kept))
+        os.replace(partial, self._path)
+        self._jsonl = open(self._path, "a", buffering=1)
 
     def close(self) -> None:
         if self._jsonl is not None:

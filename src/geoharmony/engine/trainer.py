@@ -214,6 +214,7 @@ class Trainer:
                     + "; ".join(diffs)
                 )
             self._load_state(state, full=True)
+            self.logger.rewind({"train": self.state.global_step, "epoch": self.state.epoch})
             log.info("resumed from %s (epoch %d)", path, self.state.epoch)
             return
         if resume == "must":
