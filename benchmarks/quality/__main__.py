@@ -1,4 +1,4 @@
-"""``python -m benchmarks.quality {run,report,records,plan,fewshot,prior-check}``.
+"""``python -m benchmarks.quality {run,report,records,validate,plan,fewshot,prior-check}``.
 
 Run folders go under ``runs/quality`` (ignored by git); each finished run's record goes into
 ``benchmarks/results/quality/`` (committed), and ``report`` reads the records only.
@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks.quality.plan import build_plan, in_core, select
+from benchmarks.quality.plan import RunSpec, build_plan, in_core, select
 from benchmarks.quality.records import GPU_STORE, STORE, sync_records
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
         ("run", "run the plan (resumable); records each finished run"),
         ("report", "write docs/results.* from the records"),
         ("records", "record every finished run under --root (runs made before records existed)"),
+        (
+            "validate",
+            "add the held-out kNN probe to finished runs probed without it; re-record them",
+        ),
         ("plan", "list the plan and each run's state"),
     ):
         p = sub.add_parser(name, help=text)
@@ -132,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         written = sync_records(plan, root, store)
         print(f"recorded {len(written)} finished runs of {root} in {store}")
         return 0
+    if args.command == "validate":
+        return _validate(plan, root, store)
     if args.command == "run":
         from benchmarks.quality.runner import run_plan
 
@@ -146,6 +152,31 @@ def main(argv: list[str] | None = None) -> int:
     gpu_store = None if args.quick else args.gpu_store.resolve()
     print(write_report(build_plan(args.quick), store, docs, quick=args.quick, gpu_store=gpu_store))
     print(f"wrote {docs / 'results.md'}, {docs / 'results.json'}")
+    return 0
+
+
+def _validate(plan: list[RunSpec], root: Path, store: Path) -> int:
+    """Add ``fewshot.json["validation"]`` to every finished run of ``plan`` lacking it."""
+    from benchmarks.quality.probes import add_validation, load_fewshot
+    from benchmarks.quality.records import write_record
+    from benchmarks.quality.runner import run_state
+
+    todo = [
+        s
+        for s in plan
+        if run_state(s, root) == "done"
+        and "validation" not in (load_fewshot(root / s.run_id) or {})
+    ]
+    print(f"{len(todo)} finished runs lack the held-out probe", flush=True)
+    for i, spec in enumerate(todo, 1):
+        block = add_validation(root / spec.run_id)
+        write_record(spec, root / spec.run_id, store)
+        few = block["knn"]["few"]
+        print(
+            f"[{i}/{len(todo)}] {spec.run_id}: held-out kNN Few {few:.2f} "
+            f"({block['seconds']:.0f} s)",
+            flush=True,
+        )
     return 0
 
 

@@ -22,12 +22,14 @@ __all__ = [
     "GEOMETRY_KEYS",
     "PROBES",
     "STAT_KEYS",
+    "VALIDATION_PROBE",
     "aggregate",
     "cell_key",
     "deficits",
     "geometry_summaries",
     "group_summary",
     "mean_sd",
+    "pair_rows",
     "paired_differences",
     "per_class",
     "run_summaries",
@@ -35,6 +37,9 @@ __all__ = [
 
 # probe name -> how to read its per-class accuracies (see per_class)
 PROBES = ("knn", "fewshot10", "fewshot100", "linear")
+# The kNN probe on held-out *training* images (probes.py): for choosing settings, never reported
+# as a result, so it is not one of the PROBES the tables and results.json show.
+VALIDATION_PROBE = "knn_val"
 STAT_KEYS = (
     "many",
     "medium",
@@ -51,21 +56,25 @@ STAT_KEYS = (
 def per_class(
     metrics: dict[str, Any], fewshot: dict[str, Any] | None, probe: str
 ) -> list[float] | None:
-    """Per-class test accuracies (percent, by class id) of one probe, or None if missing.
+    """Per-class accuracies (percent, by class id) of one probe, or None if missing.
 
     ``linear``: the full-shot probe of metrics.json; ``knn``: its kNN block; ``fewshotN``: the
-    mean over draws of the N-shot probes of fewshot.json.
+    mean over draws of the N-shot probes of fewshot.json (all on the test split); ``knn_val``:
+    the kNN probe on held-out training images (fewshot.json's ``validation`` block).
     """
     if probe == "linear":
         return list(metrics["per_class"])
     if probe == "knn":
         return list(metrics["knn"]["per_class"]) if "knn" in metrics else None
+    if probe == VALIDATION_PROBE:
+        block = (fewshot or {}).get("validation")
+        return list(block["knn"]["per_class"]) if block else None
     if probe.startswith("fewshot"):
         draws = (fewshot or {}).get("shots", {}).get(probe[len("fewshot") :])
         if not draws:
             return None
         return [float(v) for v in np.mean([d["per_class"] for d in draws], axis=0)]
-    raise ValueError(f"unknown probe {probe!r}; valid: {', '.join(PROBES)}")
+    raise ValueError(f"unknown probe {probe!r}; valid: {', '.join((*PROBES, VALIDATION_PROBE))}")
 
 
 def group_summary(
@@ -163,18 +172,30 @@ def _cell_record(
     return rec
 
 
-def paired_differences(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """+GH minus its own baseline (same class order, seed and first phase), per pair; then mean
-    and sd per cell and probe. Negative deficit differences mean GH closed part of the gap."""
+def pair_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per +GH run whose baseline has a row of the same probe: its ``cell`` key,
+    ``probe``, ``run_id``, ``class_order``, ``seed`` and, for every ``STAT_KEYS`` key, +GH minus
+    its own baseline (same class order, seed and first phase)."""
     by_id = {(r["run_id"], r["probe"]): r for r in rows}
-    diffs: dict[tuple[Any, ...], list[dict[str, float]]] = {}
+    out = []
     for row in rows:
         base = by_id.get((row.get("init_from"), row["probe"]))
         if not row["gh"] or base is None:
             continue
-        diffs.setdefault((*cell_key(row), row["probe"]), []).append(
-            {k: row[k] - base[k] for k in STAT_KEYS}
+        out.append(
+            {k: row[k] for k in ("probe", "run_id", "class_order", "seed")}
+            | {"cell": cell_key(row)}
+            | {k: row[k] - base[k] for k in STAT_KEYS}
         )
+    return out
+
+
+def paired_differences(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sd of :func:`pair_rows` per cell and probe. Negative deficit differences mean GH
+    closed part of the gap."""
+    diffs: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for pair in pair_rows(rows):
+        diffs.setdefault((*pair["cell"], pair["probe"]), []).append(pair)
     return [_cell_record(cell, members, pairs=len(members)) for cell, members in diffs.items()]
 
 

@@ -1,78 +1,200 @@
-"""Few-shot linear probes of a finished run, from its final checkpoint (``fewshot.json``).
+"""Probes of a finished run from its final checkpoint (``fewshot.json``): few-shot linear
+probes, and a kNN probe on *held-out training images* for choosing hyper-parameters.
 
 Reuses :mod:`geoharmony.engine.evaluate`: the features of the run's own labelled probe set
 (``eval.probe_shots`` per class, disjoint from pretraining, drawn with the run's seed as in
-``metrics.json``) and of the test set are extracted once; each draw keeps ``shots`` images per
-class of that set (seeded) and trains the run's linear-probe preset on them.
+``metrics.json``) and of the test set are extracted once; each few-shot draw keeps ``shots``
+images per class of that set (seeded) and trains the run's linear-probe preset on them.
+
+The held-out block (``fewshot.json["validation"]``) is the same weighted kNN as ``metrics.json``'s
+(the labelled probe set as its memory) queried with :data:`VALIDATION_SHOTS` images per class of
+the *training* split that neither pretraining nor the probe set uses: a validation set that never
+touches the test split, so a choice made on it leaves the test numbers honest. A baseline and its
++GH continuation share seed and pretraining subset, hence the same validation images, so their
+paired difference carries no sampling noise of that set.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from geoharmony.config import from_dict
-from geoharmony.data.build import build_run_data
+from geoharmony.config import Config, from_dict
+from geoharmony.data.build import RunData, build_run_data
 from geoharmony.data.longtail import balanced_indices
 from geoharmony.engine.checkpoint import latest_valid_checkpoint
-from geoharmony.engine.evaluate import EvalFeatures, extract_eval_features, probe_metrics
+from geoharmony.engine.evaluate import (
+    EvalFeatures,
+    extract_eval_features,
+    extract_split_features,
+    knn_metrics,
+    probe_indices,
+    probe_metrics,
+    train_labels,
+)
 from geoharmony.engine.runtime import pick_device
 from geoharmony.engine.trainer import norm_stats
 from geoharmony.eval import write_json
-from geoharmony.methods import DataInfo, build_method
+from geoharmony.methods import DataInfo, Method, build_method
 
-__all__ = ["FEWSHOT_FILE", "SHOTS", "run_fewshot"]
+__all__ = [
+    "FEWSHOT_FILE",
+    "SHOTS",
+    "VALIDATION_SHOTS",
+    "add_validation",
+    "load_fewshot",
+    "run_fewshot",
+    "validation_indices",
+]
 
 FEWSHOT_FILE = "fewshot.json"
 SHOTS = (10, 100)
 DRAWS = 3
+VALIDATION_SHOTS = 1000  # per class; Fashion-MNIST leaves >= 4,000 per class after both sets
+VALIDATION_SEED_OFFSET = 100_003  # the validation draw must not repeat the probe set's
 _KEEP = ("many", "medium", "few", "std", "avg", "worst", "per_class", "class_counts")
+
+
+@dataclass
+class _LoadedRun:
+    """A finished run's final model, ready for feature extraction."""
+
+    checkpoint: Path
+    epoch: int
+    cfg: Config
+    data: RunData
+    method: Method
+    device: torch.device
+
+    @classmethod
+    def load(cls, run_dir: Path) -> _LoadedRun:
+        found = latest_valid_checkpoint(run_dir / "checkpoints", torch.device("cpu"))
+        if found is None:
+            raise FileNotFoundError(f"no valid checkpoint in {run_dir / 'checkpoints'}")
+        path, state = found
+        cfg = from_dict(state["config"])
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        data = build_run_data(cfg.data)
+        method = build_method(cfg, DataInfo.of(data))
+        method.load_state_dict(state["model"])
+        device = pick_device(cfg.train.device)
+        method.to(device).eval()
+        return cls(path, int(state["epoch"]), cfg, data, method, device)
+
+    def probe_features(self) -> EvalFeatures:
+        """The probe set and test split, exactly as ``metrics.json`` saw them."""
+        cfg = self.cfg
+        return extract_eval_features(
+            self.method,
+            cfg,
+            self.data,
+            self.device,
+            norm_stats(cfg),
+            cfg.eval.probe_shots,
+            cfg.train.seed,
+        )
+
+
+def validation_indices(
+    labels: np.ndarray,
+    used: np.ndarray,
+    seed: int,
+    shots: int = VALIDATION_SHOTS,
+) -> np.ndarray:
+    """Indices of the validation set: ``shots`` images per class of the training split
+    (``labels`` [N]) outside ``used`` (pretraining and probe-set indices), seeded by ``seed``.
+
+    Raises ValueError naming the class when fewer than ``shots`` of its images are left."""
+    return balanced_indices(labels, shots, seed + VALIDATION_SEED_OFFSET, exclude=used)
+
+
+def _validation_block(run: _LoadedRun, probe: EvalFeatures | None = None) -> dict[str, Any]:
+    """kNN of the held-out training images against the probe set (features of the probe set
+    are reused from ``probe`` when given)."""
+    cfg, data = run.cfg, run.data
+    if cfg.eval.probe_shots is None:
+        raise ValueError(
+            "eval.probe_shots is None (every unused training image is in the probe set): no "
+            "training images are left for a validation set"
+        )
+    probe_idx = probe_indices(cfg, data, cfg.eval.probe_shots, cfg.train.seed)
+    used = np.union1d(data.pretrain_indices, probe_idx)
+    heldout_idx = validation_indices(train_labels(data), used, cfg.train.seed)
+    stats = norm_stats(cfg)
+    if probe is None:
+        train_x, train_y = extract_split_features(
+            run.method, cfg, data.train, probe_idx, run.device, stats
+        )
+    else:
+        train_x, train_y = probe.train_x, probe.train_y
+    val_x, val_y = extract_split_features(
+        run.method, cfg, data.train, heldout_idx, run.device, stats
+    )
+    knn = knn_metrics(EvalFeatures(train_x, train_y, val_x, val_y), cfg, list(data.class_counts))
+    return {
+        "knn": {k: knn[k] for k in _KEEP},
+        "images": len(heldout_idx),
+        "seed": cfg.train.seed + VALIDATION_SEED_OFFSET,
+    }
+
+
+def run_fewshot(
+    run_dir: str | Path, shots: tuple[int, ...] = SHOTS, draws: int = DRAWS
+) -> dict[str, Any]:
+    """Write ``RUN/fewshot.json``: for each shot count, ``draws`` probe results; and the
+    held-out kNN block (``validation``)."""
+    run_dir = Path(run_dir)
+    started = time.perf_counter()
+    run = _LoadedRun.load(run_dir)
+    feats = run.probe_features()
+    counts = list(run.data.class_counts)
+    out: dict[str, Any] = {"checkpoint": str(run.checkpoint), "epoch": run.epoch, "shots": {}}
+    for n in shots:
+        results = []
+        for draw in range(draws):
+            seed = 1000 * n + draw
+            result = probe_metrics(_subset(feats, n, seed), run.cfg, counts, seed)
+            results.append({k: result[k] for k in _KEEP} | {"draw_seed": seed})
+        out["shots"][str(n)] = results
+    out["validation"] = _validation_block(run, feats)
+    out["seconds"] = time.perf_counter() - started
+    write_json(run_dir / FEWSHOT_FILE, out)
+    return out
+
+
+def add_validation(run_dir: str | Path) -> dict[str, Any]:
+    """Add the held-out kNN block to an existing ``RUN/fewshot.json`` (runs probed before it
+    existed); the few-shot results are kept as they are. Returns the block."""
+    run_dir = Path(run_dir)
+    path = run_dir / FEWSHOT_FILE
+    fewshot = load_fewshot(run_dir)
+    if fewshot is None:
+        raise FileNotFoundError(
+            f"{path}: missing; run `python -m benchmarks.quality fewshot` first"
+        )
+    started = time.perf_counter()
+    run = _LoadedRun.load(run_dir)
+    if Path(fewshot["checkpoint"]).name != run.checkpoint.name:
+        raise ValueError(
+            f"{path} was probed at {fewshot['checkpoint']}, but the newest checkpoint is "
+            f"{run.checkpoint}; rerun the few-shot probes instead"
+        )
+    block = _validation_block(run) | {"seconds": time.perf_counter() - started}
+    write_json(path, fewshot | {"validation": block})
+    return block
 
 
 def _subset(feats: EvalFeatures, shots: int, seed: int) -> EvalFeatures:
     idx = balanced_indices(feats.train_y.numpy(), shots, seed)
     t = torch.from_numpy(np.asarray(idx, dtype=np.int64))
     return EvalFeatures(feats.train_x[t], feats.train_y[t], feats.test_x, feats.test_y)
-
-
-def run_fewshot(
-    run_dir: str | Path, shots: tuple[int, ...] = SHOTS, draws: int = DRAWS
-) -> dict[str, Any]:
-    """Write ``RUN/fewshot.json``: for each shot count, ``draws`` probe results."""
-    run_dir = Path(run_dir)
-    started = time.perf_counter()
-    found = latest_valid_checkpoint(run_dir / "checkpoints", torch.device("cpu"))
-    if found is None:
-        raise FileNotFoundError(f"no valid checkpoint in {run_dir / 'checkpoints'}")
-    path, state = found
-    cfg = from_dict(state["config"])
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    data = build_run_data(cfg.data)
-    method = build_method(cfg, DataInfo.of(data))
-    method.load_state_dict(state["model"])
-    device = pick_device(cfg.train.device)
-    method.to(device).eval()
-    feats = extract_eval_features(
-        method, cfg, data, device, norm_stats(cfg), cfg.eval.probe_shots, cfg.train.seed
-    )
-    counts = list(data.class_counts)
-    out: dict[str, Any] = {"checkpoint": str(path), "epoch": int(state["epoch"]), "shots": {}}
-    for n in shots:
-        results = []
-        for draw in range(draws):
-            seed = 1000 * n + draw
-            result = probe_metrics(_subset(feats, n, seed), cfg, counts, seed)
-            results.append({k: result[k] for k in _KEEP} | {"draw_seed": seed})
-        out["shots"][str(n)] = results
-    out["seconds"] = time.perf_counter() - started
-    write_json(run_dir / FEWSHOT_FILE, out)
-    return out
 
 
 def load_fewshot(run_dir: str | Path) -> dict[str, Any] | None:

@@ -2,11 +2,12 @@
 
 Each run is ``geoharmony pretrain`` in its own single-thread process (two single-thread processes
 gave ~1.5x the throughput of one two-thread process on 2 cores) writing ``ROOT/<run_id>/``;
-then, in the same slot, the few-shot probes (``fewshot.json``). A run with ``metrics.json`` and
-``fewshot.json`` is done and skipped; an interrupted run resumes from its newest checkpoint when
-the command is rerun. A paired +GH run starts as soon as its baseline's checkpoint at the end of
-the GH warm-up exists. One runner per root at a time (a lock file). Every finished run's results
-are copied into the committed record store (:mod:`.records`), which the report reads.
+then, in the same slot, the few-shot and held-out probes (``fewshot.json``). A run with
+``metrics.json`` and ``fewshot.json`` is done and skipped; an interrupted run resumes from its
+newest checkpoint when the command is rerun. A paired +GH run starts as soon as its
+baseline's checkpoint at the end of the GH warm-up exists. One runner per root at a time (a lock
+file). Every finished run's results are copied into the committed record store
+(:mod:`.records`), which the report reads.
 """
 
 from __future__ import annotations

@@ -60,6 +60,9 @@ def test_per_class_reads_every_probe() -> None:
     assert analysis.per_class(metrics, fewshot, "fewshot10") == [1.0, 15.0]
     assert analysis.per_class(metrics, fewshot, "fewshot100") is None
     assert analysis.per_class(metrics, None, "fewshot10") is None
+    assert analysis.per_class(metrics, fewshot, analysis.VALIDATION_PROBE) is None
+    held_out = fewshot | {"validation": {"knn": {"per_class": [5.0, 6.0]}}}
+    assert analysis.per_class(metrics, held_out, analysis.VALIDATION_PROBE) == [5.0, 6.0]
     with pytest.raises(ValueError, match="probe"):
         analysis.per_class(metrics, fewshot, "nope")
 

@@ -13,6 +13,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.quality import plan, records, report  # noqa: E402
+from benchmarks.quality.analysis import VALIDATION_PROBE, run_summaries  # noqa: E402
 from benchmarks.quality.plan import RunSpec  # noqa: E402
 
 
@@ -134,3 +135,76 @@ def test_timing_table_counts_only_a_paired_runs_own_epochs() -> None:
     table = report._timing_table(runs).splitlines()[2:]
     rows = {cells[3]: cells[5] for cells in (line.split(" | ") for line in table)}
     assert rows == {"baseline": "10", "+GH (paired, 2nd half only)": "6"}
+
+
+def _selection_runs() -> dict[str, dict]:
+    """SimCLR baselines (Few gap 4 on both splits) and +GH settings whose held-out and test
+    Few gaps differ, over the sensitivity design plus one pair outside it."""
+    counts = [1000, 599, 359, 215, 129, 77, 46, 27, 16, 10]
+
+    def entry(spec: RunSpec, val_gap: float, test_gap: float, order_counts: list[int]) -> dict:
+        tail = {c for c in range(10) if order_counts[c] <= 27}
+        acc = [80.0 - (test_gap if c in tail else 0.0) for c in range(10)]
+        val = [70.0 - (val_gap if c in tail else 0.0) for c in range(10)]
+        metrics = {"per_class": acc, "knn": {"per_class": acc}, "class_counts": order_counts}
+        fewshot = {"shots": {}, "validation": {"knn": {"per_class": val}}}
+        return {"spec": spec, "metrics": metrics, "fewshot": fewshot, "timing": {}}
+
+    def spec(run_id: str, **kw: object) -> RunSpec:
+        base = dict(run_id=run_id, group="primary", regime="r", method="simclr", gh=False)
+        base |= dict(seed=0, class_order="default", config="c.yaml", overrides=())
+        base |= dict(imbalance_ratio=100.0, reference="ref0")
+        return RunSpec(**(base | kw))  # type: ignore[arg-type]
+
+    runs: dict[str, dict] = {}
+    for seed in (0, 1):
+        ref = spec(f"ref{seed}", group="reference", seed=seed, class_order="balanced")
+        runs[ref.run_id] = entry(ref, 0.0, 0.0, [248] * 10)
+    # (variant, group, val gap, test gap, seeds); baselines have gap 4 on both splits.
+    settings = (
+        ("", "primary", 3.5, 3.0, (0, 1)),
+        ("w=2", "sensitivity", 2.0, 3.0, (0, 1)),
+        ("K=30", "sensitivity", 0.0, 4.0, (0,)),  # 2 pairs: too few to be chosen
+        ("targets=labels,K=10", "sensitivity", 0.0, 0.0, (0, 1)),  # reads labels: never chosen
+    )
+    orders = {"default": counts, "reversed": counts[::-1], "random1": counts[3:] + counts[:3]}
+    for order, order_counts in orders.items():
+        for seed in (0, 1):
+            common = dict(seed=seed, class_order=order, reference=f"ref{seed}")
+            base = spec(f"b_{order}_{seed}", **common)
+            runs[base.run_id] = entry(base, 4.0, 4.0, order_counts)
+            for variant, group, val_gap, test_gap, seeds in settings:
+                if seed not in seeds or (order == "random1" and variant):
+                    continue
+                if order == "random1":  # outside the design: a huge held-out gain, ignored
+                    val_gap = -20.0
+                gh = spec(
+                    f"g{variant}_{order}_{seed}",
+                    gh=True,
+                    group=group,
+                    variant=variant,
+                    init_from=base.run_id,
+                    **common,
+                )
+                runs[gh.run_id] = entry(gh, val_gap, test_gap, order_counts)
+    return runs
+
+
+def test_selection_chooses_on_held_out_images_only() -> None:
+    runs = _selection_runs()
+    rows = {p: run_summaries(runs, p) for p in ("knn", VALIDATION_PROBE)}
+    text = "\n".join(report._selection_section(rows, "r"))
+    table = {
+        line.split(" | ")[0].strip("| "): line.split(" | ")[1:]
+        for line in text.splitlines()
+        if line.startswith("| ") and "pairs" not in line
+    }
+    assert set(table) == {"preset (paper-faithful)", "w=2", "K=30"}
+    assert table["preset (paper-faithful)"][:2] == ["4", "-0.50 ± 0.00"]
+    assert table["K=30"][:2] == ["2", "-4.00 ± 0.00"]
+    # w = 2 wins on held-out images (-2 against the preset's -0.5; K = 30 has 2 pairs only) and
+    # is then reported with its *test* change (-1), not the held-out one.
+    assert (
+        "**w=2** (-2.00); on the test split its Δ Few deficit is -1.00 ± 0.00 over 4 pairs" in text
+    )
+    assert "Over all 10 pairs" in text

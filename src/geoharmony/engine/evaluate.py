@@ -38,9 +38,12 @@ __all__ = [
     "EvalFeatures",
     "evaluate_method",
     "extract_eval_features",
+    "extract_split_features",
     "geometry_metrics",
     "knn_metrics",
+    "probe_indices",
     "probe_metrics",
+    "train_labels",
 ]
 
 _GROUP_KEYS = ("many", "medium", "few", "std", "avg", "worst")
@@ -56,23 +59,24 @@ class EvalFeatures:
     test_y: torch.Tensor  # [M]
 
 
-def _features_of(
+def extract_split_features(
     method: Method,
+    cfg: Config,
     split: ImageArray | FileList,
     indices: np.ndarray,
-    cfg: Config,
     device: torch.device,
     stats: tuple[tuple[float, ...], tuple[float, ...]],
     local: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features ``[n, D]`` and labels ``[n]`` of ``split[indices]``; sharded over ranks unless
-    ``local``."""
+    """Backbone features ``[n, D]`` (clean images, eval preprocessing) and labels ``[n]`` of
+    ``split[indices]``; under data parallelism each rank extracts a contiguous shard and every
+    rank gets all of them, unless ``local``."""
     mean, std = stats
     autocast = autocast_dtype(cfg.train.precision, device)
     if gh_dist.is_distributed() and not local:
         # Each rank extracts one contiguous shard; gathering in rank order restores the order.
         shard = np.array_split(indices, gh_dist.world_size())[gh_dist.rank()]
-        feats, labels = _features_of(method, split, shard, cfg, device, stats, local=True)
+        feats, labels = extract_split_features(method, cfg, split, shard, device, stats, local=True)
         return (
             gh_dist.all_gather_no_grad(feats.to(device)).cpu(),
             gh_dist.all_gather_no_grad(labels.to(device)).cpu(),
@@ -107,17 +111,26 @@ def extract_eval_features(
     shots: int | None = None,
     seed: int = 0,
 ) -> EvalFeatures:
-    """Features of a balanced labelled training subset (``shots`` per class, None = all) and of
-    the whole test split. With ``eval.probe_disjoint`` the subset avoids pretraining images."""
-    labels = np.asarray(
-        data.train.labels.numpy() if isinstance(data.train, ImageArray) else data.train.labels
-    )
-    exclude = data.pretrain_indices if cfg.eval.probe_disjoint else None
-    train_idx = balanced_indices(labels, shots, seed, exclude=exclude)
+    """Features of a balanced labelled training subset (``shots`` per class, None = all; see
+    :func:`probe_indices`) and of the whole test split."""
+    train_idx = probe_indices(cfg, data, shots, seed)
     test_idx = np.arange(len(data.test.labels), dtype=np.int64)
-    train_x, train_y = _features_of(method, data.train, train_idx, cfg, device, stats)
-    test_x, test_y = _features_of(method, data.test, test_idx, cfg, device, stats)
+    train_x, train_y = extract_split_features(method, cfg, data.train, train_idx, device, stats)
+    test_x, test_y = extract_split_features(method, cfg, data.test, test_idx, device, stats)
     return EvalFeatures(train_x, train_y, test_x, test_y)
+
+
+def train_labels(data: RunData) -> np.ndarray:
+    """Labels ``[N]`` of the whole training split, whatever holds it."""
+    train = data.train
+    return np.asarray(train.labels.numpy() if isinstance(train, ImageArray) else train.labels)
+
+
+def probe_indices(cfg: Config, data: RunData, shots: int | None, seed: int) -> np.ndarray:
+    """Indices into the training split of the labelled probe set: ``shots`` per class (None =
+    all), seeded; with ``eval.probe_disjoint`` it avoids the pretraining images."""
+    exclude = data.pretrain_indices if cfg.eval.probe_disjoint else None
+    return balanced_indices(train_labels(data), shots, seed, exclude=exclude)
 
 
 def probe_metrics(
