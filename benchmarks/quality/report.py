@@ -440,7 +440,7 @@ def _selection_section(rows_by_probe: dict[str, list[dict[str, Any]]], regime: s
         mean, sd = mean_sd(p["deficit_few"] for p in tested)
         t = _paired_t(mean, sd, len(tested))
         out.append(
-            f"Chosen on held-out images (lowest mean held-out Δ Few deficit among settings with "
+            f"- Chosen on held-out images (lowest mean held-out Δ Few deficit among settings with "
             f"{MIN_PAIRS_FOR_T}+ pairs): **{chosen or 'the preset'}** "
             f"({eligible[chosen]:+.2f}); on the test split its Δ Few deficit is "
             f"{_pm(mean, sd)} over {len(tested)} pairs (t = {_num(t, '+.1f')})."
@@ -453,7 +453,7 @@ def _selection_section(rows_by_probe: dict[str, list[dict[str, Any]]], regime: s
             )[0, 1]
         )
         out.append(
-            f"Does the held-out probe predict the test one? Over all {len(together)} pairs, the "
+            f"- Does the held-out probe predict the test one? Over all {len(together)} pairs, the "
             f"correlation of held-out and test Δ Few deficit is {_num(r)}."
         )
     return [*out, ""]
