@@ -278,10 +278,11 @@ def _summary(
     goal: Sequence[dict[str, Any]],
     prior_records: Sequence[dict[str, Any]],
     geo_rows: Sequence[dict[str, Any]],
+    rows_by_probe: dict[str, list[dict[str, Any]]],
     regime: str,
 ) -> list[str]:
     """A few computed sentences: the deficit, the best +GH cell, prior recovery, allocation,
-    class-mean geometry."""
+    the setting held-out images would choose, class-mean geometry."""
     out = []
     base = _find(cells, group="primary", regime=regime, method="simclr", gh=False, probe="knn")
     if base:
@@ -357,6 +358,9 @@ def _summary(
             f"(NMI of anchor and label {nmi:.2f}; {len(oracle)} runs): the allocation follows "
             "the features' clusters, which do not separate the tail classes."
         )
+    choice = _held_out_choice(*_held_out_pairs(rows_by_probe, regime))
+    if choice:
+        out.append(f"- Tuning GH without the test split. {_choice_sentence(choice)}")
     simclr = [
         r
         for r in geo_rows
@@ -399,18 +403,57 @@ def _selection_candidates(
     return out
 
 
+def _held_out_pairs(
+    rows_by_probe: dict[str, list[dict[str, Any]]], regime: str
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """(held-out kNN pairs by candidate setting, test kNN pairs by +GH run id)."""
+    held = _selection_candidates(pair_rows(rows_by_probe.get(VALIDATION_PROBE, [])), regime)
+    return held, {p["run_id"]: p for p in pair_rows(rows_by_probe.get("knn", []))}
+
+
+def _held_out_choice(
+    held: dict[str, list[dict[str, Any]]], test: dict[str, dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The setting with the lowest mean held-out Δ Few deficit among those with
+    ``MIN_PAIRS_FOR_T``+ pairs, and its test Δ Few deficit (mean, sd, pairs, t)."""
+    eligible = {
+        v: mean_sd(p["deficit_few"] for p in m)[0]
+        for v, m in held.items()
+        if len(m) >= MIN_PAIRS_FOR_T
+    }
+    if not eligible:
+        return None
+    chosen = min(eligible, key=lambda v: eligible[v])
+    tested = [test[p["run_id"]] for p in held[chosen] if p["run_id"] in test]
+    mean, sd = mean_sd(p["deficit_few"] for p in tested)
+    return {
+        "setting": chosen or "the preset",
+        "held_out": eligible[chosen],
+        "test": _pm(mean, sd),
+        "pairs": len(tested),
+        "t": _num(_paired_t(mean, sd, len(tested)), "+.1f"),
+    }
+
+
+def _choice_sentence(choice: dict[str, Any]) -> str:
+    return (
+        f"Chosen on held-out training images (lowest mean held-out Δ Few deficit among settings "
+        f"with {MIN_PAIRS_FOR_T}+ pairs): **{choice['setting']}** ({choice['held_out']:+.2f}); "
+        f"on the test split its kNN Δ Few deficit is {choice['test']} over {choice['pairs']} "
+        f"pairs (t = {choice['t']})."
+    )
+
+
 def _selection_section(rows_by_probe: dict[str, list[dict[str, Any]]], regime: str) -> list[str]:
     """Which GH setting would the held-out training images choose, and what does the test
     split say about that choice (it is never the other way round)."""
-    held = _selection_candidates(pair_rows(rows_by_probe.get(VALIDATION_PROBE, [])), regime)
+    held, test = _held_out_pairs(rows_by_probe, regime)
     if not held:
         return ["_no pairs with the held-out probe yet_", ""]
-    test = {p["run_id"]: p for p in pair_rows(rows_by_probe["knn"])}
     keys = ("deficit_few", "avg")
     head = ["SimCLR+GH setting", "pairs", *[f"held-out Δ {k}" for k in keys]]
     head += [f"test Δ {k}" for k in keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    summary: dict[str, tuple[int, float]] = {}
     for variant in sorted(held, key=lambda v: (v != "", v)):
         members = held[variant]
         tested = [test[p["run_id"]] for p in members if p["run_id"] in test]
@@ -418,33 +461,22 @@ def _selection_section(rows_by_probe: dict[str, list[dict[str, Any]]], regime: s
         cells += [_pm(*mean_sd(p[k] for p in tested)) for k in keys]
         name = variant or "preset (paper-faithful)"
         lines.append("| " + " | ".join([name, str(len(members)), *cells]) + " |")
-        summary[variant] = (len(members), mean_sd(p["deficit_few"] for p in members)[0])
     out = [
         f"Each +GH run's kNN probe is repeated on {VALIDATION_SHOTS:,} *training* images per "
-        "class that neither "
-        "pretraining nor the probe set uses (`fewshot.json`'s `validation` block; the memory is "
-        "the same probe set), and its deficit is taken against the balanced reference's on the "
-        "same images. A setting would be chosen on these held-out images only; the test columns "
-        "show what such a choice is worth. Pairs: the sensitivity design (class orders "
-        f"{', '.join(plan_mod.SENSITIVITY_ORDERS)}, seeds "
+        "class that neither pretraining nor the probe set uses (`fewshot.json`'s `validation` "
+        "block; the memory is the same probe set), and its deficit is taken against the "
+        "balanced reference's on the same images. A setting would be chosen on these held-out "
+        "images only; the test columns show what such a choice is worth. Pairs: the "
+        f"sensitivity design (class orders {', '.join(plan_mod.SENSITIVITY_ORDERS)}, seeds "
         f"{', '.join(map(str, plan_mod.SENSITIVITY_SEEDS))}) for every setting, the preset "
         "included.",
         "",
         "\n".join(lines),
         "",
     ]
-    eligible = {v: m for v, (n, m) in summary.items() if n >= MIN_PAIRS_FOR_T}
-    if eligible:
-        chosen = min(eligible, key=lambda v: eligible[v])
-        tested = [test[p["run_id"]] for p in held[chosen] if p["run_id"] in test]
-        mean, sd = mean_sd(p["deficit_few"] for p in tested)
-        t = _paired_t(mean, sd, len(tested))
-        out.append(
-            f"- Chosen on held-out images (lowest mean held-out Δ Few deficit among settings with "
-            f"{MIN_PAIRS_FOR_T}+ pairs): **{chosen or 'the preset'}** "
-            f"({eligible[chosen]:+.2f}); on the test split its Δ Few deficit is "
-            f"{_pm(mean, sd)} over {len(tested)} pairs (t = {_num(t, '+.1f')})."
-        )
+    choice = _held_out_choice(held, test)
+    if choice:
+        out.append("- " + _choice_sentence(choice))
     together = [(p, test[p["run_id"]]) for m in held.values() for p in m if p["run_id"] in test]
     if len(together) >= MIN_PAIRS_FOR_T:
         r = float(
@@ -1113,7 +1145,7 @@ def write_report(
         "",
         "## Summary",
         "",
-        *_summary(cells, goal, prior_records, geo_rows, regime.name),
+        *_summary(cells, goal, prior_records, geo_rows, rows_by_probe, regime.name),
         "",
         *_replication_section(cells, docs),
         "## Protocol",

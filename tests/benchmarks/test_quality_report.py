@@ -205,6 +205,7 @@ def test_selection_chooses_on_held_out_images_only() -> None:
     # w = 2 wins on held-out images (-2 against the preset's -0.5; K = 30 has 2 pairs only) and
     # is then reported with its *test* change (-1), not the held-out one.
     assert (
-        "**w=2** (-2.00); on the test split its Δ Few deficit is -1.00 ± 0.00 over 4 pairs" in text
+        "**w=2** (-2.00); on the test split its kNN Δ Few deficit is -1.00 ± 0.00 over 4 pairs"
+        in text
     )
     assert "Over all 10 pairs" in text
