@@ -426,7 +426,7 @@ def test_summary_keeps_label_reading_diagnostics_apart_from_methods() -> None:
         row("SimCLR+GH (prior=oracle,K=10)", -1.0, True),
         row("SimCLR+GH (targets=labels,K=10)", -3.0, True, met=True),
     ]
-    text = "\n".join(report._summary([], goal, [], [], "r"))
+    text = "\n".join(report._summary([], goal, [], [], {}, "r"))
     # The diagnostics neither count towards the goal nor win "largest reduction".
     assert "Goal met by 0 of 1 paired cells of methods" in text
     assert "reduction (cells of 3+ pairs): SimCLR+GH, -0.50 (10% of the deficit" in text
