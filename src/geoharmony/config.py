@@ -164,8 +164,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast) | auto (bf16 where native, else fp32)
-    channels_last: bool = False
-    checkpoint_every: int = 10  # epochs; a checkpoint is also written at the end
+    channels_last: bool = False  # ignored, with a warning, where oneDNN cannot train it
+    checkpoint_every: int = 10  # epochs; also written at the end and at gh.warmup_epochs
     keep_checkpoints: int = 2
     log_every: int = 20  # steps between JSONL log lines
     sync_batchnorm: bool = False

@@ -91,6 +91,15 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+def test_baseline_checkpoints_the_end_of_the_gh_warmup(tmp_path: Path) -> None:
+    # Off the checkpoint grid (every 10 epochs) and not the last epoch, kept past pruning: the
+    # checkpoint a paired +GH run starts from.
+    extra = ("optim.epochs=3", "gh.warmup_epochs=1", "train.checkpoint_every=10")
+    assert pretrain(tmp_path / "base", *extra, "train.keep_checkpoints=1") == 0
+    names = [p.name for p in list_checkpoints(tmp_path / "base" / "checkpoints")]
+    assert names == ["epoch_00001.ckpt", "epoch_00003.ckpt"]
+
+
 def test_gh_run_continues_from_its_baseline(tmp_path: Path) -> None:
     assert pretrain(tmp_path / "base", flags=("--no-eval", "--stop-after", "1")) == 0
     ckpt = list_checkpoints(tmp_path / "base" / "checkpoints")[-1]

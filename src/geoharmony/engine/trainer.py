@@ -36,6 +36,7 @@ from geoharmony.engine.checkpoint import (
     save_checkpoint,
 )
 from geoharmony.engine.logger import RunLogger
+from geoharmony.engine.memory_format import MIN_STRIDED_1X1_IN_CHANNELS, channels_last_blockers
 from geoharmony.engine.monitor import KNNMonitor
 from geoharmony.engine.run_lock import RunLock
 from geoharmony.engine.runtime import Runtime, autocast_dtype, capture_rng, restore_rng
@@ -136,7 +137,8 @@ class Trainer:
             DataInfo.of(data),
             runtime.distributed,
         ).to(self.device)
-        if cfg.train.channels_last:
+        self.channels_last = cfg.train.channels_last and self._channels_last_allowed()
+        if self.channels_last:
             self.method = self.method.to(memory_format=torch.channels_last)
         if cfg.train.sync_batchnorm and runtime.distributed:
             self.method = convert_sync_batchnorm(self.method, self.device)  # type: ignore[assignment]
@@ -299,10 +301,20 @@ class Trainer:
     def _autocast_on(self) -> bool:
         return self.autocast_dtype is not None
 
+    def _channels_last_allowed(self) -> bool:
+        blockers = channels_last_blockers(self.method, self.device)
+        if blockers:
+            log.warning(
+                "train.channels_last ignored: oneDNN crashes or hangs in the backward pass of "
+                "strided 1x1 convolutions with fewer than %d input channels in channels_last "
+                "(%s); training in the contiguous format (a wider model.width keeps it)",
+                MIN_STRIDED_1X1_IN_CHANNELS,
+                ", ".join(blockers),
+            )
+        return not blockers
+
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        return (
-            x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x
-        )
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def fit(self) -> Method:
         """Train until ``optim.epochs`` (or ``stop_after``) epochs are complete."""
@@ -318,7 +330,9 @@ class Trainer:
                     self._run_epoch(self.state.epoch)
                     self.state.epoch += 1
                     done = self.state.epoch
-                    if done % max(cfg.train.checkpoint_every, 1) == 0 or done == last:
+                    on_grid = done % max(cfg.train.checkpoint_every, 1) == 0
+                    # The end of the GH warm-up is where paired +GH runs branch off (--init-from).
+                    if on_grid or done == last or done == cfg.gh.warmup_epochs:
                         self.save()
         finally:
             self.logger.close()
