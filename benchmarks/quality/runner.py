@@ -8,6 +8,14 @@ newest checkpoint when the command is rerun. A paired +GH run starts as soon as 
 baseline's checkpoint at the end of the GH warm-up exists. One runner per root at a time (a lock
 file). Every finished run's results are copied into the committed record store
 (:mod:`.records`), which the report reads.
+
+A run recorded in an earlier sitting whose folder is gone (run folders do not outlive their
+machine) is not run again. If a pending +GH run needs such a baseline's checkpoint, only the
+baseline's first phase is recreated (``--stop-after`` the pair epoch, same command otherwise):
+training is bit-identical for a command on the same build (a paused and resumed run equals an
+uninterrupted one, tests/engine/test_trainer.py), so the branch point is the one the recorded
+baseline passed through. That is checked, not assumed: the recreated phase's per-epoch losses
+must equal the record's exactly, else the branch is set aside and its +GH run is not started.
 """
 
 from __future__ import annotations
@@ -37,10 +45,10 @@ def _checkpoint(root: Path, run_id: str, epoch: int) -> Path:
     return root / run_id / "checkpoints" / f"epoch_{epoch:05d}.ckpt"
 
 
-def pretrain_command(spec: RunSpec, root: Path) -> list[str]:
-    """The exact ``geoharmony pretrain`` command of a run."""
+def pretrain_command(spec: RunSpec, root: Path, flags: tuple[str, ...] = ()) -> list[str]:
+    """The exact ``geoharmony pretrain`` command of a run (``flags``: e.g. ``--stop-after``)."""
     cmd = [sys.executable, "-m", "geoharmony.cli", "pretrain", "--config", spec.config]
-    cmd += ["--output", str(root / spec.run_id)]
+    cmd += ["--output", str(root / spec.run_id), *flags]
     if spec.init_from is not None:
         assert spec.pair_epoch is not None
         cmd += ["--init-from", str(_checkpoint(root, spec.init_from, spec.pair_epoch))]
@@ -64,13 +72,43 @@ def _ready(spec: RunSpec, root: Path) -> bool:
     return _checkpoint(root, spec.init_from, spec.pair_epoch).is_file()
 
 
+def branch_flags(epoch: int) -> tuple[str, ...]:
+    """Flags that recreate a recorded baseline's first phase only, up to its pair epoch."""
+    return ("--stop-after", str(epoch), "--no-eval")
+
+
+def branch_mismatch(base: RunSpec, root: Path, store: Path, epoch: int) -> str | None:
+    """Why the recreated first ``epoch`` epochs of recorded ``base`` are not the recorded ones
+    (per-epoch training losses compared exactly), or None when they are."""
+    from geoharmony.engine.checkpoint import load_checkpoint
+
+    recorded = json.loads(record_path(store, base.run_id).read_text())["metrics"]["history"]
+    recreated = load_checkpoint(_checkpoint(root, base.run_id, epoch))["history"]
+    want = [h["loss"] for h in recorded[:epoch]]
+    got = [h["loss"] for h in recreated]
+    if len(got) != epoch or len(want) != epoch:
+        return f"{len(got)} recreated and {len(want)} recorded epochs, {epoch} expected"
+    for number, (a, b) in enumerate(zip(got, want, strict=True), 1):
+        if a != b:
+            return f"epoch {number} loss {a!r} recreated, {b!r} recorded"
+    return None
+
+
+def _set_aside(run: Path) -> Path:
+    """Move a run folder out of the runner's way (kept for inspection)."""
+    aside = run.with_name(f"{run.name}.mismatch-{int(time.time())}")
+    run.rename(aside)
+    return aside
+
+
 @dataclass
 class _Job:
     spec: RunSpec
-    stage: str  # pretrain | probes
+    stage: str  # pretrain | probes | branch (a recorded baseline's first phase, recreated)
     proc: subprocess.Popen[bytes]
     log: IO[bytes]
     started: float
+    branch_epoch: int | None = None
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,10 +123,13 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _start(spec: RunSpec, root: Path, stage: str) -> _Job:
+def _start(spec: RunSpec, root: Path, stage: str, branch_epoch: int | None = None) -> _Job:
     run = root / spec.run_id
     run.mkdir(parents=True, exist_ok=True)
-    if stage == "pretrain":
+    if stage == "branch":
+        assert branch_epoch is not None
+        cmd = pretrain_command(spec, root, branch_flags(branch_epoch))
+    elif stage == "pretrain":
         cmd = pretrain_command(spec, root)
         (run / "command.txt").write_text(shlex.join(cmd) + "\n")
     else:
@@ -97,7 +138,7 @@ def _start(spec: RunSpec, root: Path, stage: str) -> _Job:
     log.write(f"\n$ {shlex.join(cmd)}\n".encode())
     log.flush()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=REPO)
-    return _Job(spec, stage, proc, log, time.time())
+    return _Job(spec, stage, proc, log, time.time(), branch_epoch)
 
 
 def _record_time(job: _Job, root: Path) -> None:
@@ -125,6 +166,7 @@ def run_plan(
         raise SystemExit(f"another runner holds {root / '.runner.lock'}; wait for it") from None
     outcome: dict[str, list[str]] = {"done": [], "ran": [], "failed": [], "skipped": []}
     pending: list[RunSpec] = []
+    recorded: dict[str, RunSpec] = {}  # done in an earlier sitting, folder gone
     for spec in plan:
         if known_methods is not None and spec.method not in known_methods:
             print(f"skip {spec.run_id}: method {spec.method!r} is not registered", flush=True)
@@ -133,11 +175,20 @@ def run_plan(
             if not record_path(store, spec.run_id).is_file():
                 write_record(spec, root / spec.run_id, store)
             outcome["done"].append(spec.run_id)
+        elif record_path(store, spec.run_id).is_file():
+            recorded[spec.run_id] = spec
+            outcome["done"].append(spec.run_id)
         else:
             pending.append(spec)
+    branches = {
+        s.init_from: recorded[s.init_from]
+        for s in pending
+        if s.init_from in recorded and not _ready(s, root)
+    }
     print(
-        f"{len(outcome['done'])} done, {len(pending)} to run, {len(outcome['skipped'])} skipped;"
-        f" {workers} workers; runs under {root}",
+        f"{len(outcome['done'])} done ({len(recorded)} of them recorded only),"
+        f" {len(pending)} to run, {len(branches)} recorded baselines' first phase to recreate,"
+        f" {len(outcome['skipped'])} skipped; {workers} workers; runs under {root}",
         flush=True,
     )
     failed: set[str] = set()
@@ -146,7 +197,7 @@ def run_plan(
     # is released, beside the next runner's process for the same run (now refused by RunLock).
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        _drive(pending, jobs, failed, outcome, root, store, workers, poll)
+        _drive(pending, branches, jobs, failed, outcome, root, store, workers, poll)
     finally:
         _stop(jobs)
         signal.signal(signal.SIGTERM, previous)
@@ -175,6 +226,7 @@ def _stop(jobs: list[_Job], grace: float = 30.0) -> None:
 
 def _drive(
     pending: list[RunSpec],
+    branches: dict[str, RunSpec],
     jobs: list[_Job],
     failed: set[str],
     outcome: dict[str, list[str]],
@@ -183,7 +235,8 @@ def _drive(
     workers: int,
     poll: float,
 ) -> None:
-    """Start, watch and record runs until nothing is pending or running."""
+    """Start, watch and record runs until nothing is pending or running; ``branches`` (by id):
+    recorded baselines whose first phase a pending +GH run needs recreated (started on demand)."""
     while pending or jobs:
         for job in list(jobs):
             rc = job.proc.poll()
@@ -198,6 +251,24 @@ def _drive(
                 failed.add(spec.run_id)
                 outcome["failed"].append(spec.run_id)
                 print(f"FAILED {spec.run_id} ({job.stage}, exit {rc}); see its log", flush=True)
+            elif job.stage == "branch":
+                assert job.branch_epoch is not None
+                why = branch_mismatch(spec, root, store, job.branch_epoch)
+                if why is None:
+                    print(
+                        f"recreated the first phase of {spec.run_id} in {elapsed:.0f} s"
+                        " (losses equal the record's)",
+                        flush=True,
+                    )
+                else:
+                    failed.add(spec.run_id)
+                    outcome["failed"].append(spec.run_id)
+                    aside = _set_aside(root / spec.run_id)
+                    print(
+                        f"FAILED {spec.run_id}: its recreated first phase is not the recorded"
+                        f" one ({why}); moved to {aside.name}",
+                        flush=True,
+                    )
             elif job.stage == "pretrain" and run_state(spec, root) == "probes":
                 print(f"pretrained {spec.run_id} in {elapsed:.0f} s", flush=True)
                 jobs.append(_start(spec, root, "probes"))
@@ -217,9 +288,23 @@ def _drive(
                 outcome["failed"].append(spec.run_id)
                 print(f"FAILED {spec.run_id}: its baseline {spec.init_from} failed", flush=True)
         while len(jobs) < workers:
-            ready = next((s for s in pending if _ready(s, root)), None)
+            # A +GH run waits for its recreated branch point until that has been checked.
+            checking = {job.spec.run_id for job in jobs if job.stage == "branch"}
+            ready = next(
+                (
+                    s
+                    for s in pending
+                    if s.init_from not in checking and (_ready(s, root) or s.init_from in branches)
+                ),
+                None,
+            )
             if ready is None:
                 break
+            if not _ready(ready, root):  # its recorded baseline's first phase comes first
+                base = branches.pop(ready.init_from)
+                print(f"start {base.run_id} (branch: first {ready.pair_epoch} epochs)", flush=True)
+                jobs.append(_start(base, root, "branch", ready.pair_epoch))
+                continue
             pending.remove(ready)
             stage = "probes" if run_state(ready, root) == "probes" else "pretrain"
             print(f"start {ready.run_id} ({stage})", flush=True)

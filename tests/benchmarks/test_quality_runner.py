@@ -1,7 +1,10 @@
-"""The quality runner's process handling: a stopped runner leaves no run training behind."""
+"""The quality runner's process handling: a stopped runner leaves no run training behind, and a
+run recorded in an earlier sitting is not run again (only a baseline's first phase is recreated
+when a pending +GH run needs its checkpoint)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +12,9 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+
+import pytest
+from benchmarks.quality import plan, runner
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,3 +68,119 @@ def test_sigterm_to_the_runner_stops_its_runs(tmp_path: Path) -> None:
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(child), "the run outlived its runner"
+
+
+# A stand-in for ``geoharmony pretrain``: logs its run and flags, then writes what a real run
+# leaves: paused by --stop-after, a real checkpoint whose epoch i has loss i (or LOSS_SHIFT more);
+# otherwise the finished run's files.
+FAKE_PRETRAIN = textwrap.dedent(
+    """
+    import json, os, sys
+    from pathlib import Path
+    from geoharmony.engine.checkpoint import save_checkpoint
+    log, run, flags = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+    with open(log, "a") as f:
+        f.write(json.dumps([run.name, flags]) + "\\n")
+    if "--stop-after" in flags:
+        stop = int(flags[flags.index("--stop-after") + 1])
+        shift = float(os.environ.get("LOSS_SHIFT", "0"))
+        history = [{"epoch": i, "loss": i + shift} for i in range(1, stop + 1)]
+        save_checkpoint(run / "checkpoints" / f"epoch_{stop:05d}.ckpt", {"history": history})
+    else:
+        (run / "metrics.json").write_text("{}")
+        (run / "fewshot.json").write_text("{}")
+    """
+)
+
+
+@pytest.fixture
+def fake_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Runs are stand-ins (see FAKE_PRETRAIN) logged to the returned file; records are markers."""
+    log = tmp_path / "runs.log"
+
+    def command(spec: plan.RunSpec, root: Path, flags: tuple[str, ...] = ()) -> list[str]:
+        return [sys.executable, "-c", FAKE_PRETRAIN, str(log), str(root / spec.run_id), *flags]
+
+    def record(spec: plan.RunSpec, run_dir: Path, store: Path) -> Path:
+        path = store / f"{spec.run_id}.json"
+        path.write_text(json.dumps({"run_id": spec.run_id}))
+        return path
+
+    monkeypatch.setattr(runner, "pretrain_command", command)
+    monkeypatch.setattr(runner, "write_record", record)
+    return log
+
+
+def _pair() -> tuple[plan.RunSpec, plan.RunSpec]:
+    full = plan.build_plan(quick=True)
+    gh = next(s for s in full if s.init_from is not None)
+    base = next(s for s in full if s.run_id == gh.init_from)
+    return base, gh
+
+
+def _record_baseline(store: Path, base: plan.RunSpec, epochs: int) -> None:
+    """A record of ``base`` as an earlier sitting left it: epoch i had loss i."""
+    store.mkdir(exist_ok=True)
+    history = [{"epoch": i, "loss": float(i)} for i in range(1, epochs + 1)]
+    (store / f"{base.run_id}.json").write_text(json.dumps({"metrics": {"history": history}}))
+
+
+def _logged(log: Path) -> list[list]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+
+
+def test_a_recorded_baseline_is_not_rerun_only_its_first_phase(
+    tmp_path: Path, fake_runs: Path
+) -> None:
+    base, gh = _pair()
+    assert gh.pair_epoch is not None
+    store = tmp_path / "store"
+    _record_baseline(store, base, gh.pair_epoch + 3)  # its run folder is gone
+
+    outcome = runner.run_plan([base, gh], tmp_path / "runs", store, workers=2, poll=0.01)
+
+    assert _logged(fake_runs) == [
+        [base.run_id, ["--stop-after", str(gh.pair_epoch), "--no-eval"]],
+        [gh.run_id, []],
+    ]
+    assert outcome["done"] == [base.run_id]
+    assert outcome["ran"] == [gh.run_id]
+    assert (store / f"{gh.run_id}.json").is_file()
+
+
+def test_a_recreated_first_phase_that_differs_from_the_record_is_set_aside(
+    tmp_path: Path, fake_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, gh = _pair()
+    assert gh.pair_epoch is not None
+    store = tmp_path / "store"
+    _record_baseline(store, base, gh.pair_epoch + 3)
+    monkeypatch.setenv("LOSS_SHIFT", "1e-12")
+
+    outcome = runner.run_plan([base, gh], tmp_path / "runs", store, workers=2, poll=0.01)
+
+    assert [run for run, _ in _logged(fake_runs)] == [base.run_id]  # the +GH run never started
+    assert outcome["failed"] == [base.run_id, gh.run_id]
+    assert not (store / f"{gh.run_id}.json").exists()
+    assert not (tmp_path / "runs" / base.run_id).exists()
+    assert len(list((tmp_path / "runs").glob(f"{base.run_id}.mismatch-*"))) == 1
+
+
+def test_recorded_runs_are_skipped_and_a_failed_first_phase_drops_its_gh_run(
+    tmp_path: Path, fake_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, gh = _pair()
+    store = tmp_path / "store"
+    _record_baseline(store, base, 5)
+    (store / f"{gh.run_id}.json").write_text("{}")
+    outcome = runner.run_plan([base, gh], tmp_path / "runs", store, workers=2, poll=0.01)
+    assert _logged(fake_runs) == []
+    assert outcome["done"] == [base.run_id, gh.run_id]
+
+    (store / f"{gh.run_id}.json").unlink()
+    monkeypatch.setattr(
+        runner, "pretrain_command", lambda spec, root, flags=(): [sys.executable, "-c", "exit(3)"]
+    )
+    outcome = runner.run_plan([base, gh], tmp_path / "runs2", store, workers=2, poll=0.01)
+    assert outcome["failed"] == [base.run_id, gh.run_id]
+    assert not (store / f"{gh.run_id}.json").exists()
