@@ -180,11 +180,20 @@ def run_plan(
             outcome["done"].append(spec.run_id)
         else:
             pending.append(spec)
-    branches = {
-        s.init_from: recorded[s.init_from]
-        for s in pending
-        if s.init_from in recorded and not _ready(s, root)
-    }
+    branches: dict[str, RunSpec] = {}
+    for spec in pending:
+        if spec.init_from not in recorded:
+            continue
+        assert spec.pair_epoch is not None
+        # A branch point left by an earlier runner is checked again (that runner may have
+        # stopped between recreating and checking it).
+        base = recorded[spec.init_from]
+        left = _checkpoint(root, base.run_id, spec.pair_epoch).is_file()
+        if left and (why := branch_mismatch(base, root, store, spec.pair_epoch)):
+            aside = _set_aside(root / base.run_id)
+            print(f"set aside {aside.name}: not the recorded first phase ({why})", flush=True)
+        if not _ready(spec, root):
+            branches[base.run_id] = base
     print(
         f"{len(outcome['done'])} done ({len(recorded)} of them recorded only),"
         f" {len(pending)} to run, {len(branches)} recorded baselines' first phase to recreate,"

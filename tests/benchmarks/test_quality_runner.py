@@ -166,6 +166,26 @@ def test_a_recreated_first_phase_that_differs_from_the_record_is_set_aside(
     assert len(list((tmp_path / "runs").glob(f"{base.run_id}.mismatch-*"))) == 1
 
 
+def test_a_branch_point_left_by_an_earlier_runner_is_checked_again(
+    tmp_path: Path, fake_runs: Path
+) -> None:
+    from geoharmony.engine.checkpoint import save_checkpoint
+
+    base, gh = _pair()
+    assert gh.pair_epoch is not None
+    store = tmp_path / "store"
+    _record_baseline(store, base, gh.pair_epoch + 3)
+    wrong = [{"epoch": i, "loss": i + 0.5} for i in range(1, gh.pair_epoch + 1)]
+    left = tmp_path / "runs" / base.run_id / "checkpoints" / f"epoch_{gh.pair_epoch:05d}.ckpt"
+    save_checkpoint(left, {"history": wrong})
+
+    outcome = runner.run_plan([base, gh], tmp_path / "runs", store, workers=2, poll=0.01)
+
+    assert [run for run, _ in _logged(fake_runs)] == [base.run_id, gh.run_id]  # recreated first
+    assert outcome["ran"] == [gh.run_id]
+    assert len(list((tmp_path / "runs").glob(f"{base.run_id}.mismatch-*"))) == 1
+
+
 def test_recorded_runs_are_skipped_and_a_failed_first_phase_drops_its_gh_run(
     tmp_path: Path, fake_runs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
