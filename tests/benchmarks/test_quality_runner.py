@@ -149,7 +149,7 @@ def test_a_recorded_baseline_is_not_rerun_only_its_first_phase(
 
 
 def test_a_recreated_first_phase_that_differs_from_the_record_is_set_aside(
-    tmp_path: Path, fake_runs: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fake_runs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     base, gh = _pair()
     assert gh.pair_epoch is not None
@@ -164,6 +164,9 @@ def test_a_recreated_first_phase_that_differs_from_the_record_is_set_aside(
     assert not (store / f"{gh.run_id}.json").exists()
     assert not (tmp_path / "runs" / base.run_id).exists()
     assert len(list((tmp_path / "runs").glob(f"{base.run_id}.mismatch-*"))) == 1
+    said = capsys.readouterr().out
+    assert "epoch 1 loss 1.000000000001 recreated, 1.0 recorded" in said
+    assert f"this is {runner.machine_description()}" in said  # the record names no machine
 
 
 def test_a_branch_point_left_by_an_earlier_runner_is_checked_again(
