@@ -1043,9 +1043,21 @@ def _precisions(runs: dict[str, dict[str, Any]]) -> str:
 
 
 def _machines(runs: dict[str, dict[str, Any]]) -> str:
-    """The machines the runs were made on (from their records); this one if there are none."""
+    """The machines the runs were made on (from their records; this one if there are none), and
+    whether each +GH run shares its baseline's machine (a pair's difference is then GH's alone)."""
     values = [e.get("machine") or "machine not recorded" for e in runs.values()]
-    return _tally(values, sep="; ") or machine_description()
+    pairs = [
+        (e["machine"], runs[e["spec"].init_from]["machine"])
+        for e in runs.values()
+        if e["spec"].init_from in runs
+    ]
+    crossed = sum(gh != base for gh, base in pairs)
+    paired = (
+        f"; every +GH run was made on its baseline's machine ({len(pairs)} pairs)"
+        if not crossed
+        else f"; {crossed} of {len(pairs)} +GH runs ran on another machine than their baselines"
+    )
+    return (_tally(values, sep="; ") or machine_description()) + (paired if pairs else "")
 
 
 def _gpu_section(cells: Sequence[dict[str, Any]], diffs: Sequence[dict[str, Any]]) -> list[str]:

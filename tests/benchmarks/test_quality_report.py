@@ -137,6 +137,21 @@ def test_timing_table_counts_only_a_paired_runs_own_epochs() -> None:
     assert rows == {"baseline": "10", "+GH (paired, 2nd half only)": "6"}
 
 
+def test_machines_tallies_runs_and_says_whether_pairs_share_a_machine() -> None:
+    specs = plan.build_plan(quick=True)
+    gh = next(s for s in specs if s.init_from)
+    base = next(s for s in specs if s.run_id == gh.init_from)
+    other = plan.RunSpec(**{**vars(gh), "run_id": gh.run_id + "_copy"})
+    runs = {s.run_id: {"spec": s, "machine": "CPU A"} for s in (base, gh, other)}
+    assert report._machines(runs) == (
+        "CPU A (3 runs); every +GH run was made on its baseline's machine (2 pairs)"
+    )
+    runs[gh.run_id]["machine"] = "CPU B"
+    assert report._machines(runs).endswith(
+        "; 1 of 2 +GH runs ran on another machine than their baselines"
+    )
+
+
 def _selection_runs() -> dict[str, dict]:
     """SimCLR baselines (Few gap 4 on both splits) and +GH settings whose held-out and test
     Few gaps differ, over the sensitivity design plus one pair outside it."""
