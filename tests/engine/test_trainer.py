@@ -91,6 +91,32 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+def test_non_finite_gradients_of_a_finite_loss_stop_before_the_step(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    # What a broken kernel does (bf16 weight gradients on an AMX CPU): the loss is fine, its
+    # gradients are not; stepping would write NaN into the weights and every later feature.
+    from geoharmony.methods.simclr import SimCLR
+
+    calls = {"n": 0}
+    original = SimCLR.ssl_loss
+
+    def poisoned(self, z1, z2):
+        calls["n"] += 1
+        if calls["n"] > 7 and z1.requires_grad:
+            z1.register_hook(lambda grad: grad * float("nan"))
+        return original(self, z1, z2)
+
+    monkeypatch.setattr(SimCLR, "ssl_loss", poisoned)
+    assert pretrain(tmp_path, "train.checkpoint_every=1") == 3
+    err = capsys.readouterr().err
+    assert "non-finite gradients at epoch 2" in err and "(finite loss)" in err
+    assert "first backbone." in err or "first projector." in err
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["epoch_00001.ckpt"]
+    state = final_state(tmp_path)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
 def test_baseline_checkpoints_the_end_of_the_gh_warmup(tmp_path: Path) -> None:
     # Off the checkpoint grid (every 10 epochs) and not the last epoch, kept past pruning: the
     # checkpoint a paired +GH run starts from.
