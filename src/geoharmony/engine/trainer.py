@@ -47,7 +47,14 @@ from geoharmony.methods import DataInfo, Method, TrainContext, build_method
 from geoharmony.models.sync_bn import convert_sync_batchnorm
 from geoharmony.prior import BankPrior, effective_number
 
-__all__ = ["NonFiniteLossError", "TrainState", "Trainer", "config_differences", "norm_stats"]
+__all__ = [
+    "NonFiniteLossError",
+    "TrainState",
+    "Trainer",
+    "config_differences",
+    "non_finite_gradients",
+    "norm_stats",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +75,24 @@ _RUNTIME_KEYS = {
 class NonFiniteLossError(RuntimeError):
     """The loss or its gradients became NaN or infinite; the run stopped without writing a
     checkpoint."""
+
+
+def non_finite_gradients(module: nn.Module) -> list[str]:
+    """Names of ``module``'s parameters whose gradient holds NaN/inf (or whose norm overflows
+    fp32), in registration order; one norm per parameter (~0.2% of a CPU training step,
+    ``benchmarks/grad_check_cost.py``).
+
+    Why: seen on an AMX CPU, oneDNN's bf16 weight gradient of a strided convolution over 1x1
+    feature maps (an ImageNet-stem ResNet on 16-pixel images) is garbage, now and then NaN,
+    while the loss is finite.
+    """
+    named = [(n, p.grad) for n, p in module.named_parameters() if p.grad is not None]
+    if not named:
+        return []
+    finite = torch.isfinite(torch.stack([g.detach().float().norm() for _, g in named]))
+    if bool(finite.all()):
+        return []
+    return [n for (n, _), ok in zip(named, finite.tolist(), strict=True) if not ok]
 
 
 @dataclass
@@ -412,20 +437,11 @@ class Trainer:
             log.info("epoch %d/%d: %s", epoch + 1, cfg.optim.epochs, shown)
 
     def _check_gradients(self, where: str) -> None:
-        """Stop before a step that would write NaN/inf into the weights from a finite loss.
-
-        One norm per parameter and step (DDP's gradients are all-reduced: every rank agrees); a
-        norm overflowing fp32 counts as non-finite too.
-        Seen on an AMX CPU: oneDNN's bf16 weight gradient of a strided convolution over 1x1
-        feature maps (an ImageNet-stem ResNet on 16-pixel images) is garbage, now and then NaN.
-        """
-        named = [(n, p.grad) for n, p in self.method.named_parameters() if p.grad is not None]
-        if not named:
+        """Stop before a step that would write NaN/inf into the weights from a finite loss
+        (DDP's gradients are all-reduced, so every rank agrees)."""
+        culprits = non_finite_gradients(self.method)
+        if not culprits:
             return
-        finite = torch.isfinite(torch.stack([g.detach().float().norm() for _, g in named]))
-        if finite.all():
-            return
-        culprits = [n for (n, _), ok in zip(named, finite.tolist(), strict=True) if not ok]
         hint = (
             " bf16 autocast on the CPU: train.precision=fp32 avoids oneDNN's unreliable bf16"
             " gradients of strided convolutions over 1x1 feature maps."
