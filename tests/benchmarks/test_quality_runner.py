@@ -118,11 +118,16 @@ def _pair() -> tuple[plan.RunSpec, plan.RunSpec]:
     return base, gh
 
 
-def _record_baseline(store: Path, base: plan.RunSpec, epochs: int) -> None:
-    """A record of ``base`` as an earlier sitting left it: epoch i had loss i."""
-    store.mkdir(exist_ok=True)
-    history = [{"epoch": i, "loss": float(i)} for i in range(1, epochs + 1)]
+def _recorded_pair(tmp_path: Path, epochs: int = 0) -> tuple[plan.RunSpec, plan.RunSpec, Path]:
+    """A baseline and its +GH run, with a record of the baseline as an earlier sitting left it
+    (epoch i had loss i; ``epochs`` of them, default 3 past the pair epoch) in the store."""
+    base, gh = _pair()
+    assert gh.pair_epoch is not None
+    store = tmp_path / "store"
+    store.mkdir()
+    history = [{"epoch": i, "loss": float(i)} for i in range(1, (epochs or gh.pair_epoch + 3) + 1)]
     (store / f"{base.run_id}.json").write_text(json.dumps({"metrics": {"history": history}}))
+    return base, gh, store
 
 
 def _logged(log: Path) -> list[list]:
@@ -132,10 +137,7 @@ def _logged(log: Path) -> list[list]:
 def test_a_recorded_baseline_is_not_rerun_only_its_first_phase(
     tmp_path: Path, fake_runs: Path
 ) -> None:
-    base, gh = _pair()
-    assert gh.pair_epoch is not None
-    store = tmp_path / "store"
-    _record_baseline(store, base, gh.pair_epoch + 3)  # its run folder is gone
+    base, gh, store = _recorded_pair(tmp_path)  # the baseline's run folder is gone
 
     outcome = runner.run_plan([base, gh], tmp_path / "runs", store, workers=2, poll=0.01)
 
@@ -151,10 +153,7 @@ def test_a_recorded_baseline_is_not_rerun_only_its_first_phase(
 def test_a_recreated_first_phase_that_differs_from_the_record_is_set_aside(
     tmp_path: Path, fake_runs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    base, gh = _pair()
-    assert gh.pair_epoch is not None
-    store = tmp_path / "store"
-    _record_baseline(store, base, gh.pair_epoch + 3)
+    base, gh, store = _recorded_pair(tmp_path)
     monkeypatch.setenv("LOSS_SHIFT", "1e-12")
 
     outcome = runner.run_plan([base, gh], tmp_path / "runs", store, workers=2, poll=0.01)
@@ -174,10 +173,7 @@ def test_a_branch_point_left_by_an_earlier_runner_is_checked_again(
 ) -> None:
     from geoharmony.engine.checkpoint import save_checkpoint
 
-    base, gh = _pair()
-    assert gh.pair_epoch is not None
-    store = tmp_path / "store"
-    _record_baseline(store, base, gh.pair_epoch + 3)
+    base, gh, store = _recorded_pair(tmp_path)
     wrong = [{"epoch": i, "loss": i + 0.5} for i in range(1, gh.pair_epoch + 1)]
     left = tmp_path / "runs" / base.run_id / "checkpoints" / f"epoch_{gh.pair_epoch:05d}.ckpt"
     save_checkpoint(left, {"history": wrong})
@@ -192,9 +188,7 @@ def test_a_branch_point_left_by_an_earlier_runner_is_checked_again(
 def test_recorded_runs_are_skipped_and_a_failed_first_phase_drops_its_gh_run(
     tmp_path: Path, fake_runs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    base, gh = _pair()
-    store = tmp_path / "store"
-    _record_baseline(store, base, 5)
+    base, gh, store = _recorded_pair(tmp_path, epochs=5)
     (store / f"{gh.run_id}.json").write_text("{}")
     outcome = runner.run_plan([base, gh], tmp_path / "runs", store, workers=2, poll=0.01)
     assert _logged(fake_runs) == []

@@ -69,9 +69,15 @@ def test_corrupt_newest_checkpoint_falls_back(tmp_path: Path, caplog) -> None:
     assert load_checkpoint(newest)["epoch"] == 2
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
-    tmp_path: Path, capsys, monkeypatch
+@pytest.mark.parametrize(
+    ("poison", "said"),
+    [("loss", "loss is nan at epoch 2"), ("gradients", "non-finite gradients at epoch 2")],
+)
+def test_non_finite_loss_or_gradients_stop_and_keep_last_good_checkpoint(
+    tmp_path: Path, capsys, monkeypatch, poison: str, said: str
 ) -> None:
+    # "gradients": what a broken kernel does (bf16 weight gradients on an AMX CPU): the loss is
+    # fine, its gradients are not; stepping would write NaN into the weights and every feature.
     from geoharmony.methods.simclr import SimCLR
 
     calls = {"n": 0}
@@ -79,39 +85,18 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
 
     def poisoned(self, z1, z2):
         calls["n"] += 1
-        loss = original(self, z1, z2)
-        return loss * float("nan") if calls["n"] > 7 else loss  # epoch 2 of ~6 steps each
-
-    monkeypatch.setattr(SimCLR, "ssl_loss", poisoned)
-    assert pretrain(tmp_path, "train.checkpoint_every=1") == 3
-    err = capsys.readouterr().err
-    assert "loss is nan at epoch 2" in err and "stopped without saving" in err
-    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["epoch_00001.ckpt"]
-    state = final_state(tmp_path)
-    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
-
-
-def test_non_finite_gradients_of_a_finite_loss_stop_before_the_step(
-    tmp_path: Path, capsys, monkeypatch
-) -> None:
-    # What a broken kernel does (bf16 weight gradients on an AMX CPU): the loss is fine, its
-    # gradients are not; stepping would write NaN into the weights and every later feature.
-    from geoharmony.methods.simclr import SimCLR
-
-    calls = {"n": 0}
-    original = SimCLR.ssl_loss
-
-    def poisoned(self, z1, z2):
-        calls["n"] += 1
-        if calls["n"] > 7 and z1.requires_grad:
+        late = calls["n"] > 7  # epoch 2 of ~6 steps each
+        if late and poison == "gradients" and z1.requires_grad:
             z1.register_hook(lambda grad: grad * float("nan"))
-        return original(self, z1, z2)
+        loss = original(self, z1, z2)
+        return loss * float("nan") if late and poison == "loss" else loss
 
     monkeypatch.setattr(SimCLR, "ssl_loss", poisoned)
     assert pretrain(tmp_path, "train.checkpoint_every=1") == 3
     err = capsys.readouterr().err
-    assert "non-finite gradients at epoch 2" in err and "(finite loss)" in err
-    assert "first backbone." in err or "first projector." in err
+    assert said in err and "stopped without saving" in err
+    if poison == "gradients":
+        assert "(finite loss)" in err and ("first backbone." in err or "first projector." in err)
     assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["epoch_00001.ckpt"]
     state = final_state(tmp_path)
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
