@@ -94,9 +94,10 @@ def branch_mismatch(base: RunSpec, root: Path, store: Path, epoch: int) -> str |
         first = next((i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b), None)
         if first is not None:
             why = f"epoch {first + 1} loss {got[first]!r} recreated, {want[first]!r} recorded"
-    if why is not None and record.get("machine") != machine_description():
+    here = machine_description()
+    if why is not None and record.get("machine") != here:
         # Other CPUs take other kernels (AVX2 vs AVX-512 ...), so the float results differ.
-        why += f"; recorded on {record.get('machine')}, this is {machine_description()}"
+        why += f"; recorded on {record.get('machine')}, this is {here}"
     return why
 
 
@@ -252,6 +253,12 @@ def _drive(
 ) -> None:
     """Start, watch and record runs until nothing is pending or running; ``branches`` (by id):
     recorded baselines whose first phase a pending +GH run needs recreated (started on demand)."""
+
+    def fail(run_id: str, why: str) -> None:
+        failed.add(run_id)
+        outcome["failed"].append(run_id)
+        print(f"FAILED {run_id}{why}", flush=True)
+
     while pending or jobs:
         for job in list(jobs):
             rc = job.proc.poll()
@@ -263,9 +270,7 @@ def _drive(
             spec = job.spec
             elapsed = time.time() - job.started
             if rc != 0:
-                failed.add(spec.run_id)
-                outcome["failed"].append(spec.run_id)
-                print(f"FAILED {spec.run_id} ({job.stage}, exit {rc}); see its log", flush=True)
+                fail(spec.run_id, f" ({job.stage}, exit {rc}); see its log")
             elif job.stage == "branch":
                 assert job.branch_epoch is not None
                 why = branch_mismatch(spec, root, store, job.branch_epoch)
@@ -276,13 +281,11 @@ def _drive(
                         flush=True,
                     )
                 else:
-                    failed.add(spec.run_id)
-                    outcome["failed"].append(spec.run_id)
                     aside = _set_aside(root / spec.run_id)
-                    print(
-                        f"FAILED {spec.run_id}: its recreated first phase is not the recorded"
-                        f" one ({why}); moved to {aside.name}",
-                        flush=True,
+                    fail(
+                        spec.run_id,
+                        f": its recreated first phase is not the recorded one ({why}); moved to"
+                        f" {aside.name}",
                     )
             elif job.stage == "pretrain" and run_state(spec, root) == "probes":
                 print(f"pretrained {spec.run_id} in {elapsed:.0f} s", flush=True)
@@ -292,16 +295,12 @@ def _drive(
                 print(f"finished {spec.run_id} ({job.stage}, {elapsed:.0f} s)", flush=True)
                 outcome["ran"].append(spec.run_id)
             else:
-                failed.add(spec.run_id)
-                outcome["failed"].append(spec.run_id)
-                print(f"FAILED {spec.run_id} ({job.stage} exited 0, results missing)", flush=True)
+                fail(spec.run_id, f" ({job.stage} exited 0, results missing)")
         # Drop runs whose baseline failed; start ready runs while slots are free.
         for spec in list(pending):
             if spec.init_from in failed:
                 pending.remove(spec)
-                failed.add(spec.run_id)
-                outcome["failed"].append(spec.run_id)
-                print(f"FAILED {spec.run_id}: its baseline {spec.init_from} failed", flush=True)
+                fail(spec.run_id, f": its baseline {spec.init_from} failed")
         while len(jobs) < workers:
             # A +GH run waits for its recreated branch point until that has been checked.
             checking = {job.spec.run_id for job in jobs if job.stage == "branch"}
