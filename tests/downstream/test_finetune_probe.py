@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from geoharmony.cli import main
 from geoharmony.eval import SCHEMA_KEYS
@@ -50,6 +51,43 @@ def test_full_finetune_updates_backbone(tiny_run: Path, tmp_path: Path) -> None:
     assert len(result["history"]) == 2 and np.isfinite(result["history"][-1]["loss"])
     state = torch.load(tmp_path / "full" / "model.pt", weights_only=False)
     assert state["backbone"]["conv1.weight"].shape == (4, 1, 3, 3)
+
+
+class _Poisoned(nn.Module):
+    """Cross-entropy whose loss (``loss``) or logit gradients (``gradients``) are NaN."""
+
+    def __init__(self, poison: str) -> None:
+        super().__init__()
+        self.poison = poison
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.poison == "gradients":  # a finite loss from a broken backward kernel
+            logits.register_hook(lambda grad: grad * float("nan"))
+        loss = nn.functional.cross_entropy(logits, labels)
+        return loss * float("nan") if self.poison == "loss" else loss
+
+
+@pytest.mark.parametrize(
+    ("poison", "said"),
+    [
+        ("loss", "fine-tuning loss is nan at epoch 1"),
+        ("gradients", "non-finite gradients at fine-tuning epoch 1 (finite loss)"),
+    ],
+)
+def test_full_finetune_stops_on_non_finite_loss_or_gradients(
+    tiny_run: Path, tmp_path: Path, capsys, monkeypatch, poison: str, said: str
+) -> None:
+    from geoharmony.downstream import finetune
+
+    monkeypatch.setattr(finetune, "_criterion", lambda s, counts: _Poisoned(poison))
+    out = tmp_path / "full"
+    args = ["finetune", "--checkpoint", str(tiny_run), "--output", str(out), "--no-progress"]
+    assert main([*args, "--mode", "full", "--epochs", "1"]) == 3
+    err = capsys.readouterr().err
+    assert said in err
+    if poison == "gradients":
+        assert "parameters, first backbone." in err
+    assert not (out / "model.pt").exists()
 
 
 def test_transfer_probe_on_image_folder(

@@ -44,7 +44,11 @@ from geoharmony.downstream.backbone import PretrainedBackbone
 from geoharmony.downstream.logit_adjust import LogitAdjustedLoss, class_prior_from_counts
 from geoharmony.engine.runtime import autocast_dtype
 from geoharmony.engine.stream import derived_seed
-from geoharmony.engine.trainer import NonFiniteLossError
+from geoharmony.engine.trainer import (
+    NonFiniteLossError,
+    cpu_bf16_gradient_hint,
+    non_finite_gradients,
+)
 from geoharmony.eval import extract_features, get_probe_settings, result_from_predictions
 
 __all__ = ["FinetuneSettings", "finetune", "split_features"]
@@ -357,6 +361,13 @@ def _train_full(
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            culprits = non_finite_gradients(model)
+            if culprits:  # a finite loss, but stepping would write NaN into the backbone
+                raise NonFiniteLossError(
+                    f"non-finite gradients at fine-tuning epoch {epoch + 1} (finite loss) in "
+                    f"{len(culprits)} parameters, first {', '.join(culprits[:3])}."
+                    + cpu_bf16_gradient_hint(autocast, device)
+                )
             opt.step()
             step += 1
             total += loss.detach() * len(labels)

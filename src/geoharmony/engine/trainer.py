@@ -52,6 +52,7 @@ __all__ = [
     "TrainState",
     "Trainer",
     "config_differences",
+    "cpu_bf16_gradient_hint",
     "non_finite_gradients",
     "norm_stats",
 ]
@@ -93,6 +94,16 @@ def non_finite_gradients(module: nn.Module) -> list[str]:
     if bool(finite.all()):
         return []
     return [n for (n, _), ok in zip(named, finite.tolist(), strict=True) if not ok]
+
+
+def cpu_bf16_gradient_hint(autocast: torch.dtype | None, device: torch.device) -> str:
+    """The likely fix for non-finite gradients from a finite loss ("" if it does not apply)."""
+    if autocast == torch.bfloat16 and device.type == "cpu":
+        return (
+            " bf16 autocast on the CPU: train.precision=fp32 avoids oneDNN's unreliable bf16"
+            " gradients of strided convolutions over 1x1 feature maps."
+        )
+    return ""
 
 
 @dataclass
@@ -442,16 +453,11 @@ class Trainer:
         culprits = non_finite_gradients(self.method)
         if not culprits:
             return
-        hint = (
-            " bf16 autocast on the CPU: train.precision=fp32 avoids oneDNN's unreliable bf16"
-            " gradients of strided convolutions over 1x1 feature maps."
-            if self.autocast_dtype == torch.bfloat16 and self.device.type == "cpu"
-            else ""
-        )
         raise NonFiniteLossError(
             f"non-finite gradients at {where} (finite loss) in {len(culprits)} parameters, "
             f"first {', '.join(culprits[:3])}; stopped without saving. The newest checkpoint in "
-            f"{self.checkpoint_dir} holds the last good state.{hint}"
+            f"{self.checkpoint_dir} holds the last good state."
+            + cpu_bf16_gradient_hint(self.autocast_dtype, self.device)
         )
 
     def _finite_everywhere(self, loss: torch.Tensor) -> bool:
