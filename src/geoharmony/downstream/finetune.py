@@ -357,7 +357,8 @@ def _train_full(
             loss = criterion(logits.float(), labels)
             if not bool(torch.isfinite(loss)):
                 raise NonFiniteLossError(
-                    f"fine-tuning loss is {float(loss)} at epoch {epoch + 1}; try a lower --lr"
+                    f"fine-tuning loss is {float(loss.detach())} at epoch {epoch + 1};"
+                    " try a lower --lr"
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
