@@ -188,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from geoharmony.engine.checkpoint import CheckpointError
     from geoharmony.engine.run_lock import RunFolderBusy
     from geoharmony.engine.trainer import NonFiniteLossError
+    from geoharmony.eval.features import NonFiniteFeaturesError
 
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
@@ -195,7 +196,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = int(args.func(args))
         return code
-    except (ConfigError, DataFormatError, CheckpointError, RunFolderBusy, FileNotFoundError) as err:
+    except (
+        ConfigError,
+        DataFormatError,
+        CheckpointError,
+        RunFolderBusy,
+        FileNotFoundError,
+        NonFiniteFeaturesError,
+    ) as err:
         print(f"geoharmony: error: {err}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,6 +89,25 @@ def test_full_finetune_stops_on_non_finite_loss_or_gradients(
     if poison == "gradients":
         assert "parameters, first backbone." in err
     assert not (out / "model.pt").exists()
+
+
+def test_checkpoint_with_nan_weights_is_named_not_probed(
+    tiny_run: Path, tmp_path: Path, capsys
+) -> None:
+    # What a NaN weight update leaves behind: every feature NaN. Stop with the cause, not with
+    # a probe's error about empty classes or a table of zero accuracies.
+    from geoharmony.engine.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+
+    run = tmp_path / "nan_run"
+    shutil.copytree(tiny_run, run)
+    newest = list_checkpoints(run / "checkpoints")[-1]
+    state = load_checkpoint(newest)
+    weight = next(k for k in state["model"] if k.endswith("conv1.weight"))
+    state["model"][weight][0, 0, 0, 0] = float("nan")
+    save_checkpoint(newest, state)
+    code = main(["finetune", "--checkpoint", str(run), "--output", str(tmp_path / "out")])
+    assert code == 2
+    assert "features of 242 of 242 images are NaN or infinite" in capsys.readouterr().err
 
 
 def test_transfer_probe_on_image_folder(

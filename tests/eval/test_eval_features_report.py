@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from geoharmony.eval import (
     SCHEMA_KEYS,
+    NonFiniteFeaturesError,
     assemble_result,
     extract_features,
     result_from_predictions,
@@ -57,6 +58,24 @@ def test_extract_features_preprocess_channels_last_autocast() -> None:
     )
     assert bf.dtype == torch.float32
     torch.testing.assert_close(bf, ref, rtol=0.1, atol=0.1)
+
+
+def test_extract_features_rejects_non_finite_features() -> None:
+    model = cifar_resnet18(width=0.125, seed=0)
+    chunks = []
+
+    def poison_image_4(batch: torch.Tensor) -> torch.Tensor:
+        x = batch.float() / 255
+        chunks.append(len(x))
+        if len(chunks) == 2:  # chunk [3, 6): its second image is image 4
+            x[1] = float("inf")
+        return x
+
+    images = _images(10)
+    with pytest.raises(NonFiniteFeaturesError, match=r"of 1 of 10 images .*\(first: image 4\)"):
+        extract_features(model, images, batch_size=3, preprocess=poison_image_4)
+    assert chunks == [3, 3, 3, 1]
+    assert torch.isfinite(extract_features(model, images, batch_size=3)).all()
 
 
 def test_assemble_result_schema() -> None:

@@ -1,6 +1,6 @@
 """Evaluation: feature extraction, linear probe, kNN, group and geometry metrics, reports."""
 
-from geoharmony.eval.features import extract_features, to_unit_float
+from geoharmony.eval.features import NonFiniteFeaturesError, extract_features, to_unit_float
 from geoharmony.eval.geometry import (
     alignment,
     class_mean_cosines,
@@ -44,6 +44,7 @@ __all__ = [
     "PRESETS",
     "SCHEMA_KEYS",
     "LinearProbe",
+    "NonFiniteFeaturesError",
     "ProbeSettings",
     "alignment",
     "assemble_result",

@@ -7,9 +7,14 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
-__all__ = ["extract_features", "to_unit_float"]
+__all__ = ["NonFiniteFeaturesError", "extract_features", "to_unit_float"]
 
 Preprocess = Callable[[Tensor], Tensor]
+
+
+class NonFiniteFeaturesError(ValueError):
+    """A backbone produced NaN/inf features: its weights (or the images) hold non-finite values,
+    and every probe built on them would report nonsense."""
 
 
 def to_unit_float(batch: Tensor) -> Tensor:
@@ -62,6 +67,9 @@ def extract_features(
     Returns:
         float32 CPU tensor ``[N, D]``.
 
+    Raises:
+        NonFiniteFeaturesError: if any feature is NaN/inf.
+
     Uses ``no_grad`` rather than ``inference_mode`` on purpose: inference tensors cannot be
     saved for backward, and the features are the inputs of a trained linear probe.
     """
@@ -89,4 +97,12 @@ def extract_features(
         backbone.train(was_training)
     if not chunks:
         raise ValueError("no data: the input has no samples")
-    return torch.cat(chunks)
+    feats = torch.cat(chunks)
+    bad_rows = (~torch.isfinite(feats)).any(dim=1).nonzero().flatten()
+    if bad_rows.numel():
+        raise NonFiniteFeaturesError(
+            f"the backbone's features of {bad_rows.numel()} of {len(feats)} images are NaN or"
+            f" infinite (first: image {int(bad_rows[0])}); its weights or the input hold"
+            " non-finite values"
+        )
+    return feats
