@@ -440,3 +440,32 @@ def test_summary_keeps_label_reading_diagnostics_apart_from_methods() -> None:
     assert "knn -3.00 (60% of the deficit, t = -3.0, 4 pairs), Many -1.00, Few - Many -2.00" in text
     table = report._goal_table(goal)
     assert "| SimCLR+GH (targets=labels,K=10) [diagnostic] | knn |" in table
+
+
+def test_regime_search_names_the_regime_whose_few_deficit_stands_out_most() -> None:
+    primary = plan.Regime("p", 100, 1000, 80, 40)
+    longer = plan.Regime("long", 100, 1000, 120, 60)
+    unrun = plan.Regime("unrun", 1000, 1000, 120, 60)
+
+    def cell(group: str, regime: str, mean: float, sd: float, runs: int) -> dict[str, object]:
+        keys = dict(group=group, regime=regime, method="simclr", gh=False, variant="")
+        others = ("deficit_many", "deficit_medium", "deficit_few_minus_many", "avg")
+        stats = {f"{k}_{s}": 0.0 for k in others for s in ("mean", "sd")}
+        few = {"deficit_few_mean": mean, "deficit_few_sd": sd}
+        return {**keys, **stats, **few, "probe": "knn", "runs": runs}
+
+    # t = 4 / (2 / sqrt(4)) = 4 in the primary regime; 3 / (1 / sqrt(4)) = 6 in the longer one.
+    cells = [cell("primary", "p", 4.0, 2.0, 4), cell("regime", "long", 3.0, 1.0, 4)]
+    regimes = [primary, longer, unrun]
+    sentence = report._regime_search_sentence(cells, regimes, "p")
+    assert sentence == (
+        "- Regime search (SimCLR, kNN Few deficit): clearest in `long` 3.00 ± 1.00 "
+        "(t = +6.0, 4 runs); then `p` 4.00 ± 2.00 (t = +4.0, 4 runs)."
+    )
+    # One regime alone is no search; two runs give no t.
+    assert report._regime_search_sentence(cells[:1], regimes, "p") is None
+    assert report._regime_search_sentence([cells[0], {**cells[1], "runs": 2}], regimes, "p") is None
+    table = report._regime_table(cells, regimes, "p").splitlines()
+    assert table[0].split(" | ")[8] == "t (Few)"
+    assert table[2].split(" | ")[8] == "+4.0" and table[3].split(" | ")[8] == "+6.0"
+    assert table[4].count("not run yet") == len(table[0].split(" | ")) - 4

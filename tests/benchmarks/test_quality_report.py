@@ -89,6 +89,11 @@ def test_report_from_synthetic_runs(tmp_path: Path) -> None:
         assert section in text
     # kNN Few deficit of the baseline: 4 points on seed 0 in both orders; GH halves it.
     assert "Few deficit against the balanced reference: 4.00 ± 0.00 points over 2 runs" in text
+    # The regime search lists the (quick) primary regime and the searched one, each with its runs.
+    search = text.split("## Regime search")[1].split("\n## ")[0]
+    for regime in (plan.QUICK_REGIME, plan.QUICK_SEARCH):
+        rows = [r for r in search.splitlines() if r.startswith(f"| {regime.name}: ")]
+        assert [r.split(" | ")[2] for r in rows] == ["knn", "linear"], regime.name
     results = json.loads((docs / "results.json").read_text())
     assert {r["probe"] for r in results} == {"knn", "linear"}
     assert "## Replication" not in text
