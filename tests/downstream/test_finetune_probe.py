@@ -68,6 +68,7 @@ class _Poisoned(nn.Module):
         return loss * float("nan") if self.poison == "loss" else loss
 
 
+@pytest.mark.parametrize("mode", ["full", "linear"])
 @pytest.mark.parametrize(
     ("poison", "said"),
     [
@@ -75,19 +76,19 @@ class _Poisoned(nn.Module):
         ("gradients", "non-finite gradients at fine-tuning epoch 1 (finite loss)"),
     ],
 )
-def test_full_finetune_stops_on_non_finite_loss_or_gradients(
-    tiny_run: Path, tmp_path: Path, capsys, monkeypatch, poison: str, said: str
+def test_finetune_stops_on_non_finite_loss_or_gradients(
+    tiny_run: Path, tmp_path: Path, capsys, monkeypatch, poison: str, said: str, mode: str
 ) -> None:
     from geoharmony.downstream import finetune
 
     monkeypatch.setattr(finetune, "_criterion", lambda s, counts: _Poisoned(poison))
-    out = tmp_path / "full"
+    out = tmp_path / mode
     args = ["finetune", "--checkpoint", str(tiny_run), "--output", str(out), "--no-progress"]
-    assert main([*args, "--mode", "full", "--epochs", "1"]) == 3
+    assert main([*args, "--mode", mode, "--epochs", "1"]) == 3
     err = capsys.readouterr().err
     assert said in err
-    if poison == "gradients":
-        assert "parameters, first backbone." in err
+    if poison == "gradients":  # the full mode's backbone comes first, the linear head alone
+        assert f"parameters, first {'backbone' if mode == 'full' else 'weight'}" in err
     assert not (out / "model.pt").exists()
 
 

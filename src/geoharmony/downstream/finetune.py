@@ -194,6 +194,29 @@ def _progress(s: FinetuneSettings, desc: str) -> tqdm:
 # --------------------------------------------------------------------------------------------
 
 
+def _backward_checked(
+    loss: Tensor,
+    model: nn.Module,
+    epoch: int,
+    autocast: torch.dtype | None,
+    device: torch.device,
+) -> None:
+    """``loss.backward()``, refusing a non-finite loss and non-finite gradients of a finite one
+    (either would write NaN into the weights), with the likely fix."""
+    if not bool(torch.isfinite(loss)):
+        raise NonFiniteLossError(
+            f"fine-tuning loss is {float(loss.detach())} at epoch {epoch + 1}; try a lower --lr"
+        )
+    loss.backward()
+    culprits = non_finite_gradients(model)
+    if culprits:
+        raise NonFiniteLossError(
+            f"non-finite gradients at fine-tuning epoch {epoch + 1} (finite loss) in "
+            f"{len(culprits)} parameters, first {', '.join(culprits[:3])}."
+            + cpu_bf16_gradient_hint(autocast, device)
+        )
+
+
 def _train_linear(
     train_x: Tensor,
     train_y: Tensor,
@@ -224,7 +247,7 @@ def _train_linear(
             idx = perm[start : start + s.batch_size]
             loss = criterion(head(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            _backward_checked(loss, head, epoch, None, device)
             opt.step()
             total += loss.detach() * len(idx)
         history.append({"epoch": epoch + 1, "loss": float(total) / len(y), "lr": lr})
@@ -355,20 +378,8 @@ def _train_full(
             with torch.autocast(device.type, autocast, enabled=autocast is not None):
                 logits = model(images)
             loss = criterion(logits.float(), labels)
-            if not bool(torch.isfinite(loss)):
-                raise NonFiniteLossError(
-                    f"fine-tuning loss is {float(loss.detach())} at epoch {epoch + 1};"
-                    " try a lower --lr"
-                )
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            culprits = non_finite_gradients(model)
-            if culprits:  # a finite loss, but stepping would write NaN into the backbone
-                raise NonFiniteLossError(
-                    f"non-finite gradients at fine-tuning epoch {epoch + 1} (finite loss) in "
-                    f"{len(culprits)} parameters, first {', '.join(culprits[:3])}."
-                    + cpu_bf16_gradient_hint(autocast, device)
-                )
+            _backward_checked(loss, model, epoch, autocast, device)
             opt.step()
             step += 1
             total += loss.detach() * len(labels)
