@@ -20,6 +20,7 @@ from geoharmony.eval.metrics import GROUP_NAMES, class_groups
 
 __all__ = [
     "GEOMETRY_KEYS",
+    "MIN_PAIRS_FOR_T",
     "PROBES",
     "STAT_KEYS",
     "VALIDATION_PROBE",
@@ -28,11 +29,13 @@ __all__ = [
     "deficits",
     "geometry_summaries",
     "group_summary",
+    "largest_share_closed",
     "mean_sd",
     "pair_rows",
     "paired_differences",
     "per_class",
     "run_summaries",
+    "share_ruled_out",
 ]
 
 # probe name -> how to read its per-class accuracies (see per_class)
@@ -40,6 +43,8 @@ PROBES = ("knn", "fewshot10", "fewshot100", "linear")
 # The kNN probe on held-out *training* images (probes.py): for choosing settings, never reported
 # as a result, so it is not one of the PROBES the tables and results.json show.
 VALIDATION_PROBE = "knn_val"
+# Fewest pairs (or runs) a t statistic is judged from: one degree of freedom is too wild.
+MIN_PAIRS_FOR_T = 3
 STAT_KEYS = (
     "many",
     "medium",
@@ -184,19 +189,86 @@ def pair_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         out.append(
             {k: row[k] for k in ("probe", "run_id", "class_order", "seed")}
-            | {"cell": cell_key(row)}
+            | {"cell": cell_key(row), "baseline_deficit_few": base["deficit_few"]}
             | {k: row[k] - base[k] for k in STAT_KEYS}
         )
     return out
 
 
 def paired_differences(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and sd of :func:`pair_rows` per cell and probe. Negative deficit differences mean GH
-    closed part of the gap."""
+    """Mean and sd of :func:`pair_rows` per cell and probe (negative deficit differences mean GH
+    closed part of the gap), with the share of the paired baselines' own Few deficit closed
+    (``share_closed``: -mean Δ / mean baseline deficit), its one-sided 95% upper bound
+    (``share_closed_bound``, :func:`largest_share_closed`) and whether the pairs rule out a
+    halving (``halving_ruled_out``, :func:`share_ruled_out` at 50%; None below
+    ``MIN_PAIRS_FOR_T`` pairs)."""
     diffs: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for pair in pair_rows(rows):
         diffs.setdefault((*pair["cell"], pair["probe"]), []).append(pair)
-    return [_cell_record(cell, members, pairs=len(members)) for cell, members in diffs.items()]
+    out = []
+    for cell, members in diffs.items():
+        rec = _cell_record(cell, members, pairs=len(members))
+        changes = [m["deficit_few"] for m in members]
+        baselines = [m["baseline_deficit_few"] for m in members]
+        rec["baseline_deficit_few_mean"], rec["baseline_deficit_few_sd"] = mean_sd(baselines)
+        deficit = rec["baseline_deficit_few_mean"]
+        rec["share_closed"] = -rec["deficit_few_mean"] / deficit if deficit > 0 else math.nan
+        rec["share_closed_bound"] = largest_share_closed(changes, baselines)
+        enough = len(members) >= MIN_PAIRS_FOR_T
+        rec["halving_ruled_out"] = share_ruled_out(changes, baselines, 0.5) if enough else None
+        out.append(rec)
+    return out
+
+
+def _share_test(changes: Sequence[float], baselines: Sequence[float], confidence: float) -> Any:
+    """Means, covariance and k^2 = t^2 / n of the paired (change, baseline deficit) samples."""
+    from scipy.stats import t as student_t
+
+    d = np.asarray(changes, dtype=np.float64)
+    b = np.asarray(baselines, dtype=np.float64)
+    k2 = float(student_t.ppf(confidence, d.size - 1)) ** 2 / d.size
+    cov = np.cov(np.stack([d, b]), ddof=1)
+    return float(d.mean()), float(b.mean()), cov, k2
+
+
+def share_ruled_out(
+    changes: Sequence[float], baselines: Sequence[float], share: float, confidence: float = 0.95
+) -> bool:
+    """Do paired runs rule out that +GH closes at least ``share`` of its baseline's Few deficit?
+
+    ``changes[i]`` = +GH minus baseline Few deficit of pair i, ``baselines[i]`` = that
+    baseline's own deficit. "Closes at least s" says the +GH deficit is at most (1 - s) times
+    the baseline's: mean(x) <= 0 with x_i = changes[i] + s * baselines[i]. A one-sided t-test
+    rules it out when mean(x) - t * se(x) > 0. The paired x_i carry the noise of both deficits
+    and their correlation (a Fieller-type test)."""
+    mean_d, mean_b, cov, k2 = _share_test(changes, baselines, confidence)
+    mean_x = mean_d + share * mean_b
+    var_x = cov[0, 0] + 2 * share * cov[0, 1] + share**2 * cov[1, 1]
+    return bool(mean_x > 0 and mean_x**2 > k2 * var_x)
+
+
+def largest_share_closed(
+    changes: Sequence[float], baselines: Sequence[float], confidence: float = 0.95
+) -> float:
+    """The largest share s that :func:`share_ruled_out` does not rule out: a one-sided upper
+    confidence bound on the share of the baseline's Few deficit that +GH closes.
+
+    With m(s) = mean(x(s)) increasing in s, the bound is the upper root of m(s)^2 = k^2
+    var(x(s)), k = t / sqrt(n), a quadratic a s^2 + 2 h s + c. The shares not ruled out form an
+    interval (-inf, bound] only when the baselines' mean deficit is itself beyond noise
+    (a > 0); otherwise they reach to infinity (Fieller's unbounded case) and there is no
+    bound to give: NaN, as below ``MIN_PAIRS_FOR_T`` pairs or for a baseline deficit <= 0.
+    """
+    if len(changes) < MIN_PAIRS_FOR_T:
+        return math.nan
+    mean_d, mean_b, cov, k2 = _share_test(changes, baselines, confidence)
+    a = mean_b**2 - k2 * cov[1, 1]
+    if not mean_b > 0 or a <= 0:
+        return math.nan
+    h = mean_d * mean_b - k2 * cov[0, 1]
+    c = mean_d**2 - k2 * cov[0, 0]
+    # m(s) = 0 at s0 = -mean_d / mean_b, where the quadratic is <= 0: its roots are real.
+    return float((-h + math.sqrt(max(h**2 - a * c, 0.0))) / a)
 
 
 # Class-mean geometry of the test features (metrics.json "geometry"), grouped by pretraining counts.

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from benchmarks.quality import plan as plan_mod
 from benchmarks.quality.analysis import (
+    MIN_PAIRS_FOR_T,
     PROBES,
     STAT_KEYS,
     VALIDATION_PROBE,
@@ -86,7 +87,7 @@ def _num(x: float | None, fmt: str = ".2f") -> str:
 
 def _percent(share: float) -> str:
     """A share as a whole percentage, ``-`` when undefined."""
-    return "-" if math.isnan(share) else f"{100 * share:.0f}%"
+    return "-" if math.isnan(share) else f"{round(100 * share)}%"  # an int: no "-0%"
 
 
 def results_records(cells: Sequence[dict[str, Any]], dataset: str) -> list[dict[str, Any]]:
@@ -151,9 +152,6 @@ def _paper_table(
     return "\n".join(lines) + f"\n\nRuns per column (class orders x seeds): {runs}.\n"
 
 
-MIN_PAIRS_FOR_T = 3
-
-
 def _paired_t(mean: float, sd: float, pairs: int) -> float:
     """Paired t statistic mean / (sd / sqrt(pairs)); NaN below ``MIN_PAIRS_FOR_T`` pairs (one
     degree of freedom gives wild values: two pairs that tie to the probe's 0.1-point resolution
@@ -164,9 +162,9 @@ def _paired_t(mean: float, sd: float, pairs: int) -> float:
 
 
 def _deficit_t(cell: dict[str, Any]) -> float:
-    """How far a cell's Few deficit stands out of its spread: mean / (sd / sqrt(runs)). Each
-    run's deficit is already a difference against its own seed's reference, so this is the
-    paired t of the long-tailed run against the balanced one."""
+    """How far a cell's Few deficit stands out of its spread: mean / (sd / sqrt(runs)), a
+    one-sample t over the cell's runs (each run's deficit is already taken against its own
+    seed's reference; runs of one seed share that reference, so they are not independent)."""
     return _paired_t(cell["deficit_few_mean"], cell["deficit_few_sd"], cell["runs"])
 
 
@@ -220,11 +218,10 @@ def _paired_table(diffs: Sequence[dict[str, Any]], group: str) -> str:
     )
 
 
-def _goal_rows(
-    cells: Sequence[dict[str, Any]], diffs: Sequence[dict[str, Any]], regime: str
-) -> list[dict[str, Any]]:
+def _goal_rows(diffs: Sequence[dict[str, Any]], regime: str) -> list[dict[str, Any]]:
     """The issue's goal, per paired +GH cell and probe: the Few deficit at least halved, Std
-    down, Avg not lower, the Few change beyond seed noise (one-sided paired t-test, 5%)."""
+    down, Avg not lower, the Few change beyond seed noise (one-sided paired t-test, 5%). Every
+    share is of the deficit of the very baselines the cell's +GH runs are paired with."""
     from scipy.stats import t as student_t
 
     order = {p: i for i, p in enumerate(PROBES)}
@@ -233,37 +230,26 @@ def _goal_rows(
     for d in sorted(
         pairs, key=lambda d: (d["group"], d["method"], d["variant"], order[d["probe"]])
     ):
-        # A variant with its own baseline (the warm-up split) is judged against that baseline.
-        want = dict(regime=regime, method=d["method"], gh=False, probe=d["probe"])
-        base = _find(cells, group=d["group"], variant=d["variant"], **want) or _find(
-            cells, group="primary", variant="", **want
-        )
-        if base is None:
-            continue
-        deficit, change = base["deficit_few_mean"], d["deficit_few_mean"]
-        closed = -change / deficit if deficit > 0 else math.nan
+        change = d["deficit_few_mean"]
+        # A share of a baseline deficit that is itself within noise means little: shown, but
+        # without a bound (largest_share_closed).
+        closed = d["share_closed"]
         t = _paired_t(change, d["deficit_few_sd"], d["pairs"])
         critical = student_t.ppf(0.05, d["pairs"] - 1)  # one-sided 5%, negative
         significant = not math.isnan(t) and bool(t < critical)
-        # The largest reduction the pairs still allow (one-sided 95% bound): if even that is
-        # under half the deficit, more seeds of this setting cannot meet the goal.
-        largest = math.nan
-        if d["pairs"] >= MIN_PAIRS_FOR_T and deficit > 0:
-            margin = -critical * d["deficit_few_sd"] / math.sqrt(d["pairs"])
-            largest = (margin - change) / deficit
-        name = _cell_name(d["method"], True, d["variant"])
         rows.append(
             {
-                "name": name,
+                "name": _cell_name(d["method"], True, d["variant"]),
                 "diagnostic": d["variant"] in plan_mod.DIAGNOSTICS,
                 "probe": d["probe"],
                 "pairs": d["pairs"],
-                "deficit": deficit,
+                "deficit": d["baseline_deficit_few_mean"],
                 "change": change,
                 "many_change": d["deficit_many_mean"],
                 "gap_change": d["deficit_few_minus_many_mean"],
                 "closed": closed,
-                "closed_bound": largest,
+                "closed_bound": d["share_closed_bound"],
+                "halving_ruled_out": d["halving_ruled_out"],
                 "t": t,
                 "std": d["std_mean"],
                 "avg": d["avg_mean"],
@@ -275,11 +261,11 @@ def _goal_rows(
 
 def _goal_table(rows: Sequence[dict[str, Any]]) -> str:
     if not rows:
-        return "_no paired cells with two or more pairs yet_\n"
+        return "_no paired cells yet_\n"
     lines = [
         "| +GH run | probe | pairs | baseline Few deficit | Δ Few deficit | share closed "
-        "| share closed, 95% bound | t | Δ Std | Δ Avg | goal met |",
-        "|" + "---|" * 11,
+        "| share closed, 95% bound | halving ruled out | t | Δ Std | Δ Avg | goal met |",
+        "|" + "---|" * 12,
     ]
     for r in rows:
         cols = [
@@ -290,6 +276,7 @@ def _goal_table(rows: Sequence[dict[str, Any]]) -> str:
             _num(r["change"], "+.2f"),
             _percent(r["closed"]),
             _percent(r["closed_bound"]),
+            {True: "yes", False: "no", None: "-"}[r["halving_ruled_out"]],
             _num(r["t"], "+.1f"),
             _num(r["std"], "+.2f"),
             _num(r["avg"], "+.2f"),
@@ -302,9 +289,13 @@ def _goal_table(rows: Sequence[dict[str, Any]]) -> str:
 def _goal_change(row: dict[str, Any]) -> str:
     """``-0.38 (6% of the deficit, t = -0.6, 4 pairs)`` for one goal row."""
     t = "" if math.isnan(row["t"]) else f", t = {row['t']:+.1f}"
-    return (
-        f"{row['change']:+.2f} ({_percent(row['closed'])} of the deficit{t}, {row['pairs']} pairs)"
+    # Without a bound, the baselines' deficit is within noise and a share of it means little.
+    share = (
+        "of a baseline deficit within noise"
+        if math.isnan(row["closed_bound"])
+        else f"{_percent(row['closed'])} of the deficit"
     )
+    return f"{row['change']:+.2f} ({share}{t}, {row['pairs']} pairs)"
 
 
 def _summary(
@@ -326,30 +317,33 @@ def _summary(
             f"{_pm(base['deficit_few_mean'], base['deficit_few_sd'])} points over {base['runs']} "
             f"runs (Many: {_pm(base['deficit_many_mean'], base['deficit_many_sd'])})."
         )
-    methods = [r for r in goal if not r["diagnostic"]]
-    knn = [r for r in methods if r["probe"] == "knn" and r["pairs"] >= MIN_PAIRS_FOR_T]
+    methods = [r for r in goal if not r["diagnostic"] and r["pairs"] >= MIN_PAIRS_FOR_T]
+    knn = [r for r in methods if r["probe"] == "knn"]
     if knn:
         best = min(knn, key=lambda r: r["change"])
         out.append(
             f"- Goal met by {sum(r['met'] for r in methods)} of {len(methods)} paired cells of "
-            f"methods (all probes; the label-reading diagnostics apart). Largest kNN Few-deficit "
-            f"reduction (cells of {MIN_PAIRS_FOR_T}+ pairs): {best['name']}, "
-            f"{_goal_change(best)}."
+            f"methods with {MIN_PAIRS_FOR_T}+ pairs (all probes; the label-reading diagnostics "
+            f"apart). Largest kNN Few-deficit reduction: {best['name']}, {_goal_change(best)}; "
+            f"the best of {len(knn)} kNN cells, so its t is not corrected for the choice."
         )
-    bounded = [r for r in methods if not math.isnan(r["closed_bound"])]
-    knn_bounded = [r for r in bounded if r["probe"] == "knn"]
-    if knn_bounded:
+    knn_judged = [r for r in methods if r["probe"] == "knn"]
+    if knn_judged:
 
-        def excluded(rows: Sequence[dict[str, Any]]) -> str:
-            return f"{sum(r['closed_bound'] < 0.5 for r in rows)} of {len(rows)}"
+        def ruled_out(rows: Sequence[dict[str, Any]]) -> str:
+            return f"{sum(bool(r['halving_ruled_out']) for r in rows)} of {len(rows)}"
 
-        loosest = max(knn_bounded, key=lambda r: r["closed_bound"])
+        still_open = [
+            f"{r['name']} ({_percent(r['closed'])} closed)"
+            for r in knn_judged
+            if not r["halving_ruled_out"]
+        ]
         out.append(
-            "- Is the miss a lack of seeds? A halving of the Few deficit is excluded (the "
-            "one-sided 95% bound on the share closed is below 50%) in "
-            f"{excluded(knn_bounded)} kNN method cells of {MIN_PAIRS_FOR_T}+ pairs (loosest: "
-            f"{loosest['name']}, at most {_percent(loosest['closed_bound'])}) and in "
-            f"{excluded(bounded)} cells over all probes."
+            "- Is the miss a lack of seeds? The pairs rule out a halving of the Few deficit "
+            "(one-sided paired test at 5%, the noise of both deficits counted) in "
+            f"{ruled_out(knn_judged)} kNN method cells of {MIN_PAIRS_FOR_T}+ pairs"
+            + (f" (not in: {', '.join(still_open)})" if still_open else "")
+            + f" and in {ruled_out(methods)} cells over all probes."
         )
     labels = [r for r in goal if r["diagnostic"] and "targets=labels" in r["name"]]
     if labels:
@@ -369,9 +363,9 @@ def _summary(
         epoch = epochs[0]  # the earliest: the end of the warm-up, where GH's prior starts
         names = list(dict.fromkeys(n for r in estimated for n in r["estimates"]))
         ratios = {n: _tracking_ratio(estimated, epoch, n) for n in names}
-        told_k = [v for n, v in ratios.items() if "not told K" not in n]
-        best = min(ratios, key=lambda n: ratios[n])
+        told_k = [v for n, v in ratios.items() if "not told K" not in n] or [math.nan]
         truth = _tracking_ratio(estimated, epoch, None)
+        best = min(ratios, key=lambda n: abs(ratios[n] - truth))
         out.append(
             f"- Can the features show the imbalance? At epoch {epoch}, the estimators told "
             f"K = 10 find {min(told_k):.2f}-{max(told_k):.2f} times as many effective groups on "
@@ -379,20 +373,9 @@ def _summary(
             f"(1 = blind to the imbalance). The closest, {best}, reaches {ratios[best]:.2f}: "
             f"{(1 - ratios[best]) / (1 - truth):.0%} of the way from blind (1) to the truth."
         )
-    oracle = [
-        r["assignments"]
-        for r in prior_records
-        if r.get("assignments") and r["assignments"]["prior"] == "oracle"
-    ]
-    if oracle:
-        share = float(np.mean([a["few_on_many_owned_anchors"] for a in oracle]))
-        nmi = float(np.mean([a["nmi_assigned_anchor"] for a in oracle]))
-        out.append(
-            f"- Even with the true class prior (oracle, K = 10), {100 * share:.0f}% of Few-class "
-            f"images were allocated to anchors whose most frequent class is a Many class "
-            f"(NMI of anchor and label {nmi:.2f}; {len(oracle)} runs): the allocation follows "
-            "the features' clusters, which do not separate the tail classes."
-        )
+    oracle_sentence = _oracle_sentence(goal, prior_records)
+    if oracle_sentence:
+        out.append(oracle_sentence)
     search = _regime_search_sentence(cells, regimes, regime)
     if search:
         out.append(search)
@@ -417,6 +400,34 @@ def _summary(
             f"({ref:.3f}); +GH leaves them at {gh:.3f} ({len(pairs)} pairs)."
         )
     return out or ["_no finished runs yet_"]
+
+
+def _oracle_sentence(
+    goal: Sequence[dict[str, Any]], prior_records: Sequence[dict[str, Any]]
+) -> str | None:
+    """Does a correct prior help? The oracle prior's kNN change and allocation (NMI of anchor
+    and label) beside the estimated prior's at the same K = 10; None without both."""
+    names = {"oracle": "SimCLR+GH (prior=oracle,K=10)", "estimated": "SimCLR+GH (K=10)"}
+    knn = {r["name"]: r for r in goal if r["probe"] == "knn"}
+    nmi = {
+        key: [
+            r["assignments"]["nmi_assigned_anchor"]
+            for r in prior_records
+            if r.get("assignments") and _checkpoint_kind(r).startswith(f"{name} @")
+        ]
+        for key, name in names.items()
+    }
+    if not all(name in knn for name in names.values()) or not all(nmi.values()):
+        return None
+    oracle, estimated = knn[names["oracle"]], knn[names["estimated"]]
+    return (
+        f"- Does a correct prior help? With the true class prior (oracle, K = 10), GH changes "
+        f"the kNN Few deficit by {_goal_change(oracle)}; with the paper's estimated prior at "
+        f"K = 10, by {_goal_change(estimated)}. Its allocation agrees with the labels no "
+        f"better: NMI of anchor and label {np.mean(nmi['oracle']):.2f} against "
+        f"{np.mean(nmi['estimated']):.2f} ({len(nmi['oracle'])} and {len(nmi['estimated'])} "
+        "runs)."
+    )
 
 
 def _selection_candidates(
@@ -454,10 +465,11 @@ def _held_out_choice(
 ) -> dict[str, Any] | None:
     """The setting with the lowest mean held-out Δ Few deficit among those with
     ``MIN_PAIRS_FOR_T``+ pairs, and its test Δ Few deficit (mean, sd, pairs, t)."""
+    means = {v: mean_sd(p["deficit_few"] for p in m)[0] for v, m in held.items()}
     eligible = {
-        v: mean_sd(p["deficit_few"] for p in m)[0]
-        for v, m in held.items()
-        if len(m) >= MIN_PAIRS_FOR_T
+        v: mean
+        for v, mean in means.items()
+        if len(held[v]) >= MIN_PAIRS_FOR_T and not math.isnan(mean)
     }
     if not eligible:
         return None
@@ -1139,7 +1151,7 @@ def write_report(
     cells = aggregate(rows)
     diffs = paired_differences(rows)
     geo_rows = geometry_summaries(runs)
-    goal = _goal_rows(cells, diffs, (plan_mod.QUICK_REGIME if quick else plan_mod.PRIMARY).name)
+    goal = _goal_rows(diffs, (plan_mod.QUICK_REGIME if quick else plan_mod.PRIMARY).name)
     # Only checks of runs whose records are here: the report never shows a lost run's numbers.
     prior_records = [
         r
@@ -1230,7 +1242,9 @@ def write_report(
         "preset's, and every declared sensitivity variant is reported. The one selection the "
         "report makes (which setting held-out training images would choose, in the sensitivity "
         "section) reads a kNN probe on training images outside pretraining and the probe set, "
-        "never the test split.",
+        "never the test split. The plan itself did read the test split once: the w = 4 variant "
+        "was added after w = 2 showed the largest mean kNN Few-deficit reduction of the "
+        "variants (`plan.py`); it is reported like every other.",
         "",
         "## Regime search (SimCLR, deficits against the balanced reference)",
         "",
@@ -1253,14 +1267,19 @@ def write_report(
     out += [
         "### The goal: is the Few deficit at least halved, beyond seed noise?",
         "",
-        "Share closed = -Δ Few deficit / the baseline's Few deficit (same probe, all its "
-        "runs; a variant with its own baseline, the warm-up split, against that one). Goal met "
-        "= share >= 50%, Δ Std < 0, Δ Avg >= 0 and a one-sided paired t-test of Δ Few deficit "
-        f"below its 5% critical value (which needs {MIN_PAIRS_FOR_T}+ pairs). The 95% bound is "
-        "the largest share closed that the pairs still allow (one-sided; below 50%, more "
-        "seeds of that setting would not meet the goal). [diagnostic] "
-        "rows read the labels (the true class prior, or the true classes as surrogate labels): "
-        "upper bounds that locate a failure, not methods.",
+        "Share closed = -mean Δ Few deficit / the mean Few deficit of the baselines those "
+        "+GH runs are paired with (same probe, class orders and seeds; the warm-up variants' "
+        "own baselines, whose deficit also holds their schedule's different split against the "
+        "reference's). Goal met = share >= 50%, Δ Std < 0, Δ Avg >= 0, and the Few "
+        "reduction beyond seed noise (a one-sided paired t-test of Δ Few deficit below its "
+        f"5% critical value, which needs {MIN_PAIRS_FOR_T}+ pairs): the halving is judged on "
+        "the point estimate, the noise on the reduction. Halving ruled out: a one-sided 5% "
+        "paired t-test rejects 'the +GH deficit is at most half its baseline's' (x = Δ + 0.5 "
+        "x baseline deficit, per pair: the noise of both deficits counts). The 95% bound is "
+        "the largest share s that the same test does not reject; - where the baselines' own "
+        "deficit is within noise, so that no share however large is rejected. [diagnostic] "
+        "rows read the labels (the true class prior, or the true classes as surrogate "
+        "labels): upper bounds that locate a failure, not methods.",
         "",
         _goal_table(goal),
         "### Paired differences (+GH - its own baseline, same order and seed)",
