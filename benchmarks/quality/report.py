@@ -1251,10 +1251,10 @@ def write_report(
         _regime_table(cells, regimes, regime.name),
         "t (Few) = Few deficit / (sd / sqrt(runs)): how far the tail deficit stands out of the "
         "spread over class orders and seeds (5% two-sided critical |t|: 4.30 with 3 runs, 3.18 "
-        "with 4, 2.45 with 7). The primary regime was fixed before this search: the CPU-scale preset as shipped "
-        "(`configs/fmnist_lt`), the data of the calibration the issue quotes (rho 100, 1000 -> "
-        "10, the clearest kNN deficit there) at 80 epochs instead of its 120, which is two-thirds "
-        "of the cost per run. The search's regimes test that choice.",
+        "with 4, 2.45 with 7). The primary regime was fixed before this search: the CPU-scale "
+        "preset as shipped (`configs/fmnist_lt`), the data of the calibration the issue quotes "
+        "(rho 100, 1000 -> 10, the clearest kNN deficit there) at 80 epochs instead of its 120, "
+        "which is two-thirds of the cost per run. The search's regimes test that choice.",
         "",
         "## Main table (primary regime): Many/Med/Few/Std/Avg and deficits, mean ± sd",
         "",
