@@ -230,6 +230,11 @@ def test_plan_pairs_references_and_counts() -> None:
     assert sum(plan.PRIMARY.counts()) == 2478 and plan.PRIMARY.balanced_n_max() == 248
     methods = {s.method for s in runs if s.group == "primary"}
     assert methods == set(plan.METHODS)
+    # The search regimes marked with_gh pair SimCLR+GH with their SimCLR runs at the warm-up.
+    regime_gh = [s for s in runs if s.group == "regime" and s.gh]
+    assert {s.regime for s in regime_gh} == {r.name for r in plan.REGIMES if r.with_gh} != set()
+    for s in regime_gh:
+        assert s.init_from == s.run_id.replace("simclr_gh", "simclr") and s.pair_epoch == 60
     picked = plan.select(runs, ["primary__r100_e80__simclr_gh__default__s0"])
     assert [s.run_id for s in picked] == [
         "primary__r100_e80__simclr__default__s0",
@@ -241,7 +246,7 @@ def test_plan_pairs_references_and_counts() -> None:
         [
             "primary__r100_e80__focal_gh__default__s1",
             "ref__r100_e80__s0",
-            "*simclr_gh__default__s0",
+            "primary__*simclr_gh__default__s0",
         ],
     )
     assert [s.run_id for s in picked] == [
