@@ -171,8 +171,9 @@ def _deficit_t(cell: dict[str, Any]) -> float:
 def _regime_search_sentence(
     cells: Sequence[dict[str, Any]], regimes: Sequence[plan_mod.Regime], primary: str
 ) -> str | None:
-    """Which regime shows long-tailed SimCLR's kNN Few deficit most clearly (largest t), and
-    how the primary regime compares; None before two regimes have a t."""
+    """Which regime shows long-tailed SimCLR's kNN Few deficit most clearly (largest mean / sd:
+    t grows with the number of runs, which differs between regimes), and how the others compare;
+    None before two regimes have a t."""
     found = []
     for regime in regimes:
         group = "primary" if regime.name == primary else "regime"
@@ -184,11 +185,12 @@ def _regime_search_sentence(
 
     def said(name: str, c: dict[str, Any]) -> str:
         return (
-            f"`{name}` {_pm(c['deficit_few_mean'], c['deficit_few_sd'])} "
-            f"(t = {_deficit_t(c):+.1f}, {c['runs']} runs)"
+            f"`{name}` {_pm(c['deficit_few_mean'], c['deficit_few_sd'])} (mean / sd "
+            f"{c['deficit_few_mean'] / c['deficit_few_sd']:.1f}, t = {_deficit_t(c):+.1f}, "
+            f"{c['runs']} runs)"
         )
 
-    name, best = max(found, key=lambda nc: _deficit_t(nc[1]))
+    name, best = max(found, key=lambda nc: nc[1]["deficit_few_mean"] / nc[1]["deficit_few_sd"])
     others = "; ".join(said(n, c) for n, c in found if n != name)
     return (
         f"- Regime search (SimCLR, kNN Few deficit): clearest in {said(name, best)}; then {others}."

@@ -490,18 +490,20 @@ def test_regime_search_names_the_regime_whose_few_deficit_stands_out_most() -> N
         few = {"deficit_few_mean": mean, "deficit_few_sd": sd}
         return {**keys, **stats, **few, "probe": "knn", "runs": runs}
 
-    # t = 4 / (2 / sqrt(4)) = 4 in the primary regime; 3 / (1 / sqrt(4)) = 6 in the longer one.
-    cells = [cell("primary", "p", 4.0, 2.0, 4), cell("regime", "long", 3.0, 1.0, 4)]
+    # t = 4 / (2 / sqrt(9)) = 6 in the primary regime (9 runs); 3 / (1 / sqrt(4)) = 6 in the
+    # longer one, whose deficit stands out more (mean / sd 3 against 2): t alone grows with runs.
+    cells = [cell("primary", "p", 4.0, 2.0, 9), cell("regime", "long", 3.0, 1.0, 4)]
     regimes = [primary, longer, unrun]
     sentence = report._regime_search_sentence(cells, regimes, "p")
     assert sentence == (
         "- Regime search (SimCLR, kNN Few deficit): clearest in `long` 3.00 ± 1.00 "
-        "(t = +6.0, 4 runs); then `p` 4.00 ± 2.00 (t = +4.0, 4 runs)."
+        "(mean / sd 3.0, t = +6.0, 4 runs); then `p` 4.00 ± 2.00 (mean / sd 2.0, t = +6.0, "
+        "9 runs)."
     )
     # One regime alone is no search; two runs give no t.
     assert report._regime_search_sentence(cells[:1], regimes, "p") is None
     assert report._regime_search_sentence([cells[0], {**cells[1], "runs": 2}], regimes, "p") is None
     table = report._regime_table(cells, regimes, "p").splitlines()
     assert table[0].split(" | ")[8] == "t (Few)"
-    assert table[2].split(" | ")[8] == "+4.0" and table[3].split(" | ")[8] == "+6.0"
+    assert table[2].split(" | ")[8] == "+6.0" and table[3].split(" | ")[8] == "+6.0"
     assert table[4].count("not run yet") == len(table[0].split(" | ")) - 4
