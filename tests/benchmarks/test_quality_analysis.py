@@ -507,3 +507,15 @@ def test_regime_search_names_the_regime_whose_few_deficit_stands_out_most() -> N
     assert table[0].split(" | ")[8] == "t (Few)"
     assert table[2].split(" | ")[8] == "+6.0" and table[3].split(" | ")[8] == "+6.0"
     assert table[4].count("not run yet") == len(table[0].split(" | ")) - 4
+    # An unfinished regime says how many of its planned runs it holds.
+    table = report._regime_table(cells, regimes, "p", {"p": 9, "long": 8}).splitlines()
+    assert [row.split(" | ")[3] for row in table[2:4]] == ["9", "4 of 8 planned"]
+
+
+def test_planned_regime_runs_count_the_core_simclr_baselines() -> None:
+    full = plan.build_plan()
+    planned = report._planned_regime_runs(full, quick=False)
+    # The core: 7 primary SimCLR runs (CORE_PRIMARY), each search regime's orders at its seeds.
+    assert planned[plan.PRIMARY.name] == len(plan.CORE_PRIMARY)
+    for regime in plan.REGIMES:
+        assert planned[regime.name] == len(plan.ORDERS) * len(plan.CORE_REGIME_SEEDS)
