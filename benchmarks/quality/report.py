@@ -782,17 +782,20 @@ _VARIANT_BY_SLUG = {plan_mod.variant_slug(label): label for label, _, _ in plan_
 
 
 def _checkpoint_kind(record: dict[str, Any]) -> str:
-    """``SimCLR @40``, ``SimCLR+GH (K=10) @80``, ``balanced ref. @80``: a prior-check record's run
-    kind, its variant spelled as in the goal table (run ids drop ``=``, ``,`` and ``.``)."""
+    """``SimCLR @40``, ``SimCLR+GH (K=10) @80``, ``balanced ref. @80``, ``SimCLR+GH [r100_e120]
+    @120``: a prior-check record's run kind, its variant spelled as in the goal table (run ids
+    drop ``=``, ``,`` and ``.``), tagged with its regime outside the primary one."""
     run, epoch = record["run"], record["epoch"]
+    regime = run.split("__")[1]
+    where = "" if regime == plan_mod.PRIMARY.name else f" [{regime}]"
     if run.startswith("ref__"):
-        return f"balanced ref. @{epoch}"
+        return f"balanced ref.{where} @{epoch}"
     stem = run.rsplit("__", 2)[0]  # drop class order and seed
     method = stem.split("__")[-1]
     base, _, variant = method.partition("_gh")
     gh = "_gh" in method
     slug = variant.lstrip("_")
-    return f"{_cell_name(base, gh, _VARIANT_BY_SLUG.get(slug, slug))} @{epoch}"
+    return f"{_cell_name(base, gh, _VARIANT_BY_SLUG.get(slug, slug))}{where} @{epoch}"
 
 
 def _mean_sd_cell(values: Sequence[float | None]) -> str:

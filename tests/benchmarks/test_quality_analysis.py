@@ -277,6 +277,9 @@ def test_the_core_is_closed_and_gives_every_primary_cell_5_seeds_and_4_orders() 
     assert len(core) < len(runs) / 2
 
 
+PRIMARY = plan.PRIMARY.name
+
+
 def _prior_record(
     run: str, epoch: int, eff: float, assignments: bool, true_eff: float = 5.0
 ) -> dict[str, object]:
@@ -302,10 +305,15 @@ def _prior_record(
 
 def test_prior_check_section_groups_checkpoints_by_kind() -> None:
     records = [
-        _prior_record("primary__r__simclr__default__s0", 40, 9.0, False),
-        _prior_record("primary__r__simclr__reversed__s0", 40, 8.0, False),
-        _prior_record("sensitivity__r__simclr_gh_priororacle_K10__default__s0", 80, 6.0, True),
-        _prior_record("ref__r__s0", 80, 10.0, False),
+        _prior_record(f"primary__{PRIMARY}__simclr__default__s0", 40, 9.0, False),
+        _prior_record(f"primary__{PRIMARY}__simclr__reversed__s0", 40, 8.0, False),
+        _prior_record(
+            f"sensitivity__{PRIMARY}__simclr_gh_priororacle_K10__default__s0", 80, 6.0, True
+        ),
+        _prior_record(f"ref__{PRIMARY}__s0", 80, 10.0, False),
+        # an assignments-only check (no estimators) of a search regime's +GH run
+        _prior_record("regime__r100_e120__simclr_gh__default__s0", 120, 7.0, True)
+        | {"estimates": {}},
     ]
     assert "not run yet" in "\n".join(report._prior_check_section([]))
     text = "\n".join(report._prior_check_section(records))
@@ -315,14 +323,16 @@ def test_prior_check_section_groups_checkpoints_by_kind() -> None:
         "| anchor logits: bank | 8.50 ± 0.71 / 0.40 ± 0.00 | 6.00 / 0.40 | 10.00 / 0.40 |" in text
     )
     assert "| SimCLR+GH (prior=oracle,K=10) @80 | 1 | oracle, K=10 | 5.00 | 0.30 | 0.50 |" in text
+    # Outside the primary regime a kind carries its regime: not pooled with the primary's.
+    assert "| SimCLR+GH [r100_e120] @120 | 1 | oracle, K=10 |" in text
 
 
 def test_recovery_table_compares_long_tailed_and_balanced_at_the_same_epoch() -> None:
     records = [
-        _prior_record("primary__r__simclr__default__s0", 40, 9.0, False),
-        _prior_record("primary__r__simclr__reversed__s0", 40, 8.0, False),
-        _prior_record("ref__r__s0", 40, 10.0, False, true_eff=10.0),
-        _prior_record("ref__r__s0", 80, 10.0, False, true_eff=10.0),
+        _prior_record(f"primary__{PRIMARY}__simclr__default__s0", 40, 9.0, False),
+        _prior_record(f"primary__{PRIMARY}__simclr__reversed__s0", 40, 8.0, False),
+        _prior_record(f"ref__{PRIMARY}__s0", 40, 10.0, False, true_eff=10.0),
+        _prior_record(f"ref__{PRIMARY}__s0", 80, 10.0, False, true_eff=10.0),
     ]
     lines = report._recovery_table(records).splitlines()
     # Only epoch 40 has both kinds; the estimator finds 8.5 / 10, the truth is 5 / 10.
