@@ -76,11 +76,13 @@ class Regime:
 PRIMARY = Regime("r100_e80", 100, 1000, 80, 40)
 # Added 2026-12-02, once r100_e120 showed a clearer kNN Few deficit than the primary regime
 # (t 13.7 over its first 3 runs, against 5.7): SimCLR+GH is paired there too, so GH is also
-# judged where the deficit is clearest. Not at width 0.5, whose second halves cost ~2.5x.
+# judged where the deficit is clearest. Added 2026-12-03 at width 0.5 too (second halves cost
+# ~2.5x), once its first 3 SimCLR runs had the largest kNN Few deficit relative to its spread
+# (mean / sd 2.6): with no GPU lent, the only look at whether GH's effect grows with capacity.
 REGIMES = (
     Regime("r100_e120", 100, 1000, 120, 60, with_gh=True),  # the starting point
     Regime("r1000_e120", 1000, 1000, 120, 60, with_gh=True),  # 1000 -> 1, 1,863 images
-    Regime("r100_e120_w05", 100, 1000, 120, 60, width=0.5),
+    Regime("r100_e120_w05", 100, 1000, 120, 60, width=0.5, with_gh=True),
 )
 
 # Sensitivity of SimCLR+GH in the primary regime: (label, GH overrides, own-baseline overrides).
