@@ -325,13 +325,15 @@ def _goal_table(rows: Sequence[dict[str, Any]]) -> str:
 def _goal_change(row: dict[str, Any]) -> str:
     """``-0.38 (6% of the deficit, t = -0.6, 4 pairs)`` for one goal row."""
     t = "" if math.isnan(row["t"]) else f", t = {row['t']:+.1f}"
-    # Without a bound, the baselines' deficit is within noise and a share of it means little.
-    share = (
-        "of a baseline deficit within noise"
-        if math.isnan(row["closed_bound"])
-        else f"{_percent(row['closed'])} of the deficit"
-    )
-    return f"{row['change']:+.2f} ({share}{t}, {row['pairs']} pairs)"
+    if row["pairs"] < 3:  # no t and no bound yet: the noise cannot be judged
+        share = f"{_percent(row['closed'])} of the deficit, too few pairs to judge the noise"
+    elif math.isnan(row["closed_bound"]):
+        # The baselines' deficit is within noise, so a share of it means little.
+        share = "of a baseline deficit within noise"
+    else:
+        share = f"{_percent(row['closed'])} of the deficit"
+    pairs = "1 pair" if row["pairs"] == 1 else f"{row['pairs']} pairs"
+    return f"{row['change']:+.2f} ({share}{t}, {pairs})"
 
 
 def _summary(

@@ -229,3 +229,13 @@ def test_selection_chooses_on_held_out_images_only() -> None:
         in text
     )
     assert "Over all 10 pairs" in text
+
+
+def test_goal_change_says_when_too_few_pairs_to_judge_the_noise() -> None:
+    row = {"change": -0.23, "closed": 0.03, "closed_bound": float("nan"), "t": float("nan")}
+    one = report._goal_change({**row, "pairs": 1})
+    assert one == "-0.23 (3% of the deficit, too few pairs to judge the noise, 1 pair)"
+    within_noise = report._goal_change({**row, "pairs": 4, "t": -0.5})
+    assert within_noise == "-0.23 (of a baseline deficit within noise, t = -0.5, 4 pairs)"
+    bounded = report._goal_change({**row, "pairs": 4, "t": -0.5, "closed_bound": 0.4})
+    assert bounded == "-0.23 (3% of the deficit, t = -0.5, 4 pairs)"
