@@ -325,7 +325,7 @@ def _goal_table(rows: Sequence[dict[str, Any]]) -> str:
 def _goal_change(row: dict[str, Any]) -> str:
     """``-0.38 (6% of the deficit, t = -0.6, 4 pairs)`` for one goal row."""
     t = "" if math.isnan(row["t"]) else f", t = {row['t']:+.1f}"
-    if row["pairs"] < 3:  # no t and no bound yet: the noise cannot be judged
+    if row["pairs"] < MIN_PAIRS_FOR_T:  # no t and no bound yet: the noise cannot be judged
         share = f"{_percent(row['closed'])} of the deficit, too few pairs to judge the noise"
     elif math.isnan(row["closed_bound"]):
         # The baselines' deficit is within noise, so a share of it means little.
