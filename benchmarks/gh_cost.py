@@ -13,10 +13,11 @@ import ot
 import torch
 
 from _common import median_seconds, record
-from geoharmony.geometry import uniform_structure
-from geoharmony.losses import GHLoss, nt_xent
+from geoharmony.gh import GHLoss
+from geoharmony.gh.anchors import uniform_structure
+from geoharmony.gh.sinkhorn import sinkhorn
+from geoharmony.losses import nt_xent
 from geoharmony.models import Projector, cifar_resnet18
-from geoharmony.sinkhorn import sinkhorn
 
 
 def main() -> None:

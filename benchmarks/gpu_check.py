@@ -17,7 +17,8 @@ import torch
 
 from _common import record
 from geoharmony.config import load_config
-from geoharmony.data.augment import NORM_STATS, BatchedSimCLRAugment
+from geoharmony.data.augment import BatchedSimCLRAugment
+from geoharmony.data.normalization import NORM_STATS
 from geoharmony.methods import DataInfo, build_method
 
 PRESET = str(Path(__file__).resolve().parents[1] / "configs/cifar100_lt/r100/simclr.yaml")

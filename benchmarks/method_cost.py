@@ -17,10 +17,11 @@ import torch
 
 from _common import record
 from geoharmony.config import Config, load_config
-from geoharmony.data.augment import NORM_STATS, BatchedSimCLRAugment
+from geoharmony.data.augment import BatchedSimCLRAugment
 from geoharmony.data.build import build_run_data
 from geoharmony.data.datasets import IndexedImageArray
-from geoharmony.engine.stream import InMemoryTrainStream
+from geoharmony.data.normalization import NORM_STATS
+from geoharmony.data.stream import InMemoryTrainStream
 from geoharmony.methods import DataInfo, Method, TrainContext, build_method
 
 

@@ -9,21 +9,39 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 
 import torch
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 
 from _common import record
 from geoharmony.config import load_config
-from geoharmony.data.augment import (
-    NORM_STATS,
-    BatchedSimCLRAugment,
-    reference_torchvision_two_view,
-)
+from geoharmony.data.augment import BatchedSimCLRAugment, TwoViewTransform
 from geoharmony.data.build import build_run_data
 from geoharmony.data.datasets import IndexedImageArray
-from geoharmony.engine.stream import InMemoryTrainStream
+from geoharmony.data.normalization import NORM_STATS
+from geoharmony.data.stream import InMemoryTrainStream
 from geoharmony.methods import DataInfo, build_method
+
+
+def reference_torchvision_two_view(
+    size: int, mean: Sequence[float], std: Sequence[float]
+) -> TwoViewTransform:
+    """The small-image recipe of :class:`BatchedSimCLRAugment` as a per-image torchvision v2
+    pipeline (for throughput comparisons). uint8 [C, H, W] -> two float32 [C, size, size]."""
+    return TwoViewTransform(
+        v2.Compose(
+            [
+                v2.RandomResizedCrop(size, scale=(0.1, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
+                v2.RandomHorizontalFlip(),
+                v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+                v2.RandomGrayscale(p=0.2),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(list(mean), list(std)),
+            ]
+        )
+    )
 
 
 class _PerImage(torch.utils.data.Dataset):
@@ -79,12 +97,12 @@ def main() -> None:
 
     def images_per_s(batches, train: bool) -> float:
         count, start = 0, None
-        for i, (v1, v2, idx) in enumerate(batches):
+        for i, (view1, view2, idx) in enumerate(batches):
             if i == 1:  # the first batch pays start-up costs (workers, allocations)
                 start, count = time.perf_counter(), 0
             if train:
-                step(v1, v2, torch.as_tensor(idx))
-            count += v1.shape[0]
+                step(view1, view2, torch.as_tensor(idx))
+            count += view1.shape[0]
             if i == args.steps:
                 break
         assert start is not None, "not enough batches: lower --steps"

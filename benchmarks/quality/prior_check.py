@@ -34,18 +34,12 @@ from sklearn.metrics import normalized_mutual_info_score
 from sklearn.neighbors import NearestNeighbors
 from torch import Tensor
 
-from geoharmony.config import Config, from_dict
-from geoharmony.data.augment import normalize_only
-from geoharmony.data.build import RunData, build_run_data
-from geoharmony.data.sources import ImageArray
-from geoharmony.engine.checkpoint import load_checkpoint
-from geoharmony.engine.trainer import norm_stats
+from geoharmony.config import Config
+from geoharmony.data.build import RunData
 from geoharmony.eval.geometry import prior_agreement
 from geoharmony.eval.metrics import GROUP_NAMES, class_groups
-from geoharmony.losses import gh_diagnostics
-from geoharmony.methods import DataInfo, Method, build_method
-from geoharmony.methods.gh_term import GHTerm
-from geoharmony.prior import BankPrior, MixturePrior, effective_number
+from geoharmony.gh import BankPrior, GHTerm, MixturePrior, effective_number, gh_diagnostics
+from geoharmony.methods import Method, load_pretrained
 
 __all__ = [
     "LoadedRun",
@@ -128,32 +122,27 @@ class LoadedRun:
 
 @torch.no_grad()
 def load_run(checkpoint: str | Path) -> LoadedRun:
-    state = load_checkpoint(checkpoint)
-    cfg = from_dict(state["config"])
-    data = build_run_data(cfg.data)
-    assert isinstance(data.train, ImageArray)
-    method = build_method(cfg, DataInfo.of(data))
-    method.load_state_dict(state["model"])
+    run = load_pretrained(checkpoint)
+    cfg, data, method = run.cfg, run.data, run.method
     # Nothing is saved, so the running BatchNorm buffers that train mode touches do not matter.
     method.train()
     gen = torch.Generator().manual_seed(0)
-    idx = torch.from_numpy(data.pretrain_indices)
-    idx = idx[torch.randperm(len(idx), generator=gen)]
-    mean, std = norm_stats(cfg)
+    order = torch.randperm(len(data.pretrain_indices), generator=gen).numpy()
+    idx = data.pretrain_indices[order]
     backbone, projected = [], []
-    for x in data.train.images[idx].split(cfg.optim.batch_size):
-        h = method.backbone(normalize_only(x, mean, std)).float()
+    for x in data.eval_batches(data.train, idx, cfg.optim.batch_size, torch.device("cpu")):
+        h = method.backbone(x).float()
         backbone.append(h)
         projected.append(method.projector(h).float())
     return LoadedRun(
         Path(checkpoint),
-        int(state["epoch"]),
+        run.epoch,
         cfg,
         data,
         method,
         torch.cat(backbone),
         torch.cat(projected),
-        data.train.labels[idx].numpy(),
+        data.train.labels_of(idx),
     )
 
 

@@ -25,10 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from geoharmony.config import Config, from_dict
-from geoharmony.data.build import RunData, build_run_data
+from geoharmony.config import Config
+from geoharmony.data.build import RunData
 from geoharmony.data.longtail import balanced_indices
-from geoharmony.engine.checkpoint import latest_valid_checkpoint
 from geoharmony.engine.evaluate import (
     EvalFeatures,
     extract_eval_features,
@@ -36,12 +35,10 @@ from geoharmony.engine.evaluate import (
     knn_metrics,
     probe_indices,
     probe_metrics,
-    train_labels,
 )
 from geoharmony.engine.runtime import pick_device
-from geoharmony.engine.trainer import norm_stats
 from geoharmony.eval import write_json
-from geoharmony.methods import DataInfo, Method, build_method
+from geoharmony.methods import Method, load_pretrained
 
 __all__ = [
     "FEWSHOT_FILE",
@@ -74,31 +71,18 @@ class _LoadedRun:
 
     @classmethod
     def load(cls, run_dir: Path) -> _LoadedRun:
-        found = latest_valid_checkpoint(run_dir / "checkpoints", torch.device("cpu"))
-        if found is None:
-            raise FileNotFoundError(f"no valid checkpoint in {run_dir / 'checkpoints'}")
-        path, state = found
-        cfg = from_dict(state["config"])
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        data = build_run_data(cfg.data)
-        method = build_method(cfg, DataInfo.of(data))
-        method.load_state_dict(state["model"])
-        device = pick_device(cfg.train.device)
-        method.to(device).eval()
-        return cls(path, int(state["epoch"]), cfg, data, method, device)
+        run = load_pretrained(run_dir)
+        if run.cfg.train.threads:
+            torch.set_num_threads(run.cfg.train.threads)
+        device = pick_device(run.cfg.train.device)
+        run.method.to(device)
+        return cls(run.path, run.epoch, run.cfg, run.data, run.method, device)
 
     def probe_features(self) -> EvalFeatures:
         """The probe set and test split, exactly as ``metrics.json`` saw them."""
         cfg = self.cfg
         return extract_eval_features(
-            self.method,
-            cfg,
-            self.data,
-            self.device,
-            norm_stats(cfg),
-            cfg.eval.probe_shots,
-            cfg.train.seed,
+            self.method, cfg, self.data, self.device, cfg.eval.probe_shots, cfg.train.seed
         )
 
 
@@ -126,17 +110,15 @@ def _validation_block(run: _LoadedRun, probe: EvalFeatures | None = None) -> dic
         )
     probe_idx = probe_indices(cfg, data, cfg.eval.probe_shots, cfg.train.seed)
     used = np.union1d(data.pretrain_indices, probe_idx)
-    heldout_idx = validation_indices(train_labels(data), used, cfg.train.seed)
-    stats = norm_stats(cfg)
+    heldout_idx = validation_indices(data.train.labels_of(), used, cfg.train.seed)
+    backbone = run.method.backbone
     if probe is None:
         train_x, train_y = extract_split_features(
-            run.method, cfg, data.train, probe_idx, run.device, stats
+            backbone, cfg, data, data.train, probe_idx, run.device
         )
     else:
         train_x, train_y = probe.train_x, probe.train_y
-    val_x, val_y = extract_split_features(
-        run.method, cfg, data.train, heldout_idx, run.device, stats
-    )
+    val_x, val_y = extract_split_features(backbone, cfg, data, data.train, heldout_idx, run.device)
     knn = knn_metrics(EvalFeatures(train_x, train_y, val_x, val_y), cfg, list(data.class_counts))
     return {
         "knn": {k: knn[k] for k in _KEEP},

@@ -1,9 +1,15 @@
 """geoharmony: self-supervised learning on long-tailed data with Geometric Harmonization."""
 
-from geoharmony.geometry import simplex_etf, uniform_structure
-from geoharmony.losses import GHLoss, focal_nt_xent, nt_xent
-from geoharmony.prior import BankPrior, StreamingPrior, UniformPrior
-from geoharmony.sinkhorn import sinkhorn
+from geoharmony.gh import (
+    BankPrior,
+    GHLoss,
+    StreamingPrior,
+    UniformPrior,
+    simplex_etf,
+    sinkhorn,
+    uniform_structure,
+)
+from geoharmony.losses import focal_nt_xent, nt_xent
 
 __version__ = "0.1.0"
 

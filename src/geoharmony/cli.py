@@ -38,7 +38,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from geoharmony.data.build import build_run_data
     from geoharmony.engine.evaluate import evaluate_method
     from geoharmony.engine.runtime import resolve_precision, setup_runtime
-    from geoharmony.engine.trainer import Trainer, norm_stats
+    from geoharmony.engine.trainer import Trainer
     from geoharmony.eval import write_json
 
     cfg = load_config(args.config, args.overrides)
@@ -65,7 +65,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         return 0
     if args.no_eval:
         return 0
-    result = evaluate_method(method, cfg, data, runtime.device, norm_stats(cfg))
+    result = evaluate_method(method, cfg, data, runtime.device)
     if not runtime.is_main:
         return 0
     result["train_seconds"] = sum(h.get("seconds", 0.0) for h in trainer.state.history)
@@ -80,27 +80,15 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from geoharmony.config import from_dict, load_config
-    from geoharmony.data.build import build_run_data
-    from geoharmony.engine.checkpoint import load_checkpoint
     from geoharmony.engine.evaluate import evaluate_method
-    from geoharmony.engine.trainer import norm_stats
     from geoharmony.eval import write_json
-    from geoharmony.methods import DataInfo, build_method
+    from geoharmony.methods import load_pretrained
 
-    state = load_checkpoint(args.checkpoint)
-    stored = from_dict(state["config"])
     # Overrides (e.g. eval.probe=sgd, data.root=...) apply on top of the stored config.
-    cfg = load_config(None, args.overrides, base=stored)
     device = torch.device(args.device)
-    data = build_run_data(cfg.data)
-    method = build_method(cfg, DataInfo.of(data))
-    method.load_state_dict(state["model"])
-    method.to(device)
-    result = evaluate_method(method, cfg, data, device, norm_stats(cfg))
-    output = (
-        Path(args.output) if args.output else Path(args.checkpoint).parent.parent / "metrics.json"
-    )
+    run = load_pretrained(args.checkpoint, args.overrides, device)
+    result = evaluate_method(run.method, run.cfg, run.data, device)
+    output = Path(args.output) if args.output else run.path.parent.parent / "metrics.json"
     write_json(output, result)
     _print_summary(result)
     print(f"wrote {output}")
@@ -157,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint (linear probe, kNN, geometry)")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
     p.add_argument("--output", help="metrics file (default: RUN/metrics.json)")
     p.add_argument("--device", default="cpu")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.probe=sgd")
@@ -186,8 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from geoharmony.config import ConfigError
     from geoharmony.data.sources import DataFormatError
     from geoharmony.engine.checkpoint import CheckpointError
+    from geoharmony.engine.numerics import NonFiniteLossError
     from geoharmony.engine.run_lock import RunFolderBusy
-    from geoharmony.engine.trainer import NonFiniteLossError
     from geoharmony.eval.features import NonFiniteFeaturesError
 
     args = build_parser().parse_args(argv)

@@ -2,10 +2,16 @@
 
 The schema is an OmegaConf structured config, so an unknown key or a value of the wrong type is
 an error that names it. Presets may ``defaults: [other.yaml]`` to inherit from a file next to them.
+
+Components declare their own sections: GH its ``gh`` options (:mod:`geoharmony.gh.options`),
+each method its ``method.<name>`` options (an ``Options`` dataclass on the method class, found
+through the method registry when a configuration is loaded). String options with a fixed set of
+values declare it on the field (:func:`choice`) and are checked here, once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,21 +20,25 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from geoharmony.gh.options import GHConfig, choice
+
 __all__ = [
-    "BCLConfig",
     "Config",
     "ConfigError",
     "DataConfig",
-    "DnCConfig",
     "EvalConfig",
     "GHConfig",
     "MethodConfig",
     "ModelConfig",
     "OptimConfig",
-    "SDCLRConfig",
     "TrainConfig",
+    "choice",
+    "config_differences",
+    "config_schema",
     "from_dict",
     "load_config",
+    "method_options",
+    "stage_epochs",
     "to_dict",
 ]
 
@@ -48,7 +58,8 @@ class DataConfig:
     profile: str = "ldam"  # long-tail profile name (ldam | sdclr | none)
     imbalance_ratio: float = 100.0
     n_max: int | None = None  # images of the head class; None: the profile's default
-    class_order: str = "default"  # default | reversed | random (seeded by class_order_seed)
+    # default | reversed | random (seeded by class_order_seed)
+    class_order: str = choice("default", ("default", "reversed", "random"))
     class_order_seed: int = 0
     subset_seed: int = 0  # which images of each class are kept
     image_size: int | None = None  # None: the source's native size (32 / 28); 224 for files
@@ -65,69 +76,14 @@ class ModelConfig:
 
 
 @dataclass
-class SDCLRConfig:
-    prune_ratio: float = 0.9
-
-
-@dataclass
-class BCLConfig:
-    variant: str = "I"  # I (probability and strength follow the score) | D (strength only)
-    beta: float = 0.97  # EMA momentum of the per-sample loss
-    base_strength: float = 10.0
-    strength_range: float = 20.0
-    max_strength: float = 30.0
-    num_ops: int = 1  # RandAugment rounds per sample (official: 1 on CIFAR, 2 on ImageNet/Places)
-    # strength = base + range * w * U(0, 1) instead of base + range * w (official ImageNet/Places)
-    random_strength: bool = False
-
-
-@dataclass
-class DnCConfig:
-    """DnC, re-implementation from the paper (docs/dnc.md): base, k-means experts, distillation."""
-
-    num_experts: int = 2  # k-means clusters, one expert each
-    base_epochs_fraction: float = 0.5  # of optim.epochs (rounded to whole epochs)
-    expert_epochs_fraction: float = 0.25  # of optim.epochs; distillation gets the rest
-    distill_weight: float = 1.0  # weight of the regression to the teachers' representations
-    student_init: str = "base"  # base (continue from the base model) | scratch (re-initialise)
-    kmeans_n_init: int = 3  # k-means restarts (seeded by train.seed)
-
-
-@dataclass
 class MethodConfig:
-    name: str = "simclr"  # simclr | focal | sdclr | bcl | dnc
+    """Options every method shares. Each method's own options are the section
+    ``method.<its name>``, declared by the method class (``Options``) and added to the schema
+    from the registry (:mod:`geoharmony.methods.registry`) when a configuration is loaded."""
+
+    name: str = "simclr"  # a registered method (geoharmony.methods.METHODS) or module:Class
     temperature: float = 0.2
-    focal_gamma: float = 2.0
     gather_negatives: bool = True  # use every rank's views as negatives under DDP
-    sdclr: SDCLRConfig = field(default_factory=SDCLRConfig)
-    bcl: BCLConfig = field(default_factory=BCLConfig)
-    dnc: DnCConfig = field(default_factory=DnCConfig)
-
-
-@dataclass
-class GHConfig:
-    """Geometric Harmonization (DESIGN.md section 3); ``enabled: false`` is the plain baseline."""
-
-    enabled: bool = False
-    num_anchors: int = 100
-    structure_seed: int = 0
-    logits: str = "projected"  # projected (official) | cosine
-    epsilon: float = 0.05
-    temperature: float = 0.1
-    sinkhorn_iters: int = 300
-    sinkhorn_tol: float | None = None
-    weight: float = 1.0
-    warmup_epochs: int = 500  # SSL only; the prior is estimated meanwhile
-    ramp_epochs: int = 10  # linear rise of the weight after the warm-up
-    prior: str = "bank"  # bank (paper) | streaming | uniform | mixture (EM on the bank) | oracle
-    bank_warmup_momentum: float = 0.9
-    bank_momentum: float = 0.999
-    prior_floor: float = 0.0
-    prior_refresh_every: int = 20  # epochs between bank refreshes after the warm-up
-    streaming_momentum: float = 0.99
-    # sinkhorn (paper) | labels: a diagnostic upper bound, not self-supervised: each image's
-    # surrogate label is its true class (anchor k = class k), so it needs num_anchors >= classes.
-    targets: str = "sinkhorn"
 
 
 @dataclass
@@ -137,20 +93,23 @@ class OptimConfig:
     lr: float = 0.5
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "warmup_cosine"  # warmup_cosine | two_stage_cosine (official GH)
+    schedule: str = choice("warmup_cosine", ("warmup_cosine", "two_stage_cosine"))
     warmup_epochs: int = 10  # linear lr warm-up (warmup_cosine)
     min_lr: float = 1e-6
     stage_lr: float = 0.3  # two_stage_cosine: lr at the end of stage 1 and start of stage 2
+    # two_stage_cosine: epochs of stage 1; None: gh.warmup_epochs, so that a baseline and its
+    # +GH run share one schedule whether GH is on or off (see stage_epochs()).
+    stage_epochs: int | None = None
 
 
 @dataclass
 class EvalConfig:
-    probe: str = "adam"  # adam (official GH/BCL) | sgd (SDCLR)
+    probe: str = choice("adam", ("adam", "sgd"))  # adam (official GH/BCL) | sgd (SDCLR)
     probe_epochs: int | None = None  # None: the preset's
     probe_shots: int | None = None  # None: every image of the balanced labelled split
     probe_source: str = "train"  # train: balanced subset of the training split
     probe_disjoint: bool = False  # probe images exclude the pretraining images
-    group_rule: str = "thirds"  # thirds | thresholds
+    group_rule: str = choice("thirds", ("thirds", "thresholds"))
     knn_k: int = 200
     knn_temperature: float = 0.1
     monitor_every: int = 10  # epochs between kNN monitor evaluations (0: off)
@@ -163,7 +122,8 @@ class EvalConfig:
 class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast) | auto (bf16 where native, else fp32)
+    # fp32 | bf16 | fp16 (autocast) | auto (bf16 where native, else fp32)
+    precision: str = choice("fp32", ("fp32", "bf16", "fp16", "auto"))
     channels_last: bool = False  # ignored, with a warning, where oneDNN cannot train it
     checkpoint_every: int = 10  # epochs; also written at the end and at gh.warmup_epochs
     keep_checkpoints: int = 2
@@ -183,20 +143,6 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "data.class_order": ("default", "reversed", "random"),
-    "method.name": ("simclr", "focal", "sdclr", "bcl", "dnc"),
-    "method.bcl.variant": ("I", "D"),
-    "gh.logits": ("projected", "cosine"),
-    "gh.prior": ("bank", "streaming", "uniform", "mixture", "oracle"),
-    "gh.targets": ("sinkhorn", "labels"),
-    "optim.schedule": ("warmup_cosine", "two_stage_cosine"),
-    "eval.probe": ("adam", "sgd"),
-    "eval.group_rule": ("thirds", "thresholds"),
-    "train.precision": ("fp32", "bf16", "fp16", "auto"),
-}
 
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -229,11 +175,82 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _validate_choices(cfg: DictConfig) -> None:
-    for key, allowed in _CHOICES.items():
-        value = OmegaConf.select(cfg, key)
-        if value not in allowed:
-            raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+def _validate_choices(node: Any, prefix: str = "") -> None:
+    """Every field declared with :func:`choice` holds one of its values (recursively)."""
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        allowed = f.metadata.get("choices")
+        if allowed is not None and value not in allowed:
+            raise ConfigError(f"{prefix}{f.name}={value!r} is not one of {', '.join(allowed)}")
+        if dataclasses.is_dataclass(value):
+            _validate_choices(value, f"{prefix}{f.name}.")
+
+
+# One schema class per set of method sections, kept importable by name so configs pickle.
+_SCHEMAS: dict[tuple[tuple[str, type], ...], type[Config]] = {}
+
+
+def config_schema(method_name: str = "simclr") -> type[Config]:
+    """The :class:`Config` schema with a ``method.<name>`` section for every registered
+    method's options, plus ``method_name``'s own if it is a ``module:Class`` path.
+
+    Raises:
+        ConfigError: ``method_name`` is neither registered nor an importable method class.
+    """
+    # The registry imports this module; it is only needed once a config is being read.
+    from geoharmony.methods.registry import option_sections
+
+    sections = tuple(sorted(option_sections(method_name).items()))
+    if sections not in _SCHEMAS:
+        number = len(_SCHEMAS)
+        method = dataclasses.make_dataclass(
+            f"_MethodConfig{number}",
+            [(name, options, field(default_factory=options)) for name, options in sections],
+            bases=(MethodConfig,),
+        )
+        schema = dataclasses.make_dataclass(
+            f"_Config{number}", [("method", method, field(default_factory=method))], bases=(Config,)
+        )
+        for cls, shown in ((method, "MethodConfig"), (schema, "Config")):
+            # Errors name the class as users know it; pickle finds it by its unique qualname.
+            cls.__module__, cls.__qualname__ = __name__, cls.__name__
+            globals()[cls.__name__] = cls
+            cls.__name__ = shown
+        _SCHEMAS[sections] = schema
+    return _SCHEMAS[sections]
+
+
+def _method_name(layers: list[tuple[str, DictConfig]], default: str) -> str:
+    """The ``method.name`` the last layer that sets one asks for."""
+    name = default
+    for _, layer in layers:
+        value = OmegaConf.select(layer, "method.name", default=None)
+        if value is not None:
+            name = str(value)
+    return name
+
+
+def _merged(
+    layers: list[tuple[str, DictConfig]], base: dict[str, Any] | None, default_name: str
+) -> Config:
+    """``base`` <- each layer, on the schema of the method the layers name; strictly typed."""
+    schema = config_schema(_method_name(layers, default_name))
+    cfg = OmegaConf.structured(schema)
+    source = "defaults"
+    try:
+        if base is not None:
+            source = "stored config"
+            cfg = OmegaConf.merge(cfg, base)
+        for layer_source, layer in layers:
+            source = layer_source
+            cfg = OmegaConf.merge(cfg, layer)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(f"{source}: invalid key or value '{key}': {err.msg}") from None
+    result = OmegaConf.to_object(cfg)
+    assert isinstance(result, Config)
+    _validate_choices(result)
+    return result
 
 
 def load_config(
@@ -245,26 +262,20 @@ def load_config(
     overrides, strictly typed.
 
     Raises:
-        ConfigError: unknown key, wrong type, bad choice, unreadable file.
+        ConfigError: unknown key, wrong type, bad choice, unknown method, unreadable file.
     """
-    cfg = OmegaConf.structured(base if base is not None else Config())
-    source = "defaults"
+    layers: list[tuple[str, DictConfig]] = []
     try:
         if path is not None:
-            source = str(path)
-            cfg = OmegaConf.merge(cfg, _read_yaml(Path(path)))
+            layers.append((str(path), OmegaConf.create(_read_yaml(Path(path)))))
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override {item!r} must look like key=value")
-            source = f"override {item!r}"
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+            layers.append((f"override {item!r}", OmegaConf.from_dotlist([item])))
     except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "?"
-        raise ConfigError(f"{source}: invalid key or value '{key}': {err.msg}") from None
-    _validate_choices(cfg)
-    result = OmegaConf.to_object(cfg)
-    assert isinstance(result, Config)
-    return result
+        raise ConfigError(f"{layers[-1][0] if layers else path}: {err.msg}") from None
+    stored = to_dict(base) if base is not None else None
+    return _merged(layers, stored, base.method.name if base is not None else "simclr")
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
@@ -274,11 +285,62 @@ def to_dict(cfg: Config) -> dict[str, Any]:
     return {str(k): v for k, v in out.items()}
 
 
+# Keys of configs stored by earlier versions, and where they live now.
+_MOVED_KEYS = {("method", "focal_gamma"): ("method", "focal", "gamma")}
+
+
+def _migrated(data: dict[str, Any]) -> dict[str, Any]:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for (section, key), (_, new_section, new_key) in _MOVED_KEYS.items():
+        if isinstance(out.get(section), dict) and key in out[section]:
+            value = out[section].pop(key)
+            out[section].setdefault(new_section, {})[new_key] = value
+    return out
+
+
 def from_dict(data: dict[str, Any]) -> Config:
-    """Inverse of :func:`to_dict` (strict: unknown keys are errors)."""
+    """Inverse of :func:`to_dict` (strict: unknown keys are errors); also reads the configs
+    earlier versions stored (moved keys are carried to their new place)."""
+    data = _migrated(data)
+    name = str((data.get("method") or {}).get("name", "simclr"))
     try:
-        result = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), data))
-    except OmegaConfBaseException as err:
-        raise ConfigError(f"stored config is invalid: {err.msg}") from None
-    assert isinstance(result, Config)
-    return result
+        return _merged([], data, name)
+    except ConfigError as err:
+        raise ConfigError(f"stored config is invalid: {err}") from None
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def config_differences(a: Config, b: Config, ignore: set[str]) -> list[str]:
+    """``key: a -> b`` for every differing key outside ``ignore``."""
+    fa, fb = _flatten(to_dict(a)), _flatten(to_dict(b))
+    return [
+        f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}"
+        for k in sorted(set(fa) | set(fb))
+        if k not in ignore and fa.get(k) != fb.get(k)
+    ]
+
+
+def method_options(cfg: Config, name: str) -> Any:
+    """The options section ``method.<name>`` (an instance of that method's ``Options``)."""
+    try:
+        return getattr(cfg.method, name)
+    except AttributeError:
+        raise ConfigError(f"the config has no options section method.{name}") from None
+
+
+def stage_epochs(cfg: Config) -> int:
+    """Epochs of the first stage of ``two_stage_cosine``: ``optim.stage_epochs``, else GH's
+    warm-up (official GH: the schedule restarts where GH starts, for the baseline too)."""
+    if cfg.optim.stage_epochs is not None:
+        return cfg.optim.stage_epochs
+    return cfg.gh.warmup_epochs

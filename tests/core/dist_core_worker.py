@@ -6,10 +6,11 @@ import torch
 import torch.distributed as dist
 from dist_core_data import full_batch
 
-from geoharmony.geometry import simplex_etf
-from geoharmony.losses import GHLoss, focal_nt_xent, nt_xent
-from geoharmony.prior import BankPrior, StreamingPrior
-from geoharmony.sinkhorn import sinkhorn
+from geoharmony.gh import GHLoss
+from geoharmony.gh.anchors import simplex_etf
+from geoharmony.gh.priors import BankPrior, StreamingPrior
+from geoharmony.gh.sinkhorn import sinkhorn
+from geoharmony.losses import focal_nt_xent, nt_xent
 
 
 def main(out_dir: str) -> None:

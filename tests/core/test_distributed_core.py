@@ -5,10 +5,11 @@ from pathlib import Path
 
 import torch
 
-from geoharmony.geometry import simplex_etf
-from geoharmony.losses import GHLoss, focal_nt_xent, nt_xent
-from geoharmony.prior import BankPrior, StreamingPrior
-from geoharmony.sinkhorn import sinkhorn
+from geoharmony.gh import GHLoss
+from geoharmony.gh.anchors import simplex_etf
+from geoharmony.gh.priors import BankPrior, StreamingPrior
+from geoharmony.gh.sinkhorn import sinkhorn
+from geoharmony.losses import focal_nt_xent, nt_xent
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))

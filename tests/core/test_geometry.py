@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from geoharmony.geometry import (
+from geoharmony.gh.anchors import (
     max_pairwise_cosine,
     simplex_etf,
     structure_report,

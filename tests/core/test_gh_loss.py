@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from geoharmony.geometry import simplex_etf
-from geoharmony.losses import GHLoss, gh_diagnostics, swapped_cross_entropy
-from geoharmony.sinkhorn import sinkhorn
+from geoharmony.gh import GHLoss, gh_diagnostics, swapped_cross_entropy
+from geoharmony.gh.anchors import simplex_etf
+from geoharmony.gh.sinkhorn import sinkhorn
 
 
 def _hand_gh(z1, z2, m, prior, eps, gamma):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from geoharmony.prior import BankPrior, StreamingPrior, UniformPrior, effective_number
+from geoharmony.gh.priors import BankPrior, StreamingPrior, UniformPrior, effective_number
 
 
 def test_bank_update_is_vectorised_ema() -> None:

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from geoharmony.config import GHConfig, load_config
-from geoharmony.methods.gh_term import build_prior
-from geoharmony.prior import OraclePrior
+from geoharmony.gh.priors import OraclePrior
+from geoharmony.gh.term import build_prior
 
 
 def _votes(est: OraclePrior, anchors: list[int]) -> None:

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from geoharmony.config import GHConfig, load_config
-from geoharmony.methods.gh_term import build_prior
-from geoharmony.prior import BankPrior, MixturePrior, effective_number, fit_vmf_mixture_weights
+from geoharmony.gh.priors import BankPrior, MixturePrior, effective_number, fit_vmf_mixture_weights
+from geoharmony.gh.term import build_prior
 
 K = 10
 COUNTS = [int(1000 * 100 ** (-c / (K - 1))) for c in range(K)]  # 1000 -> 10, rho 100

@@ -3,7 +3,7 @@ import ot
 import pytest
 import torch
 
-from geoharmony.sinkhorn import sinkhorn
+from geoharmony.gh.sinkhorn import sinkhorn
 
 
 def official_plain_sinkhorn(logits: torch.Tensor, prior: torch.Tensor, epsilon: float, iters: int):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,17 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@torch.no_grad()
+def stand_in_features(module: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """What the trainer's ``pretrain_features`` does: ``module`` in eval mode, no gradients."""
+    was_training = module.training
+    module.eval()
+    try:
+        return module(images).float()
+    finally:
+        module.train(was_training)
+
+
 def make_method(*extra: str) -> tuple[DnC, torch.Tensor]:
     """A tiny DnC bound to a stand-in TrainContext over ``N`` fixed images in two groups."""
     cfg = load_config(None, [*UNIT, *extra])
@@ -57,7 +69,11 @@ def make_method(*extra: str) -> tuple[DnC, torch.Tensor]:
     ramp = torch.linspace(-3.0, 3.0, 28)
     images[: N // 2] += ramp.view(1, 1, 1, 28)  # two groups for k-means: left-right ramps
     images[N // 2 :] += ramp.view(1, 1, 28, 1)  # and top-bottom ramps
-    method.bind(TrainContext(lambda fn: fn(images)))
+    method.bind(
+        TrainContext(
+            lambda module: stand_in_features(module, images), lambda: iter(()), nullcontext
+        )
+    )
     return method, images
 
 

@@ -1,13 +1,11 @@
-"""Data: long-tail profiles and splits, image sources, indexed datasets, two-view augmentation."""
+"""Data: long-tail profiles, image sources behind one split interface, indexed datasets, two-view
+augmentation and the training streams, normalisation statistics."""
 
 from geoharmony.data.augment import (
-    NORM_STATS,
     BatchedSimCLRAugment,
     TwoViewTransform,
     eval_transform,
     imagenet_two_view_transform,
-    normalize_only,
-    reference_torchvision_two_view,
 )
 from geoharmony.data.datasets import IndexedFileDataset, IndexedImageArray
 from geoharmony.data.longtail import (
@@ -19,16 +17,16 @@ from geoharmony.data.longtail import (
     profile_counts,
     seeded_class_order,
 )
+from geoharmony.data.normalization import NORM_STATS, norm_stats, normalize_only
 from geoharmony.data.sources import (
-    DataFormatError,
-    FileList,
-    ImageArray,
+    image_size,
     load_cifar,
     load_fashion_mnist,
     load_image_folder,
     load_list_file,
     load_source,
 )
+from geoharmony.data.splits import DataFormatError, FileList, ImageArray, ImageSplit
 
 __all__ = [
     "NORM_STATS",
@@ -37,6 +35,7 @@ __all__ = [
     "DataFormatError",
     "FileList",
     "ImageArray",
+    "ImageSplit",
     "IndexedFileDataset",
     "IndexedImageArray",
     "TwoViewTransform",
@@ -44,6 +43,7 @@ __all__ = [
     "class_counts",
     "eval_transform",
     "exponential_counts",
+    "image_size",
     "imagenet_two_view_transform",
     "load_cifar",
     "load_fashion_mnist",
@@ -51,8 +51,8 @@ __all__ = [
     "load_list_file",
     "load_source",
     "longtail_indices",
+    "norm_stats",
     "normalize_only",
     "profile_counts",
-    "reference_torchvision_two_view",
     "seeded_class_order",
 ]

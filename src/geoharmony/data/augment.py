@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
+from geoharmony.data.normalization import NORM_STATS
+
 __all__ = [
-    "NORM_STATS",
     "AugmentParams",
     "BatchedSimCLRAugment",
     "ImageHook",
@@ -31,44 +32,8 @@ __all__ = [
     "crop_resize",
     "eval_transform",
     "imagenet_two_view_transform",
-    "normalize_only",
-    "reference_torchvision_two_view",
     "sample_crop_boxes",
 ]
-
-# Per-channel mean and std of the training images, pixel values scaled to [0, 1].
-NORM_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "fashion_mnist": ((0.2860,), (0.3530,)),  # measured on the 60,000 training images
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
-
-
-def _stats(values: Sequence[float], channels: int, device: torch.device) -> torch.Tensor:
-    t = torch.as_tensor(list(values), dtype=torch.float32, device=device)
-    if t.numel() not in (1, channels):
-        raise ValueError(f"expected 1 or {channels} per-channel values, got {list(values)}")
-    return t.reshape(1, -1, 1, 1)
-
-
-def normalize_only(
-    images: torch.Tensor, mean: Sequence[float], std: Sequence[float]
-) -> torch.Tensor:
-    """Scale uint8 images to [0, 1] and normalise; no augmentation (evaluation).
-
-    Args:
-        images: uint8 [B, C, H, W].
-        mean, std: C (or 1) per-channel values.
-
-    Returns:
-        float32 [B, C, H, W] on the images' device.
-    """
-    if images.dtype != torch.uint8 or images.ndim != 4:
-        raise ValueError(f"expected uint8 [B, C, H, W], got {images.dtype} {tuple(images.shape)}")
-    c = images.shape[1]
-    x = images.float().div_(255.0)
-    return (x - _stats(mean, c, x.device)) / _stats(std, c, x.device)
 
 
 def sample_crop_boxes(
@@ -495,23 +460,4 @@ def eval_transform(
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(list(mean), list(std)),
         ]
-    )
-
-
-def reference_torchvision_two_view(
-    size: int, mean: Sequence[float], std: Sequence[float]
-) -> TwoViewTransform:
-    """The small-image recipe of :class:`BatchedSimCLRAugment` as a per-image torchvision v2
-    pipeline (for throughput comparisons). uint8 [C, H, W] -> two float32 [C, size, size]."""
-    return TwoViewTransform(
-        v2.Compose(
-            [
-                v2.RandomResizedCrop(size, scale=(0.1, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
-                v2.RandomHorizontalFlip(),
-                v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-                v2.RandomGrayscale(p=0.2),
-                v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(list(mean), list(std)),
-            ]
-        )
     )

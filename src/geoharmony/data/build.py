@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from geoharmony.config import DataConfig
 from geoharmony.data.longtail import (
@@ -14,7 +17,9 @@ from geoharmony.data.longtail import (
     profile_counts,
     seeded_class_order,
 )
-from geoharmony.data.sources import FileList, ImageArray, load_source
+from geoharmony.data.normalization import Stats, norm_stats
+from geoharmony.data.sources import image_size, load_source
+from geoharmony.data.splits import ImageSplit
 
 __all__ = ["RunData", "build_run_data", "class_order_for"]
 
@@ -33,26 +38,37 @@ class RunData:
         class_counts: images of each class (by class id) in the pretraining set.
         class_order: classes from head to tail as the profile assigned them.
         name: short description, e.g. ``fashion_mnist-lt (ldam, rho=100)``.
+        image_size: side of the images the model sees.
+        stats: per-channel ``(mean, std)`` the images are normalised with.
+        workers: data-loader processes for file-backed splits.
     """
 
-    train: ImageArray | FileList
-    test: ImageArray | FileList
+    train: ImageSplit
+    test: ImageSplit
     pretrain_indices: np.ndarray
     class_counts: list[int]
     class_order: list[int]
     name: str
+    image_size: int
+    stats: Stats
+    workers: int = 0
 
     @property
     def num_classes(self) -> int:
         return self.train.num_classes
 
     @property
-    def in_memory(self) -> bool:
-        return isinstance(self.train, ImageArray)
-
-    @property
     def in_channels(self) -> int:
-        return int(self.train.images.shape[1]) if isinstance(self.train, ImageArray) else 3
+        return self.train.in_channels
+
+    def eval_batches(
+        self, split: ImageSplit, indices: np.ndarray, batch_size: int, device: torch.device
+    ) -> Iterator[Tensor]:
+        """``split[indices]`` prepared for a model of this run, clean, in order (see
+        :meth:`ImageSplit.eval_batches`)."""
+        return split.eval_batches(
+            indices, self.image_size, self.stats, batch_size, device, self.workers
+        )
 
     def record(self) -> dict[str, Any]:
         """What every result file records about its data."""
@@ -74,12 +90,6 @@ def class_order_for(cfg: DataConfig, num_classes: int) -> list[int]:
     return seeded_class_order(num_classes, cfg.class_order_seed)
 
 
-def _labels(split: ImageArray | FileList) -> np.ndarray:
-    if isinstance(split, ImageArray):
-        return split.labels.numpy()
-    return np.asarray(split.labels, dtype=np.int64)
-
-
 def build_run_data(cfg: DataConfig) -> RunData:
     """Load the source and cut the long-tailed pretraining set the config asks for.
 
@@ -91,7 +101,7 @@ def build_run_data(cfg: DataConfig) -> RunData:
         options = {"train_list": cfg.train_list, "test_list": cfg.test_list}
     train = load_source(cfg.source, cfg.root, train=True, **options)
     test = load_source(cfg.source, cfg.root, train=False, **options)
-    labels = _labels(train)
+    labels = train.labels_of()
     num_classes = train.num_classes
     order = class_order_for(cfg, num_classes)
     if cfg.profile == "none":
@@ -109,4 +119,7 @@ def build_run_data(cfg: DataConfig) -> RunData:
         class_counts=class_counts(labels[indices], num_classes),
         class_order=order,
         name=name,
+        image_size=image_size(cfg),
+        stats=norm_stats(cfg.source),
+        workers=cfg.num_workers,
     )

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from geoharmony.data.sources import DataFormatError, FileList, ImageArray
+from geoharmony.data.splits import DataFormatError, FileList, ImageArray
 
 __all__ = ["IndexedFileDataset", "IndexedImageArray"]
 

@@ -12,21 +12,27 @@ import os
 import pickle
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+from geoharmony.data.splits import DEFAULT_FILE_SIZE, DataFormatError, FileList, ImageArray
+
+if TYPE_CHECKING:
+    from geoharmony.config import DataConfig
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DEBIAN_ROOT",
     "IMAGE_EXTENSIONS",
+    "NATIVE_SIZES",
     "SOURCES",
     "DataFormatError",
     "FileList",
     "ImageArray",
+    "image_size",
     "list_images",
     "load_cifar",
     "load_fashion_mnist",
@@ -54,72 +60,6 @@ FASHION_MNIST_CLASSES = [
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-
-
-class DataFormatError(ValueError):
-    """Input data is missing, malformed, truncated or inconsistent. The message names the file."""
-
-
-@dataclass
-class ImageArray:
-    """A whole small-image data set in memory.
-
-    Attributes:
-        images: uint8 [N, C, H, W].
-        labels: int64 [N], values in ``[0, len(class_names))``.
-        class_names: one name per class.
-        source: where the data came from (loader and path), for run records.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    class_names: list[str]
-    source: str
-
-    def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError(
-                f"{self.source}: images must be uint8 [N, C, H, W], "
-                f"got {self.images.dtype} {tuple(self.images.shape)}"
-            )
-        if self.labels.dtype != torch.int64 or self.labels.shape != (self.images.shape[0],):
-            raise ValueError(
-                f"{self.source}: labels must be int64 [{self.images.shape[0]}], "
-                f"got {self.labels.dtype} {tuple(self.labels.shape)}"
-            )
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-
-@dataclass
-class FileList:
-    """Image files on disk with labels (large-image sources).
-
-    Attributes:
-        root: directory the paths are relative to.
-        paths: N relative paths.
-        labels: int64 [N].
-        class_names: one name per class.
-        source: where the list came from, for run records.
-    """
-
-    root: Path
-    paths: list[str]
-    labels: np.ndarray
-    class_names: list[str]
-    source: str = ""
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
 
 # --------------------------------------------------------------------------------------------
@@ -536,3 +476,13 @@ def load_source(
     if root is None and name != "fashion_mnist":
         raise ValueError(f"source {name!r} needs a root directory")
     return SOURCES[name](None if root is None else Path(root), train, **options)
+
+
+# Side of the images of the in-memory sources.
+NATIVE_SIZES = {"cifar10": 32, "cifar100": 32, "fashion_mnist": 28}
+
+
+def image_size(cfg: DataConfig) -> int:
+    """Side of the images a model of this data sees: ``data.image_size``, else the source's
+    own (in-memory sources), else 224 (crops of decoded files)."""
+    return int(cfg.image_size or NATIVE_SIZES.get(cfg.source, DEFAULT_FILE_SIZE))

@@ -15,27 +15,21 @@ from typing import Any
 
 from torch import Tensor
 
-from geoharmony.config import Config, ConfigError, from_dict, load_config
-from geoharmony.engine.checkpoint import CheckpointError, latest_valid_checkpoint, load_checkpoint
-from geoharmony.engine.trainer import norm_stats
+from geoharmony.config import Config
+from geoharmony.data import image_size, norm_stats
+from geoharmony.engine.checkpoint import BACKBONE_PREFIX, CheckpointError, read_checkpoint
+from geoharmony.methods.pretrained import stored_config
 from geoharmony.models import ResNet, build_backbone
 
 __all__ = [
-    "NATIVE_SIZES",
     "ArchitectureError",
     "ArchitectureInfo",
     "PretrainedBackbone",
     "backbone_state_dict",
     "describe_architecture",
-    "input_size",
     "load_backbone",
-    "read_checkpoint",
-    "resolve_checkpoint",
 ]
 
-PREFIX = "backbone."
-# Image side of the in-memory sources (what the backbone saw when ``data.image_size`` is unset).
-NATIVE_SIZES = {"cifar10": 32, "cifar100": 32, "fashion_mnist": 28}
 # torchvision constructors by (block, blocks per stage).
 _TORCHVISION: dict[tuple[str, tuple[int, ...]], str] = {
     ("basic", (2, 2, 2, 2)): "resnet18",
@@ -131,47 +125,10 @@ def describe_architecture(state_dict: dict[str, Tensor]) -> ArchitectureInfo:
     )
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or the newest valid checkpoint of a run directory."""
-    p = Path(path)
-    if p.is_dir():
-        for directory in (p / "checkpoints", p):
-            found = latest_valid_checkpoint(directory)
-            if found is not None:
-                return found[0]
-        raise CheckpointError(f"{p}: no valid checkpoint in {p / 'checkpoints'} or {p}")
-    if not p.exists():
-        raise CheckpointError(f"checkpoint not found: {p}")
-    return p
-
-
-def read_checkpoint(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    """Load and check a geoharmony pretraining checkpoint (file or run directory).
-
-    Raises:
-        CheckpointError: not a geoharmony checkpoint, corrupt, or without a backbone.
-    """
-    resolved = resolve_checkpoint(path)
-    state = load_checkpoint(resolved)
-    model, config = state.get("model"), state.get("config")
-    if not isinstance(model, dict) or not isinstance(config, dict):
-        raise CheckpointError(
-            f"{resolved} is a geoharmony file but not a pretraining checkpoint "
-            "(no 'model' and 'config' entries)"
-        )
-    if not any(str(k).startswith(PREFIX) for k in model):
-        raise CheckpointError(f"{resolved}: the checkpoint's model has no '{PREFIX}*' weights")
-    return resolved, state
-
-
 def backbone_state_dict(model_state: dict[str, Tensor]) -> dict[str, Tensor]:
     """The ``backbone.*`` entries of a method state dict, without the prefix."""
-    return {k[len(PREFIX) :]: v for k, v in model_state.items() if k.startswith(PREFIX)}
-
-
-def input_size(cfg: Config) -> int:
-    """Image side the backbone was trained on: ``data.image_size``, else the source's own."""
-    return int(cfg.data.image_size or NATIVE_SIZES.get(cfg.data.source, 224))
+    n = len(BACKBONE_PREFIX)
+    return {k[n:]: v for k, v in model_state.items() if k.startswith(BACKBONE_PREFIX)}
 
 
 @dataclass
@@ -241,11 +198,7 @@ def load_backbone(
             stored config.
     """
     resolved, state = read_checkpoint(path)
-    try:
-        stored = from_dict(state["config"])
-    except ConfigError as err:
-        raise CheckpointError(f"{resolved}: {err}") from None
-    cfg = load_config(None, list(overrides), base=stored)
+    cfg = stored_config(resolved, state, overrides)
     weights = backbone_state_dict(state["model"])
     arch = describe_architecture(weights)
     name = cfg.model.backbone
@@ -272,7 +225,7 @@ def load_backbone(
             f"{result.unexpected_keys[:4]}"
         )
     backbone.eval()
-    mean, std = norm_stats(cfg)
+    mean, std = norm_stats(cfg.data.source)
     if len(mean) not in (1, arch.in_channels):
         # e.g. a 1-channel model whose source has 3-channel statistics: average them.
         mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
@@ -283,7 +236,7 @@ def load_backbone(
         path=resolved,
         epoch=int(epoch) if epoch is not None else None,
         arch=arch,
-        size=input_size(cfg),
+        size=image_size(cfg.data),
         mean=tuple(mean),
         std=tuple(std),
         data_record=dict(state.get("data") or {}),

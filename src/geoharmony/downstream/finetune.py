@@ -23,32 +23,26 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
-from torchvision.transforms import v2
 from tqdm import tqdm
 
 from geoharmony.config import ConfigError, to_dict
-from geoharmony.data.augment import BatchedSimCLRAugment, eval_transform, normalize_only
 from geoharmony.data.build import RunData
-from geoharmony.data.datasets import IndexedFileDataset
-from geoharmony.data.sources import FileList, ImageArray
+from geoharmony.data.splits import ImageSplit
+from geoharmony.data.stream import derived_seed, labelled_batches
 from geoharmony.downstream.backbone import PretrainedBackbone
 from geoharmony.downstream.logit_adjust import LogitAdjustedLoss, class_prior_from_counts
-from geoharmony.engine.runtime import autocast_dtype
-from geoharmony.engine.stream import derived_seed
-from geoharmony.engine.trainer import (
+from geoharmony.engine.numerics import (
     NonFiniteLossError,
     cpu_bf16_gradient_hint,
     non_finite_gradients,
 )
+from geoharmony.engine.runtime import autocast_dtype
 from geoharmony.eval import extract_features, get_probe_settings, result_from_predictions
 
 __all__ = ["FinetuneSettings", "finetune", "split_features"]
@@ -117,54 +111,27 @@ class FinetuneSettings:
 # --------------------------------------------------------------------------------------------
 
 
-def _labels(split: ImageArray | FileList, indices: np.ndarray) -> Tensor:
-    if isinstance(split, ImageArray):
-        return split.labels[torch.from_numpy(indices)]
-    return torch.from_numpy(np.asarray(split.labels, dtype=np.int64)[indices])
-
-
-def _preprocess(pb: PretrainedBackbone) -> Callable[[Tensor], Tensor]:
-    """uint8 in-memory images -> the backbone's normalised input (resized if need be)."""
-
-    def run(x: Tensor) -> Tensor:
-        x = normalize_only(x, pb.mean, pb.std)
-        if x.shape[-1] != pb.size or x.shape[-2] != pb.size:
-            x = F.interpolate(x, size=(pb.size, pb.size), mode="bilinear", antialias=True)
-        return x
-
-    return run
-
-
 def split_features(
     pb: PretrainedBackbone,
-    split: ImageArray | FileList,
+    split: ImageSplit,
     indices: np.ndarray,
     device: torch.device,
 ) -> tuple[Tensor, Tensor]:
-    """Frozen features ``[n, D]`` and labels ``[n]`` of ``split[indices]``, no augmentation
-    (the same preparation as ``engine.evaluate``)."""
+    """Frozen features ``[n, D]`` and labels ``[n]`` of ``split[indices]``, no augmentation,
+    prepared as the backbone's pretraining images were (size, normalisation)."""
     cfg = pb.cfg
     pb.backbone.to(device)
-    if isinstance(split, ImageArray):
-        feats = extract_features(
-            pb.backbone,
-            split.images[torch.from_numpy(indices)],
-            batch_size=cfg.eval.batch_size,
-            device=device,
-            preprocess=_preprocess(pb),
-            autocast_dtype=autocast_dtype(pb.cfg.train.precision, device),
-        )
-        return feats, _labels(split, indices)
-    dataset = IndexedFileDataset(split, indices, eval_transform(pb.size, pb.mean, pb.std))
-    loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers)
+    batches = split.eval_batches(
+        indices, pb.size, (pb.mean, pb.std), cfg.eval.batch_size, device, cfg.data.num_workers
+    )
     feats = extract_features(
         pb.backbone,
-        loader,
+        batches,
         device=device,
         preprocess=None,
-        autocast_dtype=autocast_dtype(pb.cfg.train.precision, device),
+        autocast_dtype=autocast_dtype(cfg.train.precision, device),
     )
-    return feats, dataset.labels
+    return feats, torch.from_numpy(split.labels_of(indices))
 
 
 def _seeded_linear(dim: int, num_classes: int, seed: int) -> nn.Linear:
@@ -272,74 +239,6 @@ class _Classifier(nn.Module):
         return self.head(self.backbone(x))
 
 
-def _memory_batches(
-    pb: PretrainedBackbone,
-    split: ImageArray,
-    indices: np.ndarray,
-    s: FinetuneSettings,
-    device: torch.device,
-) -> Callable[[int], Iterator[tuple[Tensor, Tensor]]]:
-    assert s.batch_size is not None and s.seed is not None
-    seed, batch = s.seed, s.batch_size
-    idx = torch.from_numpy(indices)
-    images = split.images[idx].to(device)
-    labels = split.labels[idx].to(device)
-    augment = BatchedSimCLRAugment(
-        pb.size, pb.mean, pb.std, scale=CROP_SCALE, jitter_p=0.0, gray_p=0.0
-    ).to(device)
-
-    def epoch_batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
-        order = torch.randperm(
-            len(labels), generator=torch.Generator().manual_seed(derived_seed(seed, epoch, 1))
-        ).to(device)
-        gen = torch.Generator(device=device).manual_seed(derived_seed(seed, epoch, 2))
-        for start in range(0, len(order), batch):
-            rows = order[start : start + batch]
-            if len(rows) < 2:  # BatchNorm cannot train on one image
-                continue
-            yield augment(images[rows], gen), labels[rows]
-
-    return epoch_batches
-
-
-def _file_batches(
-    pb: PretrainedBackbone,
-    split: FileList,
-    indices: np.ndarray,
-    s: FinetuneSettings,
-    device: torch.device,
-) -> Callable[[int], Iterator[tuple[Tensor, Tensor]]]:
-    assert s.batch_size is not None and s.seed is not None
-    seed, batch = s.seed, s.batch_size
-    transform = v2.Compose(
-        [
-            v2.ToImage(),
-            v2.RandomResizedCrop(pb.size, scale=CROP_SCALE, antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(list(pb.mean), list(pb.std)),
-        ]
-    )
-    dataset = IndexedFileDataset(split, indices, transform)
-
-    def epoch_batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
-        # The generator fixes the order and each worker's seed, hence every random crop.
-        gen = torch.Generator().manual_seed(derived_seed(seed, epoch, 3))
-        loader = DataLoader(
-            dataset,
-            batch_size=batch,
-            shuffle=True,
-            drop_last=len(dataset) % batch == 1,
-            generator=gen,
-            num_workers=pb.cfg.data.num_workers,
-            pin_memory=device.type == "cuda",
-        )
-        for images, labels, _ in loader:
-            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-
-    return epoch_batches
-
-
 def _train_full(
     pb: PretrainedBackbone,
     data: RunData,
@@ -348,11 +247,18 @@ def _train_full(
     device: torch.device,
 ) -> tuple[nn.Linear, list[dict[str, float]]]:
     assert s.epochs is not None and s.lr is not None and s.seed is not None
-    split, indices = data.train, data.pretrain_indices
-    batches = (
-        _memory_batches(pb, split, indices, s, device)
-        if isinstance(split, ImageArray)
-        else _file_batches(pb, split, indices, s, device)
+    indices = data.pretrain_indices
+    assert s.batch_size is not None
+    batches = labelled_batches(
+        data.train,
+        indices,
+        pb.size,
+        (pb.mean, pb.std),
+        s.batch_size,
+        s.seed,
+        device,
+        pb.cfg.data.num_workers,
+        crop_scale=CROP_SCALE,
     )
     head = _seeded_linear(pb.feature_dim, data.num_classes, s.seed)
     model = _Classifier(pb.backbone, head).to(device)

@@ -12,8 +12,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from geoharmony.config import ConfigError
-from geoharmony.data.sources import DataFormatError
-from geoharmony.downstream.backbone import NATIVE_SIZES, PretrainedBackbone
+from geoharmony.data.sources import NATIVE_SIZES
+from geoharmony.data.splits import DataFormatError
+from geoharmony.downstream.backbone import PretrainedBackbone
 from geoharmony.eval import extract_features
 
 __all__ = ["ImageFiles", "file_features", "input_transform", "resolve_device"]

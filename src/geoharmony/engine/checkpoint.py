@@ -22,8 +22,13 @@ __all__ = [
     "latest_valid_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
+    "read_checkpoint",
+    "resolve_checkpoint",
     "save_checkpoint",
 ]
+
+# Every parameter of a method's backbone is stored under this prefix.
+BACKBONE_PREFIX = "backbone."
 
 log = logging.getLogger(__name__)
 _MAGIC = b"GEOHARMONY-CKPT 1 "
@@ -99,3 +104,38 @@ def latest_valid_checkpoint(
         except CheckpointError as err:
             log.warning("skipping checkpoint: %s; falling back to the previous one", err)
     return None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or the newest valid checkpoint of a run directory."""
+    p = Path(path)
+    if p.is_dir():
+        for directory in (p / "checkpoints", p):
+            found = latest_valid_checkpoint(directory)
+            if found is not None:
+                return found[0]
+        raise CheckpointError(f"{p}: no valid checkpoint in {p / 'checkpoints'} or {p}")
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    return p
+
+
+def read_checkpoint(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """Load and check a geoharmony pretraining checkpoint (file or run directory).
+
+    Raises:
+        CheckpointError: not a geoharmony checkpoint, corrupt, or without a backbone.
+    """
+    resolved = resolve_checkpoint(path)
+    state = load_checkpoint(resolved)
+    model, config = state.get("model"), state.get("config")
+    if not isinstance(model, dict) or not isinstance(config, dict):
+        raise CheckpointError(
+            f"{resolved} is a geoharmony file but not a pretraining checkpoint "
+            "(no 'model' and 'config' entries)"
+        )
+    if not any(str(k).startswith(BACKBONE_PREFIX) for k in model):
+        raise CheckpointError(
+            f"{resolved}: the checkpoint's model has no '{BACKBONE_PREFIX}*' weights"
+        )
+    return resolved, state

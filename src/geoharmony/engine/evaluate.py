@@ -8,15 +8,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch import nn
 
-from geoharmony import distributed as gh_dist
+from geoharmony import parallel
 from geoharmony.config import Config, to_dict
-from geoharmony.data.augment import eval_transform, normalize_only
 from geoharmony.data.build import RunData
-from geoharmony.data.datasets import IndexedFileDataset
 from geoharmony.data.longtail import balanced_indices
-from geoharmony.data.sources import FileList, ImageArray
+from geoharmony.data.splits import ImageSplit
 from geoharmony.engine.runtime import autocast_dtype
 from geoharmony.eval import (
     class_groups,
@@ -28,7 +26,6 @@ from geoharmony.eval import (
     extract_features,
     knn_predict,
     predict,
-    prior_agreement,
     result_from_predictions,
     train_linear_probe,
 )
@@ -43,7 +40,6 @@ __all__ = [
     "knn_metrics",
     "probe_indices",
     "probe_metrics",
-    "train_labels",
 ]
 
 _GROUP_KEYS = ("many", "medium", "few", "std", "avg", "worst")
@@ -60,46 +56,35 @@ class EvalFeatures:
 
 
 def extract_split_features(
-    method: Method,
+    backbone: nn.Module,
     cfg: Config,
-    split: ImageArray | FileList,
+    data: RunData,
+    split: ImageSplit,
     indices: np.ndarray,
     device: torch.device,
-    stats: tuple[tuple[float, ...], tuple[float, ...]],
     local: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backbone features ``[n, D]`` (clean images, eval preprocessing) and labels ``[n]`` of
-    ``split[indices]``; under data parallelism each rank extracts a contiguous shard and every
-    rank gets all of them, unless ``local``."""
-    mean, std = stats
-    autocast = autocast_dtype(cfg.train.precision, device)
-    if gh_dist.is_distributed() and not local:
+    """Backbone features ``[n, D]`` (clean images, evaluation preprocessing) and labels ``[n]``
+    of ``split[indices]``; under data parallelism each rank extracts a contiguous shard and
+    every rank gets all of them, unless ``local``."""
+    if parallel.is_distributed() and not local:
         # Each rank extracts one contiguous shard; gathering in rank order restores the order.
-        shard = np.array_split(indices, gh_dist.world_size())[gh_dist.rank()]
-        feats, labels = extract_split_features(method, cfg, split, shard, device, stats, local=True)
+        shard = np.array_split(indices, parallel.world_size())[parallel.rank()]
+        feats, labels = extract_split_features(
+            backbone, cfg, data, split, shard, device, local=True
+        )
         return (
-            gh_dist.all_gather_no_grad(feats.to(device)).cpu(),
-            gh_dist.all_gather_no_grad(labels.to(device)).cpu(),
+            parallel.all_gather_no_grad(feats.to(device)).cpu(),
+            parallel.all_gather_no_grad(labels.to(device)).cpu(),
         )
-    if isinstance(split, ImageArray):
-        idx = torch.from_numpy(indices)
-        feats = extract_features(
-            method.backbone,
-            split.images[idx],
-            batch_size=cfg.eval.batch_size,
-            device=device,
-            preprocess=lambda x: normalize_only(x, mean, std),
-            autocast_dtype=autocast,
-        )
-        return feats, split.labels[idx]
-    dataset = IndexedFileDataset(
-        split, indices, eval_transform(cfg.data.image_size or 224, mean, std)
-    )
-    loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers)
     feats = extract_features(
-        method.backbone, loader, device=device, preprocess=None, autocast_dtype=autocast
+        backbone,
+        data.eval_batches(split, indices, cfg.eval.batch_size, device),
+        device=device,
+        preprocess=None,
+        autocast_dtype=autocast_dtype(cfg.train.precision, device),
     )
-    return feats, dataset.labels
+    return feats, torch.from_numpy(split.labels_of(indices))
 
 
 def extract_eval_features(
@@ -107,30 +92,24 @@ def extract_eval_features(
     cfg: Config,
     data: RunData,
     device: torch.device,
-    stats: tuple[tuple[float, ...], tuple[float, ...]],
     shots: int | None = None,
     seed: int = 0,
 ) -> EvalFeatures:
     """Features of a balanced labelled training subset (``shots`` per class, None = all; see
     :func:`probe_indices`) and of the whole test split."""
     train_idx = probe_indices(cfg, data, shots, seed)
-    test_idx = np.arange(len(data.test.labels), dtype=np.int64)
-    train_x, train_y = extract_split_features(method, cfg, data.train, train_idx, device, stats)
-    test_x, test_y = extract_split_features(method, cfg, data.test, test_idx, device, stats)
+    test_idx = np.arange(len(data.test), dtype=np.int64)
+    backbone = method.backbone
+    train_x, train_y = extract_split_features(backbone, cfg, data, data.train, train_idx, device)
+    test_x, test_y = extract_split_features(backbone, cfg, data, data.test, test_idx, device)
     return EvalFeatures(train_x, train_y, test_x, test_y)
-
-
-def train_labels(data: RunData) -> np.ndarray:
-    """Labels ``[N]`` of the whole training split, whatever holds it."""
-    train = data.train
-    return np.asarray(train.labels.numpy() if isinstance(train, ImageArray) else train.labels)
 
 
 def probe_indices(cfg: Config, data: RunData, shots: int | None, seed: int) -> np.ndarray:
     """Indices into the training split of the labelled probe set: ``shots`` per class (None =
     all), seeded; with ``eval.probe_disjoint`` it avoids the pretraining images."""
     exclude = data.pretrain_indices if cfg.eval.probe_disjoint else None
-    return balanced_indices(train_labels(data), shots, seed, exclude=exclude)
+    return balanced_indices(data.train.labels_of(), shots, seed, exclude=exclude)
 
 
 def probe_metrics(
@@ -182,23 +161,19 @@ def evaluate_method(
     cfg: Config,
     data: RunData,
     device: torch.device,
-    stats: tuple[tuple[float, ...], tuple[float, ...]],
 ) -> dict[str, Any]:
     """Everything ``metrics.json`` holds for a pretrained method (on the main process; under
     data parallelism every rank extracts a share of the features, the others return ``{}``)."""
     started = time.perf_counter()
     method.eval()
-    feats = extract_eval_features(
-        method, cfg, data, device, stats, cfg.eval.probe_shots, cfg.train.seed
-    )
-    if gh_dist.rank() != 0:
+    feats = extract_eval_features(method, cfg, data, device, cfg.eval.probe_shots, cfg.train.seed)
+    if parallel.rank() != 0:
         return {}
     counts = list(data.class_counts)
     result = probe_metrics(feats, cfg, counts, cfg.train.seed)
     knn = knn_metrics(feats, cfg, counts)
     result.update(
-        method=cfg.method.name,
-        gh=cfg.gh.enabled,
+        **method.describe(),
         dataset=data.name,
         imbalance_ratio=cfg.data.imbalance_ratio,
         seed=cfg.train.seed,
@@ -215,11 +190,6 @@ def evaluate_method(
         data=data.record(),
         config=to_dict(cfg),
     )
-    if method.gh is not None:
-        prior = method.gh.prior.prior().detach().cpu()
-        result["prior"] = {
-            "estimated": prior.tolist(),
-            **prior_agreement(prior, counts, align="sorted"),
-        }
+    result.update(method.evaluation_records(counts))
     result["eval_seconds"] = time.perf_counter() - started
     return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from geoharmony.config import Config
+from geoharmony.config import Config, stage_epochs
 
 __all__ = ["cosine", "learning_rate", "two_stage_cosine", "warmup_cosine"]
 
@@ -45,10 +45,11 @@ def two_stage_cosine(
 def learning_rate(cfg: Config, epoch: float) -> float:
     """The configured schedule at fractional ``epoch``.
 
-    The two-stage schedule splits at ``gh.warmup_epochs`` whether or not GH is enabled, so a
-    baseline and its +GH run share one schedule.
+    The two-stage schedule splits at :func:`~geoharmony.config.stage_epochs` (GH's warm-up
+    unless ``optim.stage_epochs`` says otherwise), whether or not GH is enabled, so a baseline
+    and its +GH run share one schedule.
     """
     o = cfg.optim
     if o.schedule == "two_stage_cosine":
-        return two_stage_cosine(epoch, o.epochs, o.lr, cfg.gh.warmup_epochs, o.stage_lr, o.min_lr)
+        return two_stage_cosine(epoch, o.epochs, o.lr, stage_epochs(cfg), o.stage_lr, o.min_lr)
     return warmup_cosine(epoch, o.epochs, o.lr, o.warmup_epochs, o.min_lr)

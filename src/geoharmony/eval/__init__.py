@@ -29,7 +29,7 @@ from geoharmony.eval.metrics import (
     group_metrics,
     per_class_accuracy,
 )
-from geoharmony.eval.report import (
+from geoharmony.eval.results import (
     SCHEMA_KEYS,
     assemble_result,
     result_from_predictions,

@@ -42,8 +42,9 @@ def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 def run_label(result: dict[str, Any]) -> str:
     """Column name: method name, with ``+GH`` when GH was enabled."""
-    name = {"simclr": "SimCLR", "focal": "Focal", "sdclr": "SDCLR", "bcl": "BCL", "dnc": "DnC"}
-    label = name.get(str(result.get("method")), str(result.get("method", "?")))
+    from geoharmony.methods import display_name  # the registry knows the display names
+
+    label = display_name(str(result.get("method", "?")))
     return f"{label}+GH" if result.get("gh") else label
 
 

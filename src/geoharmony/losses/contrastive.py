@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from geoharmony import distributed as gh_dist
+from geoharmony import parallel
 
 __all__ = ["Reduction", "focal_nt_xent", "nt_xent", "positive_log_prob"]
 
@@ -46,12 +46,12 @@ def _positive_log_prob(z1: Tensor, z2: Tensor, temperature: float, gather: bool)
     # Similarities in at least float32: 1/temperature amplifies rounding.
     dtype = torch.promote_types(z1.dtype, torch.float32)
     local = F.normalize(torch.cat([z1, z2]).to(dtype), dim=1)  # [2B, d]
-    if gather and gh_dist.is_distributed():
-        gathered = [gh_dist.all_gather_with_grad(z1), gh_dist.all_gather_with_grad(z2)]
+    if gather and parallel.is_distributed():
+        gathered = [parallel.all_gather_with_grad(z1), parallel.all_gather_with_grad(z2)]
         # [2N, d]: every rank's view-1 rows, then every rank's view-2 rows.
         views = F.normalize(torch.cat(gathered).to(dtype), dim=1)
         total = views.shape[0] // 2
-        offset = gh_dist.rank() * batch
+        offset = parallel.rank() * batch
     else:
         views, total, offset = local, batch, 0
     logits = local @ views.T / temperature  # [2B, 2N]

@@ -1,28 +1,36 @@
-"""SSL methods, each composable with the GH term; importing this package registers them."""
+"""SSL methods, each composable with the GH term; importing this package registers them.
+
+A built-in method is one file here with ``@register_method("name")``; a method of your own,
+in your own module, runs by import path: ``method.name=my_module:MyMethod``.
+"""
 
 from geoharmony.methods import bcl as _bcl  # noqa: F401 - registers bcl
 from geoharmony.methods import dnc as _dnc  # noqa: F401 - registers dnc
+from geoharmony.methods import focal as _focal  # noqa: F401 - registers focal
 from geoharmony.methods import sdclr as _sdclr  # noqa: F401 - registers sdclr
-from geoharmony.methods import simclr as _simclr  # noqa: F401 - registers simclr, focal
-from geoharmony.methods.base import (
+from geoharmony.methods.base import DataInfo, Method, StepOutput, TrainContext
+from geoharmony.methods.pretrained import Pretrained, build_method, load_pretrained
+from geoharmony.methods.registry import (
     METHODS,
-    DataInfo,
-    Method,
-    StepOutput,
-    TrainContext,
-    build_method,
+    display_name,
+    method_name,
     register_method,
+    resolve_method,
 )
-from geoharmony.methods.gh_term import GHTerm, build_prior
+from geoharmony.methods.simclr import SimCLR
 
 __all__ = [
     "METHODS",
     "DataInfo",
-    "GHTerm",
     "Method",
+    "Pretrained",
+    "SimCLR",
     "StepOutput",
     "TrainContext",
     "build_method",
-    "build_prior",
+    "display_name",
+    "load_pretrained",
+    "method_name",
     "register_method",
+    "resolve_method",
 ]

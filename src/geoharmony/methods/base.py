@@ -1,38 +1,34 @@
-"""The method interface and registry.
+"""The method interface.
 
 A method owns a backbone, a projector and the losses it combines; it says how one step turns two
 augmented views into a loss. The trainer only calls the hooks below, so it knows nothing about
-any particular method. Geometric Harmonization is not a method: it is a :class:`GHTerm` that any
-method adds to its loss when ``gh.enabled`` is set.
+any particular method, GH included. Geometric Harmonization is not a method: it is a
+:class:`~geoharmony.gh.GHTerm` that any method composes into its loss when ``gh.enabled`` is
+set, and whose bookkeeping (priming, logs, records, kept checkpoints) the hooks pass on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from geoharmony.config import Config
+from geoharmony.config import Config, method_options
 from geoharmony.data.augment import ImageHook, ViewHook
-from geoharmony.methods.gh_term import GHTerm
+from geoharmony.gh import GHTerm, pairing_epoch
+from geoharmony.methods.registry import method_name
 from geoharmony.models import Projector, build_backbone
 
 if TYPE_CHECKING:
     from geoharmony.data.build import RunData
 
-__all__ = [
-    "METHODS",
-    "DataInfo",
-    "Method",
-    "StepOutput",
-    "TrainContext",
-    "build_method",
-    "register_method",
-]
+__all__ = ["DataInfo", "Method", "StepOutput", "TrainContext"]
+
+TrainBatch = tuple[Tensor, Tensor, Tensor]  # view1 [b,C,S,S], view2 [b,C,S,S], indices [b]
 
 
 @dataclass
@@ -51,14 +47,22 @@ class StepOutput:
 
 @dataclass
 class TrainContext:
-    """What the trainer lends a method that needs the data between epochs (e.g. DnC's k-means).
+    """What the trainer lends a method that needs the data outside its steps.
 
-    ``pretrain_features(fn)`` runs ``fn`` (``[b, C, H, W]`` normalised images -> ``[b, D]``) in
-    no-grad mode over every pretraining image, without augmentation, and returns ``[N, D]`` in
-    dataset-index order.
+    Attributes:
+        pretrain_features: ``pretrain_features(module)`` runs ``module`` (``[b, C, H, W]``
+            normalised images -> ``[b, D]``) in eval mode without gradients over every
+            pretraining image, without augmentation; ``[N, D]`` float32 in dataset-index order
+            (DnC's k-means).
+        replay_batches: the training batches ``(view1, view2, indices)`` of the last completed
+            epoch (the first epoch before any), laid out for the model; run the model on them
+            inside ``autocast()`` (priming state that another run's checkpoint lacked).
+        autocast: the training precision's autocast context.
     """
 
-    pretrain_features: Callable[[Callable[[Tensor], Tensor]], Tensor]
+    pretrain_features: Callable[[nn.Module], Tensor]
+    replay_batches: Callable[[], Iterator[TrainBatch]]
+    autocast: Callable[[], AbstractContextManager[Any]]
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ class DataInfo:
     @classmethod
     def of(cls, data: RunData) -> DataInfo:
         """What a method may know about a built run's pretraining data."""
-        labels = np.asarray(data.train.labels)[data.pretrain_indices]
+        labels = data.train.labels_of(data.pretrain_indices)
         return cls(
             len(data.pretrain_indices),
             data.in_channels,
@@ -90,17 +94,23 @@ class Method(nn.Module):
     """Backbone + projector + the method's SSL loss (+ an optional GH term).
 
     Subclasses implement :meth:`ssl_loss`; methods whose step is more than "embed both views and
-    add the losses" override :meth:`forward`. ``forward`` is the training step, so that
-    ``DistributedDataParallel`` sees the call and synchronises gradients.
+    add the losses" override :meth:`embed_views` or :meth:`forward`. ``forward`` is the training
+    step, so that ``DistributedDataParallel`` sees the call and synchronises gradients. A
+    subclass declares its own options as a dataclass ``Options``: the config section
+    ``method.<name>``, read back with :attr:`options`.
     """
 
-    name: ClassVar[str]
+    # The options dataclass of this method's config section (None: no options of its own).
+    Options: ClassVar[type | None] = None
+    # How tables print the method (e.g. "SimCLR"); empty: its name.
+    display_name: ClassVar[str] = ""
     # DDP must look for parameters without gradients (e.g. experts absent from a batch).
     ddp_find_unused_parameters: ClassVar[bool] = False
 
     def __init__(self, cfg: Config, data: DataInfo, distributed: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
+        self.name = method_name(type(self))
         self.distributed = distributed
         kwargs: dict[str, Any] = {"in_channels": data.in_channels, "seed": cfg.train.seed}
         if cfg.model.backbone == "cifar_resnet18" or cfg.model.width != 1.0:
@@ -123,6 +133,11 @@ class Method(nn.Module):
                 data.class_counts,
                 data.labels,
             )
+
+    @property
+    def options(self) -> Any:
+        """This method's own options (the section ``method.<name>``, an ``Options``)."""
+        return method_options(self.cfg, self.name)
 
     # ----- what subclasses define (and may override: embed_views) --------------------------
     def ssl_loss(self, z1: Tensor, z2: Tensor) -> Tensor:
@@ -149,12 +164,16 @@ class Method(nn.Module):
         per_sample = self.ssl_loss(z1, z2)
         self.observe_sample_losses(indices, per_sample.detach())
         loss = per_sample.mean()
-        logs = {"ssl_loss": loss.detach()}
-        if self.gh is not None:
-            gh_loss, gh_logs = self.gh(z1, z2, indices, epoch)
-            loss = loss + gh_loss
-            logs.update(gh_logs)
-        return StepOutput(loss, logs)
+        return self.with_gh(StepOutput(loss, {"ssl_loss": loss.detach()}), z1, z2, indices, epoch)
+
+    def with_gh(
+        self, out: StepOutput, z1: Tensor, z2: Tensor, indices: Tensor, epoch: float
+    ) -> StepOutput:
+        """``out`` plus the GH term of the ``[B, d]`` projections ``z1``, ``z2`` when GH is on."""
+        if self.gh is None:
+            return out
+        gh_loss, gh_logs = self.gh(z1, z2, indices, epoch)
+        return StepOutput(out.loss + gh_loss, {**out.logs, **gh_logs})
 
     # ----- hooks (no-ops unless a method needs them) ---------------------------------------
     def observe_sample_losses(self, indices: Tensor, losses: Tensor) -> None:
@@ -183,32 +202,57 @@ class Method(nn.Module):
         if self.gh is not None:
             self.gh.on_epoch_end(epoch)
 
+    def epoch_logs(self) -> dict[str, float]:
+        """Values added to each epoch's log record (GH: the prior's shape)."""
+        return {} if self.gh is None else self.gh.epoch_logs()
+
+    def milestone_epochs(self) -> set[int]:
+        """Epochs whose checkpoint must be written and kept through pruning: the end of the GH
+        warm-up, where a paired +GH run starts from its baseline (with GH on or off, so every
+        baseline can be paired)."""
+        return {pairing_epoch(self.cfg.gh)}
+
+    def adopt(self, model_state: dict[str, Tensor]) -> bool:
+        """Take another run's model state (``--init-from``), keeping what this method adds to
+        it (the GH term a baseline did not have). Returns whether :meth:`prime` must fill the
+        added parts before the first step.
+
+        Raises:
+            RuntimeError: the state does not fit this model beyond those parts.
+        """
+        missing, unexpected = self.load_state_dict(model_state, strict=False)
+        fresh = [k for k in missing if k.startswith("gh.")]
+        foreign = [k for k in missing if not k.startswith("gh.")]
+        if foreign or unexpected:
+            raise RuntimeError(
+                f"checkpoint does not fit this model: missing {foreign[:5]}, unexpected "
+                f"{unexpected[:5]}"
+            )
+        return bool(fresh)
+
+    @torch.no_grad()
+    def prime(self, context: TrainContext) -> None:
+        """Fill the parts :meth:`adopt` started fresh from the current model: GH's prior, from
+        the model's view-1 projections over one epoch. Every other buffer (BatchNorm
+        statistics) is restored, so the pass leaves no trace but the prior."""
+        if self.gh is None:
+            return
+        saved = {k: v.clone() for k, v in self.named_buffers() if not k.startswith("gh.")}
+        self.train()
+        self.gh.prime(self.embed, context.replay_batches(), context.autocast)
+        buffers = dict(self.named_buffers())
+        for key, value in saved.items():
+            buffers[key].copy_(value)
+
+    def describe(self) -> dict[str, Any]:
+        """How result files name the run's method."""
+        return {"method": self.name, "gh": self.gh is not None}
+
+    def evaluation_records(self, class_counts: list[int]) -> dict[str, Any]:
+        """Entries a method adds to ``metrics.json`` (GH: the estimated prior against the true
+        class shares ``class_counts``)."""
+        return {} if self.gh is None else self.gh.evaluation_records(class_counts)
+
     def features(self, images: Tensor) -> Tensor:
         """Frozen-evaluation features (backbone output, before the projector)."""
         return self.backbone(images)
-
-
-METHODS: dict[str, type[Method]] = {}
-
-
-def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
-    """Class decorator adding a method to :data:`METHODS` under ``name``."""
-
-    def add(cls: type[Method]) -> type[Method]:
-        if name in METHODS:
-            raise ValueError(f"method {name!r} is registered twice")
-        cls.name = name
-        METHODS[name] = cls
-        return cls
-
-    return add
-
-
-def build_method(cfg: Config, data: DataInfo, distributed: bool = False) -> Method:
-    """Instantiate the method named by ``cfg.method.name``."""
-    try:
-        cls = METHODS[cfg.method.name]
-    except KeyError:
-        valid = ", ".join(sorted(METHODS))
-        raise ValueError(f"unknown method {cfg.method.name!r}; registered: {valid}") from None
-    return cls(cfg, data, distributed)

@@ -38,17 +38,41 @@ reach them through a shared-memory tensor refreshed at every epoch boundary
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from geoharmony import distributed as gh_dist
-from geoharmony.config import BCLConfig, Config
+from geoharmony import parallel
+from geoharmony.config import Config, choice
 from geoharmony.data.augment import ImageHook, ViewHook
 from geoharmony.data.randaugment import MAX_MAGNITUDE, draw_rand_augment, rand_augment
-from geoharmony.methods.base import DataInfo, register_method
+from geoharmony.methods.base import DataInfo
+from geoharmony.methods.registry import register_method
 from geoharmony.methods.simclr import SimCLR
 
-__all__ = ["BCL", "ScoredRandAugment", "memorization_scores", "strength_and_probability"]
+__all__ = [
+    "BCL",
+    "BCLOptions",
+    "ScoredRandAugment",
+    "memorization_scores",
+    "strength_and_probability",
+]
+
+
+@dataclass
+class BCLOptions:
+    """``method.bcl``."""
+
+    # I (probability and strength follow the score) | D (strength only)
+    variant: str = choice("I", ("I", "D"))
+    beta: float = 0.97  # EMA momentum of the per-sample loss
+    base_strength: float = 10.0
+    strength_range: float = 20.0
+    max_strength: float = 30.0
+    num_ops: int = 1  # RandAugment rounds per sample (official: 1 on CIFAR, 2 on ImageNet/Places)
+    # strength = base + range * w * U(0, 1) instead of base + range * w (official ImageNet/Places)
+    random_strength: bool = False
 
 
 @torch.no_grad()
@@ -69,7 +93,7 @@ def memorization_scores(loss_ema: Tensor, observed: Tensor) -> Tensor:
     return scores
 
 
-def strength_and_probability(cfg: BCLConfig, w: Tensor, jitter: Tensor) -> tuple[Tensor, Tensor]:
+def strength_and_probability(cfg: BCLOptions, w: Tensor, jitter: Tensor) -> tuple[Tensor, Tensor]:
     """RandAugment magnitude (0..30) and per-round probability for ``[B]`` scores ``w``."""
     scale = w * jitter if cfg.random_strength else w
     strength = (cfg.base_strength + cfg.strength_range * scale).clamp(max=cfg.max_strength)
@@ -84,7 +108,7 @@ class ScoredRandAugment:
     workers, persistent ones included, read the scores of the current epoch.
     """
 
-    def __init__(self, shared_scores: Tensor, cfg: BCLConfig) -> None:
+    def __init__(self, shared_scores: Tensor, cfg: BCLOptions) -> None:
         self.shared_scores, self.cfg = shared_scores, cfg
 
     @torch.no_grad()
@@ -106,6 +130,8 @@ class BCL(SimCLR):
     float ``[N]`` (the scores in use), ``scored`` bool scalar (whether any epoch has ended).
     """
 
+    Options = BCLOptions
+    display_name = "BCL"
     loss_ema: Tensor
     observed: Tensor
     scores: Tensor
@@ -113,11 +139,9 @@ class BCL(SimCLR):
 
     def __init__(self, cfg: Config, data: DataInfo, distributed: bool = False) -> None:
         super().__init__(cfg, data, distributed)
-        b = cfg.method.bcl
+        b: BCLOptions = self.options
         if not 0.0 <= b.beta < 1.0:
             raise ValueError(f"method.bcl.beta must be in [0, 1), got {b.beta}")
-        if b.variant not in ("I", "D"):
-            raise ValueError(f"method.bcl.variant must be 'I' or 'D', got {b.variant!r}")
         if b.num_ops < 1:
             raise ValueError(f"method.bcl.num_ops must be >= 1, got {b.num_ops}")
         if not 0.0 <= b.max_strength <= MAX_MAGNITUDE:
@@ -143,11 +167,11 @@ class BCL(SimCLR):
     def observe_sample_losses(self, indices: Tensor, losses: Tensor) -> None:
         """EMA of each sample's ``[B]`` SSL loss (first observation initialises it)."""
         if self.distributed:
-            indices = gh_dist.all_gather_no_grad(indices)
-            losses = gh_dist.all_gather_no_grad(losses.detach())
+            indices = parallel.all_gather_no_grad(indices)
+            losses = parallel.all_gather_no_grad(losses.detach())
         idx = indices.to(self.loss_ema.device)
         new = losses.detach().to(self.loss_ema)
-        beta = self.cfg.method.bcl.beta
+        beta = self.options.beta
         old = self.loss_ema[idx]
         self.loss_ema[idx] = torch.where(self.observed[idx], beta * old + (1.0 - beta) * new, new)
         self.observed[idx] = True
@@ -177,13 +201,13 @@ class BCL(SimCLR):
     def strength_and_probability(self, w: Tensor, jitter: Tensor) -> tuple[Tensor, Tensor]:
         """RandAugment magnitude (0..30) and per-round probability for ``[B]`` scores ``w``
         (``jitter``: ``[B]`` uniforms, used when ``random_strength`` is set)."""
-        return strength_and_probability(self.cfg.method.bcl, w, jitter)
+        return strength_and_probability(self.options, w, jitter)
 
     def view_hook(self) -> ViewHook:
         return self.augment_views
 
     def image_hook(self) -> ImageHook:
-        return ScoredRandAugment(self.worker_scores, self.cfg.method.bcl)
+        return ScoredRandAugment(self.worker_scores, self.options)
 
     @torch.no_grad()
     def augment_views(
@@ -204,7 +228,7 @@ class BCL(SimCLR):
             return views
         if rows is None or total is None:
             rows, total = torch.arange(views.shape[0], device=generator.device), views.shape[0]
-        draws = draw_rand_augment(total, self.cfg.method.bcl.num_ops, generator)
+        draws = draw_rand_augment(total, self.options.num_ops, generator)
         jitter = torch.rand(total, generator=generator, device=generator.device)
         w = self.scores[indices.to(self.scores.device)].to(views.device)
         strength, probability = self.strength_and_probability(w, jitter[rows].to(views.device))

@@ -36,10 +36,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geoharmony import distributed as gh_dist
-from geoharmony.config import Config
+from geoharmony import parallel
+from geoharmony.config import Config, choice, method_options
 from geoharmony.losses import nt_xent
-from geoharmony.methods.base import DataInfo, Method, StepOutput, TrainContext, register_method
+from geoharmony.methods.base import DataInfo, StepOutput, TrainContext
+from geoharmony.methods.registry import register_method
+from geoharmony.methods.simclr import SimCLR
 
 __all__ = [
     "BASE",
@@ -47,6 +49,7 @@ __all__ = [
     "EXPERTS",
     "STAGE_NAMES",
     "DnC",
+    "DnCOptions",
     "StagePlan",
     "distill_regression_loss",
     "kmeans_assignments",
@@ -56,6 +59,19 @@ log = logging.getLogger(__name__)
 
 BASE, EXPERTS, DISTILL = 0, 1, 2
 STAGE_NAMES = ("base", "experts", "distill")
+
+
+@dataclass
+class DnCOptions:
+    """``method.dnc`` (re-implementation from the paper; docs/dnc.md)."""
+
+    num_experts: int = 2  # k-means clusters, one expert each
+    base_epochs_fraction: float = 0.5  # of optim.epochs (rounded to whole epochs)
+    expert_epochs_fraction: float = 0.25  # of optim.epochs; distillation gets the rest
+    distill_weight: float = 1.0  # weight of the regression to the teachers' representations
+    # base (continue from the base model) | scratch (re-initialise)
+    student_init: str = choice("base", ("base", "scratch"))
+    kmeans_n_init: int = 3  # k-means restarts (seeded by train.seed)
 
 
 @dataclass(frozen=True)
@@ -92,7 +108,8 @@ class StagePlan:
         Raises:
             ValueError: a stage would be empty (base or distillation) or the fractions overflow.
         """
-        d, total = cfg.method.dnc, cfg.optim.epochs
+        d: DnCOptions = method_options(cfg, "dnc")
+        total = cfg.optim.epochs
         for key, frac in (
             ("base_epochs_fraction", d.base_epochs_fraction),
             ("expert_epochs_fraction", d.expert_epochs_fraction),
@@ -178,7 +195,7 @@ def _regression_head(in_dim: int, hidden: int, out_dim: int, seed: int) -> nn.Se
 
 
 @register_method("dnc")
-class DnC(Method):
+class DnC(SimCLR):
     """DnC on SimCLR (+GH): base -> k-means experts -> distilled student (re-implementation from
     the paper; see the module docstring and docs/dnc.md).
 
@@ -192,22 +209,20 @@ class DnC(Method):
     # Whole stages leave parameters without gradients (experts in the base stage, the base in
     # the expert stage, experts absent from a batch).
     ddp_find_unused_parameters = True
+    Options = DnCOptions
+    display_name = "DnC"
 
     stage: Tensor
     assignments: Tensor
 
     def __init__(self, cfg: Config, data: DataInfo, distributed: bool = False) -> None:
         super().__init__(cfg, data, distributed)
-        d = cfg.method.dnc
+        d: DnCOptions = self.options
         if d.num_experts < 1:
             raise ValueError(f"method.dnc.num_experts must be >= 1, got {d.num_experts}")
-        if d.student_init not in ("base", "scratch"):
-            raise ValueError(
-                f"method.dnc.student_init={d.student_init!r} is not one of base, scratch"
-            )
         if d.kmeans_n_init < 1:
             raise ValueError(f"method.dnc.kmeans_n_init must be >= 1, got {d.kmeans_n_init}")
-        local_batch = cfg.optim.batch_size // (gh_dist.world_size() if distributed else 1)
+        local_batch = cfg.optim.batch_size // (parallel.world_size() if distributed else 1)
         if local_batch <= d.num_experts:
             # With more images than experts, some cluster has two images in every batch.
             raise ValueError(
@@ -257,13 +272,6 @@ class DnC(Method):
         return self._stage
 
     # ----- the step -------------------------------------------------------------------------
-    def ssl_loss(self, z1: Tensor, z2: Tensor) -> Tensor:
-        """SimCLR's NT-Xent (the base SSL method, as in :class:`~geoharmony.methods.SimCLR`)."""
-        m = self.cfg.method
-        return nt_xent(
-            z1, z2, m.temperature, reduction="none", gather=m.gather_negatives and self.distributed
-        )
-
     def forward(self, view1: Tensor, view2: Tensor, indices: Tensor, epoch: float) -> StepOutput:
         """One step of the stage that ``epoch`` (fractional) falls in; shapes as
         :meth:`Method.forward`."""
@@ -343,18 +351,14 @@ class DnC(Method):
                 expert_term + distill_regression_loss(self.head(1 + c)(h[rows]), target).sum()
             )
         distill = (base_term + expert_term) / (2 * batch)
-        loss = ssl + self.cfg.method.dnc.distill_weight * distill
+        loss = ssl + self.options.distill_weight * distill
         logs = {
             "ssl_loss": ssl.detach(),
             "distill_loss": distill.detach(),
             "distill_base": base_term.detach() / (2 * batch),
             "distill_expert": expert_term.detach() / (2 * batch),
         }
-        if self.gh is not None:
-            gh_loss, gh_logs = self.gh(z1, z2, indices, epoch)
-            loss = loss + gh_loss
-            logs.update(gh_logs)
-        return StepOutput(loss, logs)
+        return self.with_gh(StepOutput(loss, logs), z1, z2, indices, epoch)
 
     # ----- stage switches -------------------------------------------------------------------
     def bind(self, context: TrainContext) -> None:
@@ -386,16 +390,10 @@ class DnC(Method):
                 "DnC needs the trainer's TrainContext (Method.bind) to cluster the pretraining "
                 "set at the end of its base stage"
             )
-        d = self.cfg.method.dnc
-        if gh_dist.rank() == 0:
-            was_training = self.backbone.training
-            self.backbone.eval()  # running statistics: no batch dependence, no buffer updates
-            try:
-                features = self._context.pretrain_features(
-                    lambda x: F.normalize(self.backbone(x).float(), dim=1)
-                )
-            finally:
-                self.backbone.train(was_training)
+        d: DnCOptions = self.options
+        if parallel.rank() == 0:
+            # In eval mode: running statistics, no batch dependence, no buffer updates.
+            features = F.normalize(self._context.pretrain_features(self.backbone), dim=1)
             if features.shape[0] != self.assignments.shape[0]:
                 raise RuntimeError(
                     f"DnC: the context gave {features.shape[0]} feature rows for "
@@ -405,7 +403,7 @@ class DnC(Method):
                 features, d.num_experts, self.cfg.train.seed, d.kmeans_n_init
             )
             self.assignments.copy_(labels.to(self.assignments.device))
-        if gh_dist.is_distributed():
+        if parallel.is_distributed():
             torch.distributed.broadcast(self.assignments, src=0)
         sizes = torch.bincount(self.assignments.cpu(), minlength=d.num_experts).tolist()
         log.info("DnC: k-means on the base features, cluster sizes %s", sizes)
@@ -419,7 +417,7 @@ class DnC(Method):
     @torch.no_grad()
     def _start_distillation(self) -> None:
         """Freeze the teachers; re-initialise the student if ``student_init == "scratch"``."""
-        if self.cfg.method.dnc.student_init == "scratch":
+        if self.options.student_init == "scratch":
             assert self._initial_student is not None
             self.backbone.load_state_dict(self._initial_student["backbone"])
             self.projector.load_state_dict(self._initial_student["projector"])

@@ -22,7 +22,7 @@ loss ``L(z1, z2)`` the sum of those two partial gradients is the total gradient 
 ``L(z1, z2)``, which one pass with both branches attached computes. The same holds for +GH: the
 official two passes add ``GH(t_dense, sg(t_pruned))`` and ``GH(sg(t_dense), t_pruned)``, i.e. each
 branch's predictions supervised by the Sinkhorn targets of the other branch's detached output,
-which is exactly the swapped cross-entropy of the shared :class:`~geoharmony.methods.GHTerm`
+which is exactly the swapped cross-entropy of the shared :class:`~geoharmony.gh.GHTerm`
 evaluated on ``(z_dense, z_pruned)`` (targets never carry gradient). The prior is updated with the
 dense view-1 logits, as the official ``feat = features_1``. One difference that changes no
 gradient: the official pruned forward runs twice per step, so its BatchNorm running statistics
@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -43,10 +44,18 @@ from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from geoharmony.config import Config
-from geoharmony.methods.base import DataInfo, register_method
+from geoharmony.methods.base import DataInfo
+from geoharmony.methods.registry import register_method
 from geoharmony.methods.simclr import SimCLR
 
-__all__ = ["SDCLR", "magnitude_mask"]
+__all__ = ["SDCLR", "SDCLROptions", "magnitude_mask"]
+
+
+@dataclass
+class SDCLROptions:
+    """``method.sdclr``."""
+
+    prune_ratio: float = 0.9  # share of the backbone's conv weights pruned (global magnitude)
 
 
 def magnitude_mask(weights: Sequence[Tensor], ratio: float) -> Tensor:
@@ -82,11 +91,13 @@ class SDCLR(SimCLR):
     ``pruned_norms``.
     """
 
+    Options = SDCLROptions
+    display_name = "SDCLR"
     prune_mask: Tensor
 
     def __init__(self, cfg: Config, data: DataInfo, distributed: bool = False) -> None:
         super().__init__(cfg, data, distributed)
-        ratio = cfg.method.sdclr.prune_ratio
+        ratio = self.options.prune_ratio
         if not 0.0 <= ratio < 1.0:
             raise ValueError(f"method.sdclr.prune_ratio must be in [0, 1), got {ratio}")
         self.prune_ratio = ratio

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from geoharmony import distributed as gh_dist
+from geoharmony import parallel
 
 __all__ = ["GlobalBatchNorm", "convert_sync_batchnorm"]
 
@@ -30,7 +30,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def forward(self, input: Tensor) -> Tensor:
         self._check_input_dim(input)
-        if not (self.training and gh_dist.is_distributed()):
+        if not (self.training and parallel.is_distributed()):
             return super().forward(input)
         from torch.distributed.nn.functional import all_reduce
 

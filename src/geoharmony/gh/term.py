@@ -1,27 +1,25 @@
 """GH as a plug-in term: the loss, its anchor prior and its warm-up/ramp schedule, composed into
-any method's step (DESIGN.md section 3)."""
+any method's step, with the bookkeeping a method passes on to the loop through its hooks:
+priming after ``--init-from``, per-epoch logs, evaluation records and the checkpoint that paired
+runs branch from (docs/design.md section 3)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geoharmony.config import GHConfig
-from geoharmony.geometry import uniform_structure
-from geoharmony.losses import GHLoss, gh_diagnostics
-from geoharmony.prior import (
-    BankPrior,
-    MixturePrior,
-    OraclePrior,
-    PriorEstimator,
-    StreamingPrior,
-    UniformPrior,
-)
+from geoharmony.eval.geometry import prior_agreement
+from geoharmony.gh.anchors import uniform_structure
+from geoharmony.gh.loss import GHLoss
+from geoharmony.gh.options import GHConfig
+from geoharmony.gh.priors import PRIORS, PriorEstimator, effective_number
 
-__all__ = ["GHTerm", "build_prior"]
+__all__ = ["GHTerm", "build_prior", "pairing_epoch"]
 
 
 def build_prior(
@@ -31,50 +29,19 @@ def build_prior(
     class_counts: Sequence[int] = (),
 ) -> PriorEstimator:
     """The estimator named by ``cfg.prior`` (``oracle`` needs the labels' ``class_counts``)."""
-    if cfg.prior == "oracle":
-        if not class_counts:
-            raise ValueError(
-                "gh.prior=oracle needs the pretraining class counts; this data source has no labels"
-            )
-        return OraclePrior(
-            num_samples,
-            cfg.num_anchors,
-            class_counts,
-            warmup_momentum=cfg.bank_warmup_momentum,
-            momentum=cfg.bank_momentum,
-            floor=cfg.prior_floor,
-            distributed=distributed,
-        )
-    if cfg.prior in ("bank", "mixture"):
-        bank_class = BankPrior if cfg.prior == "bank" else MixturePrior
-        return bank_class(
-            num_samples,
-            cfg.num_anchors,
-            warmup_momentum=cfg.bank_warmup_momentum,
-            momentum=cfg.bank_momentum,
-            floor=cfg.prior_floor,
-            distributed=distributed,
-        )
-    if cfg.prior == "streaming":
-        return StreamingPrior(
-            cfg.num_anchors,
-            momentum=cfg.streaming_momentum,
-            temperature=cfg.temperature,
-            distributed=distributed,
-        )
-    if cfg.prior == "uniform":
-        return UniformPrior(cfg.num_anchors)
-    raise ValueError(
-        f"unknown gh.prior {cfg.prior!r}; valid: bank, streaming, uniform, mixture, oracle"
-    )
+    return PRIORS[cfg.prior].from_options(cfg, num_samples, distributed, class_counts)
+
+
+def pairing_epoch(cfg: GHConfig) -> int:
+    """The end of the GH warm-up: a paired +GH run starts from its baseline's checkpoint here
+    (the first phase, SSL only, is the same for both)."""
+    return cfg.warmup_epochs
 
 
 def _label_targets(cfg: GHConfig, num_samples: int, labels: Sequence[int]) -> Tensor:
     """``[N]`` int64 class ids for ``cfg.targets == "labels"`` (empty otherwise), validated."""
-    if cfg.targets == "sinkhorn":
-        return torch.zeros(0, dtype=torch.long)
     if cfg.targets != "labels":
-        raise ValueError(f"unknown gh.targets {cfg.targets!r}; valid: sinkhorn, labels")
+        return torch.zeros(0, dtype=torch.long)
     if len(labels) != num_samples:
         raise ValueError(
             f"gh.targets=labels needs a label for each of the {num_samples} pretraining images, "
@@ -118,11 +85,12 @@ class GHTerm(nn.Module):
             epsilon=cfg.epsilon,
             temperature=cfg.temperature,
             num_iters=cfg.sinkhorn_iters,
-            logits="cosine" if cfg.logits == "cosine" else "projected",
+            logits=cfg.logits,  # type: ignore[arg-type]  # GHLoss checks it
             tol=cfg.sinkhorn_tol,
             distributed=distributed,
         )
         self.prior = build_prior(cfg, num_samples, distributed, class_counts)
+        self.class_counts = list(class_counts)
         # Not persistent: the labels come from the data, and checkpoints stay interchangeable.
         self.register_buffer(
             "sample_labels", _label_targets(cfg, num_samples, labels), persistent=False
@@ -155,11 +123,6 @@ class GHTerm(nn.Module):
         logs = {"gh_loss": out.loss.detach(), "gh_weight": z1.new_tensor(weight)}
         return weight * out.loss, logs
 
-    @torch.no_grad()
-    def diagnostics(self, z1: Tensor, z2: Tensor) -> dict[str, float]:
-        """Assignment statistics of a batch (one extra Sinkhorn; for occasional logging)."""
-        return gh_diagnostics(self.loss.compute(z1, z2, self.prior.prior()), self.cfg.temperature)
-
     def on_epoch_start(self, epoch: int) -> None:
         self.prior.set_warmup(epoch < self.cfg.warmup_epochs)
 
@@ -169,3 +132,46 @@ class GHTerm(nn.Module):
         every = max(1, self.cfg.prior_refresh_every)
         if after == 0 or (after > 0 and after % every == 0):
             self.prior.refresh()
+
+    @torch.no_grad()
+    def prime(
+        self,
+        embed: Callable[[Tensor], Tensor],
+        batches: Iterable[tuple[Tensor, Tensor, Tensor]],
+        autocast: Callable[[], AbstractContextManager[Any]],
+    ) -> None:
+        """Fill a fresh prior from the current model: ``embed`` (``[b, C, H, W]`` ->
+        ``[b, d]``) of each batch's view 1, then a refresh.
+
+        Used when a +GH run starts from a baseline checkpoint, which never estimated a prior:
+        afterwards the bank holds the model's current logits.
+        """
+        for view1, _, indices in batches:
+            with autocast():
+                z1 = embed(view1)
+            self.prior.prime(indices, self.loss.logits(z1))
+        self.prior.refresh()
+
+    def epoch_logs(self) -> dict[str, float]:
+        """The prior's shape (and, with labels, its distance to the true class shares)."""
+        prior = self.prior.prior().detach().cpu()
+        out = {
+            "prior_effective_anchors": effective_number(prior),
+            "prior_max_share": float(prior.max()),
+        }
+        if sum(self.class_counts) > 0:
+            # Anchors are unordered: compare the shapes (both sorted), KL(true || estimated).
+            agreement = prior_agreement(prior, self.class_counts, align="sorted")
+            out["true_effective_classes"] = agreement["effective_number_true"]
+            out["prior_kl_to_true"] = agreement["kl"]
+        return out
+
+    def evaluation_records(self, class_counts: list[int]) -> dict[str, Any]:
+        """``metrics.json``'s ``prior``: the estimate against the true class shares."""
+        prior = self.prior.prior().detach().cpu()
+        return {
+            "prior": {
+                "estimated": prior.tolist(),
+                **prior_agreement(prior, class_counts, align="sorted"),
+            }
+        }

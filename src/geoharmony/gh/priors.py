@@ -9,14 +9,19 @@ its schedule names; :meth:`PriorEstimator.prior` is what Sinkhorn receives.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Self
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geoharmony import distributed as gh_dist
+from geoharmony import parallel
+
+if TYPE_CHECKING:
+    from geoharmony.gh.options import GHConfig
 
 __all__ = [
+    "PRIORS",
     "BankPrior",
     "MixturePrior",
     "OraclePrior",
@@ -46,6 +51,18 @@ class PriorEstimator(nn.Module):
         self.num_anchors = num_anchors
         self.register_buffer("current", torch.full((num_anchors,), 1.0 / num_anchors))
 
+    @classmethod
+    def from_options(
+        cls,
+        cfg: GHConfig,
+        num_samples: int,
+        distributed: bool = False,
+        class_counts: Sequence[int] = (),
+    ) -> Self:
+        """The estimator as the ``gh`` options configure it (``class_counts``: pretraining
+        images per class, read only by the diagnostic :class:`OraclePrior`)."""
+        return cls(cfg.num_anchors)
+
     def prior(self) -> Tensor:
         """``[K]`` marginal, sums to 1."""
         return self.current
@@ -55,6 +72,11 @@ class PriorEstimator(nn.Module):
 
     def update(self, indices: Tensor, logits: Tensor) -> None:
         """Observe ``[B]`` dataset indices and their ``[B, K]`` view-1 geometric logits."""
+
+    def prime(self, indices: Tensor, logits: Tensor) -> None:
+        """Observe a sample for a fresh estimator started from another run's model (a paired
+        +GH run): by default an ordinary :meth:`update`."""
+        self.update(indices, logits)
 
     def refresh(self) -> None:
         """Recompute :meth:`prior` from what was observed (called at epoch boundaries)."""
@@ -111,22 +133,46 @@ class BankPrior(PriorEstimator):
         self.register_buffer("bank", torch.zeros(num_samples, num_anchors))
         self.register_buffer("seen", torch.zeros(num_samples, dtype=torch.bool))
 
+    @classmethod
+    def from_options(
+        cls,
+        cfg: GHConfig,
+        num_samples: int,
+        distributed: bool = False,
+        class_counts: Sequence[int] = (),
+    ) -> Self:
+        return cls(
+            num_samples,
+            cfg.num_anchors,
+            warmup_momentum=cfg.bank_warmup_momentum,
+            momentum=cfg.bank_momentum,
+            floor=cfg.prior_floor,
+            distributed=distributed,
+        )
+
     def set_warmup(self, in_warmup: bool) -> None:
         self.active_momentum = self.warmup_momentum if in_warmup else self.momentum
 
-    @torch.no_grad()
     def update(self, indices: Tensor, logits: Tensor) -> None:
+        self._observe(indices, logits, self.active_momentum)
+
+    def prime(self, indices: Tensor, logits: Tensor) -> None:
+        """A row observed once holds the model's current logits, which is what the EMA of
+        momentum 0.9 over hundreds of warm-up epochs holds."""
+        self._observe(indices, logits, 0.0)
+
+    @torch.no_grad()
+    def _observe(self, indices: Tensor, logits: Tensor, m: float) -> None:
         self._check(indices, logits)
         if self.distributed:
-            indices = gh_dist.all_gather_no_grad(indices)
-            logits = gh_dist.all_gather_no_grad(logits.detach())
+            indices = parallel.all_gather_no_grad(indices)
+            logits = parallel.all_gather_no_grad(logits.detach())
         indices = indices.to(self.bank.device)
         if int(indices.min()) < 0 or int(indices.max()) >= self.bank.shape[0]:
             raise IndexError(
                 f"sample indices must lie in [0, {self.bank.shape[0]}), got range "
                 f"[{int(indices.min())}, {int(indices.max())}]"
             )
-        m = self.active_momentum
         rows = self.bank[indices]
         self.bank[indices] = m * rows + (1.0 - m) * logits.detach().to(self.bank)
         self.seen[indices] = True
@@ -179,6 +225,28 @@ class OraclePrior(BankPrior):
         shares[: len(top)] = top / top.sum()
         self.register_buffer("true_shares", shares.float())
 
+    @classmethod
+    def from_options(
+        cls,
+        cfg: GHConfig,
+        num_samples: int,
+        distributed: bool = False,
+        class_counts: Sequence[int] = (),
+    ) -> Self:
+        if not class_counts:
+            raise ValueError(
+                "gh.prior=oracle needs the pretraining class counts; this data source has no labels"
+            )
+        return cls(
+            num_samples,
+            cfg.num_anchors,
+            class_counts,
+            warmup_momentum=cfg.bank_warmup_momentum,
+            momentum=cfg.bank_momentum,
+            floor=cfg.prior_floor,
+            distributed=distributed,
+        )
+
     @torch.no_grad()
     def refresh(self) -> None:
         # Stable sort, so ties (e.g. no votes at all) keep the anchor order.
@@ -209,6 +277,21 @@ class StreamingPrior(PriorEstimator):
         self.temperature = temperature
         self.distributed = distributed
 
+    @classmethod
+    def from_options(
+        cls,
+        cfg: GHConfig,
+        num_samples: int,
+        distributed: bool = False,
+        class_counts: Sequence[int] = (),
+    ) -> Self:
+        return cls(
+            cfg.num_anchors,
+            momentum=cfg.streaming_momentum,
+            temperature=cfg.temperature,
+            distributed=distributed,
+        )
+
     @torch.no_grad()
     def update(self, indices: Tensor, logits: Tensor) -> None:
         self._check(indices, logits)
@@ -219,7 +302,7 @@ class StreamingPrior(PriorEstimator):
             ]
         )
         if self.distributed:
-            gh_dist.all_reduce_sum(stats)
+            parallel.all_reduce_sum(stats)
         batch_mean = stats[:-1] / stats[-1]
         self.current.mul_(self.momentum).add_((1.0 - self.momentum) * batch_mean.to(self.current))
         self.current.div_(self.current.sum())
@@ -348,3 +431,13 @@ def fit_vmf_mixture_weights(
         torch.as_tensor(comp, device=x.device)
     ]
     return aligned / aligned.sum(), kappa, done
+
+
+# The estimators ``gh.prior`` selects from (the choices of that option are these keys).
+PRIORS: dict[str, type[PriorEstimator]] = {
+    "bank": BankPrior,
+    "streaming": StreamingPrior,
+    "uniform": UniformPrior,
+    "mixture": MixturePrior,
+    "oracle": OraclePrior,
+}

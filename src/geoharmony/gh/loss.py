@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geoharmony.sinkhorn import SinkhornMode, sinkhorn
+from geoharmony.gh.sinkhorn import SinkhornMode, sinkhorn
 
 __all__ = ["GHLoss", "GHOutput", "LogitsKind", "gh_diagnostics", "swapped_cross_entropy"]
 
@@ -47,7 +47,7 @@ class GHLoss(nn.Module):
     of the (detached) logits under ``prior``.
 
     Args:
-        structure: ``[K, d]`` anchors (e.g. :func:`geoharmony.geometry.uniform_structure`), kept
+        structure: ``[K, d]`` anchors (e.g. :func:`geoharmony.gh.uniform_structure`), kept
             as a fixed buffer.
         epsilon: Sinkhorn entropic regularisation.
         temperature: prediction temperature gamma.
@@ -55,7 +55,7 @@ class GHLoss(nn.Module):
         logits: ``"projected"`` (official): ``t = normalize(z M^T)``; ``"cosine"``:
             ``t_k = cos(z, m_k)``.
         tol: optional Sinkhorn early-stopping tolerance on the anchor marginals.
-        sinkhorn_mode: "auto", "plain" or "log" (see :func:`geoharmony.sinkhorn.sinkhorn`).
+        sinkhorn_mode: "auto", "plain" or "log" (see :func:`geoharmony.gh.sinkhorn`).
         distributed: solve the allocation over the batch of all ranks.
     """
 

@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from geoharmony import distributed as gh_dist
+from geoharmony import parallel
 
 __all__ = ["SinkhornMode", "sinkhorn"]
 
@@ -56,15 +56,15 @@ def _validated_prior(prior: Tensor | None, num_anchors: int, like: Tensor) -> Te
 def _sum_over_samples(x: Tensor, distributed: bool) -> Tensor:
     """``[..., B, K] -> [..., 1, K]`` column sums over the (possibly sharded) sample axis."""
     total = x.sum(dim=-2, keepdim=True)
-    return gh_dist.all_reduce_sum(total) if distributed else total
+    return parallel.all_reduce_sum(total) if distributed else total
 
 
 def _logsumexp_over_samples(x: Tensor, distributed: bool) -> Tensor:
     """``[..., B, K] -> [..., 1, K]`` log-sum-exp over the (possibly sharded) sample axis."""
     if not distributed:
         return torch.logsumexp(x, dim=-2, keepdim=True)
-    peak = gh_dist.all_reduce_max(x.amax(dim=-2, keepdim=True))
-    total = gh_dist.all_reduce_sum((x - peak).exp().sum(dim=-2, keepdim=True))
+    peak = parallel.all_reduce_max(x.amax(dim=-2, keepdim=True))
+    total = parallel.all_reduce_sum((x - peak).exp().sum(dim=-2, keepdim=True))
     return peak + total.log()
 
 
@@ -91,7 +91,7 @@ def _plain_iterations(
     # rescaling the whole [B, K] plan (the same iterates, about twice as fast).
     peak = scores.amax(dim=(-2, -1), keepdim=True)
     if dist:
-        gh_dist.all_reduce_max(peak)
+        parallel.all_reduce_max(peak)
     kernel = (scores - peak).exp()  # shifting by the (global) max leaves the plan unchanged
     kernel_t = kernel.transpose(-2, -1)
     # Anchor masses B * prior match the row masses (1 each), so u and v do not drift apart.
@@ -101,7 +101,7 @@ def _plain_iterations(
     for step in range(num_iters):
         col_mass = _matvec(kernel_t, row_scale)  # [..., K, 1]
         if dist:
-            gh_dist.all_reduce_sum(col_mass)
+            parallel.all_reduce_sum(col_mass)
         if tol is not None and step > 0 and step % _TOL_CHECK_EVERY == 0:
             if _marginal_error((col_scale * col_mass).transpose(-2, -1), num_samples, prior) < tol:
                 break
@@ -128,7 +128,7 @@ def _log_iterations(
 def _plain_is_safe(scores: Tensor, prior: Tensor, distributed: bool) -> bool:
     extremes = torch.stack([scores.amax(), -scores.amin()])
     if distributed:
-        extremes = gh_dist.all_reduce_max(extremes)
+        extremes = parallel.all_reduce_max(extremes)
     span = float(extremes.sum()) + float((prior.max() / prior.min()).log())
     return span <= _PLAIN_SPAN_LIMIT[scores.dtype]
 
@@ -169,7 +169,7 @@ def sinkhorn(
         raise ValueError(f"num_iters must be >= 1, got {num_iters}")
     if mode not in ("auto", "plain", "log"):
         raise ValueError(f"mode must be 'auto', 'plain' or 'log', got {mode!r}")
-    distributed = distributed and gh_dist.is_distributed()
+    distributed = distributed and parallel.is_distributed()
     dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     # Autocast would silently run the exp/sums in half precision, where exp(20) overflows.
     with torch.autocast(device_type=logits.device.type, enabled=False):
@@ -180,7 +180,7 @@ def sinkhorn(
         num_samples = logits.shape[-2]
         if distributed:
             count = torch.tensor(num_samples, device=logits.device)
-            num_samples = int(gh_dist.all_reduce_sum(count).item())
+            num_samples = int(parallel.all_reduce_sum(count).item())
         use_plain = mode == "plain" or (
             mode == "auto" and _plain_is_safe(scores, prior_t, distributed)
         )

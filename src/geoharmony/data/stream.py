@@ -9,28 +9,38 @@ batch ``b`` see what one process with batch ``R * b`` sees.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
+from torchvision.transforms import v2
 
 from geoharmony.data.augment import (
     BatchedSimCLRAugment,
+    ImageHook,
     IndexedTwoViewTransform,
     TwoViewTransform,
     ViewHook,
+    imagenet_two_view_transform,
 )
 from geoharmony.data.datasets import IndexedFileDataset, IndexedImageArray
+from geoharmony.data.splits import FileList, ImageArray, ImageSplit
+
+if TYPE_CHECKING:
+    from geoharmony.data.build import RunData
 
 __all__ = [
     "FileTrainStream",
     "InMemoryTrainStream",
+    "LabelledBatches",
     "TrainBatch",
     "TrainStream",
     "derived_seed",
+    "labelled_batches",
+    "train_stream",
 ]
 
 TrainBatch = tuple[Tensor, Tensor, Tensor]  # view1 [b,C,S,S], view2 [b,C,S,S], indices [b]
@@ -53,7 +63,7 @@ class TrainStream(Protocol):
     num_samples: int
     steps_per_epoch: int
 
-    def batches(self, epoch: int, start_step: int = 0) -> Iterator[TrainBatch]: ...
+    def batches(self, epoch: int) -> Iterator[TrainBatch]: ...
 
 
 class InMemoryTrainStream:
@@ -93,10 +103,10 @@ class InMemoryTrainStream:
         self.seed, self.device, self.rank = seed, device, rank
         self.view_hook = view_hook
 
-    def batches(self, epoch: int, start_step: int = 0) -> Iterator[TrainBatch]:
+    def batches(self, epoch: int) -> Iterator[TrainBatch]:
         order = epoch_order(self.num_samples, self.seed, epoch)
         offset = self.rank * self.local_batch
-        for step in range(start_step, self.steps_per_epoch):
+        for step in range(self.steps_per_epoch):
             start = step * self.global_batch + offset
             indices = order[start : start + self.local_batch].to(self.device)
             generator = torch.Generator(self.device)
@@ -118,17 +128,16 @@ class _GlobalSliceSampler(Sampler[int]):
     def __init__(self, stream: FileTrainStream) -> None:
         self.stream = stream
         self.epoch = 0
-        self.start_step = 0
 
     def __iter__(self) -> Iterator[int]:
         s = self.stream
         order = epoch_order(s.num_samples, s.seed, self.epoch)
-        for step in range(self.start_step, s.steps_per_epoch):
+        for step in range(s.steps_per_epoch):
             start = step * s.global_batch + s.rank * s.local_batch
             yield from order[start : start + s.local_batch].tolist()
 
     def __len__(self) -> int:
-        return (self.stream.steps_per_epoch - self.start_step) * self.stream.local_batch
+        return self.stream.steps_per_epoch * self.stream.local_batch
 
 
 class FileTrainStream:
@@ -161,8 +170,8 @@ class FileTrainStream:
         self.sampler = _GlobalSliceSampler(self)
         self.num_workers = num_workers
 
-    def batches(self, epoch: int, start_step: int = 0) -> Iterator[TrainBatch]:
-        self.sampler.epoch, self.sampler.start_step = epoch, start_step
+    def batches(self, epoch: int) -> Iterator[TrainBatch]:
+        self.sampler.epoch = epoch
         loader = DataLoader(
             self.dataset,
             batch_size=self.local_batch,
@@ -170,7 +179,7 @@ class FileTrainStream:
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
             drop_last=True,
-            generator=torch.Generator().manual_seed(derived_seed(self.seed, epoch, start_step)),
+            generator=torch.Generator().manual_seed(derived_seed(self.seed, epoch, 0)),
             persistent_workers=False,
         )
         for (view1, view2), _, indices in loader:
@@ -179,3 +188,123 @@ class FileTrainStream:
                 view2.to(self.device, non_blocking=True),
                 indices.to(self.device, non_blocking=True),
             )
+
+
+def train_stream(
+    data: RunData,
+    global_batch: int,
+    seed: int,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
+    view_hook: ViewHook | None = None,
+    image_hook: ImageHook | None = None,
+) -> TrainStream:
+    """The two-view stream over ``data``'s pretraining images: batched on ``device`` for an
+    in-memory split (with ``view_hook``), per image in loader workers for files (with
+    ``image_hook``)."""
+    mean, std = data.stats
+    if isinstance(data.train, ImageArray):
+        return InMemoryTrainStream(
+            IndexedImageArray(data.train, data.pretrain_indices),
+            BatchedSimCLRAugment(data.image_size, mean, std),
+            global_batch,
+            seed,
+            device,
+            rank,
+            world_size,
+            view_hook=view_hook,
+        )
+    assert isinstance(data.train, FileList)
+    return FileTrainStream(
+        IndexedFileDataset(data.train, data.pretrain_indices),
+        imagenet_two_view_transform(data.image_size, mean, std, hook=image_hook),
+        global_batch,
+        seed,
+        device,
+        rank,
+        world_size,
+        data.workers,
+    )
+
+
+# ``batches(epoch)`` -> the epoch's ``(images [b, C, S, S], labels [b])`` batches, augmented.
+LabelledBatches = Callable[[int], Iterator[tuple[Tensor, Tensor]]]
+
+
+def labelled_batches(
+    split: ImageSplit,
+    indices: np.ndarray,
+    size: int,
+    stats: tuple[Sequence[float], Sequence[float]],
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    workers: int = 0,
+    crop_scale: tuple[float, float] = (0.35, 1.0),
+) -> LabelledBatches:
+    """Seeded, shuffled, mildly augmented (random resized crop of ``crop_scale``, flip) labelled
+    batches of ``split[indices]`` for supervised training: batched on ``device`` for an
+    in-memory split, per image in ``workers`` loader processes for files. A last batch of one
+    image is dropped (BatchNorm cannot train on it)."""
+    if isinstance(split, ImageArray):
+        return _memory_labelled(split, indices, size, stats, batch_size, seed, device, crop_scale)
+    assert isinstance(split, FileList)
+    transform = v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RandomResizedCrop(size, scale=crop_scale, antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(list(stats[0]), list(stats[1])),
+        ]
+    )
+    dataset = IndexedFileDataset(split, indices, transform)
+
+    def epoch_batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        # The generator fixes the order and each worker's seed, hence every random crop.
+        gen = torch.Generator().manual_seed(derived_seed(seed, epoch, 3))
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=True,
+            drop_last=len(dataset) % batch_size == 1,
+            generator=gen,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+        )
+        for images, labels, _ in loader:
+            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+    return epoch_batches
+
+
+def _memory_labelled(
+    split: ImageArray,
+    indices: np.ndarray,
+    size: int,
+    stats: tuple[Sequence[float], Sequence[float]],
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    crop_scale: tuple[float, float],
+) -> LabelledBatches:
+    idx = torch.from_numpy(indices)
+    images = split.images[idx].to(device)
+    labels = split.labels[idx].to(device)
+    augment = BatchedSimCLRAugment(size, *stats, scale=crop_scale, jitter_p=0.0, gray_p=0.0).to(
+        device
+    )
+
+    def epoch_batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        order = torch.randperm(
+            len(labels), generator=torch.Generator().manual_seed(derived_seed(seed, epoch, 1))
+        ).to(device)
+        gen = torch.Generator(device=device).manual_seed(derived_seed(seed, epoch, 2))
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            if len(rows) < 2:  # BatchNorm cannot train on one image
+                continue
+            yield augment(images[rows], gen), labels[rows]
+
+    return epoch_batches

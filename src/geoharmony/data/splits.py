@@ -1,0 +1,193 @@
+"""One interface for a split of labelled images, whichever way it is held.
+
+Small-image sources load fully into memory as an :class:`ImageArray`; large-image sources are a
+:class:`FileList` decoded per item. Both answer the :class:`ImageSplit` protocol (labels, channels,
+native size, evaluation batches), so no layer above ``data/`` asks which kind it has; the two
+ways of *training* on them (batched on-device augmentation, per-image augmentation in loader
+workers) are chosen once, in :mod:`geoharmony.data.stream`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from geoharmony.data.normalization import normalize_only
+
+__all__ = ["DataFormatError", "FileList", "ImageArray", "ImageSplit"]
+
+# Side of the crops taken from decoded files when the config gives no ``data.image_size``.
+DEFAULT_FILE_SIZE = 224
+
+
+class DataFormatError(ValueError):
+    """Input data is missing, malformed, truncated or inconsistent. The message names the file."""
+
+
+class ImageSplit(Protocol):
+    """What every layer may ask of a split of images."""
+
+    class_names: list[str]
+    source: str
+
+    def __len__(self) -> int: ...
+
+    @property
+    def num_classes(self) -> int: ...
+
+    @property
+    def in_channels(self) -> int: ...
+
+    @property
+    def native_size(self) -> int | None:
+        """Side of the stored images; None when they are files of any size."""
+        ...
+
+    def labels_of(self, indices: np.ndarray | None = None) -> np.ndarray:
+        """int64 labels ``[n]`` of ``indices`` (all images when None)."""
+        ...
+
+    def eval_batches(
+        self,
+        indices: np.ndarray,
+        size: int,
+        stats: tuple[Sequence[float], Sequence[float]],
+        batch_size: int,
+        device: torch.device,
+        workers: int = 0,
+    ) -> Iterator[Tensor]:
+        """The images ``indices``, clean (no augmentation), as normalised float32 batches
+        ``[b, C, size, size]`` on ``device``, in order."""
+        ...
+
+
+@dataclass
+class ImageArray:
+    """A whole small-image data set in memory.
+
+    Attributes:
+        images: uint8 [N, C, H, W].
+        labels: int64 [N], values in ``[0, len(class_names))``.
+        class_names: one name per class.
+        source: where the data came from (loader and path), for run records.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(
+                f"{self.source}: images must be uint8 [N, C, H, W], "
+                f"got {self.images.dtype} {tuple(self.images.shape)}"
+            )
+        if self.labels.dtype != torch.int64 or self.labels.shape != (self.images.shape[0],):
+            raise ValueError(
+                f"{self.source}: labels must be int64 [{self.images.shape[0]}], "
+                f"got {self.labels.dtype} {tuple(self.labels.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def native_size(self) -> int | None:
+        return int(self.images.shape[-1])
+
+    def labels_of(self, indices: np.ndarray | None = None) -> np.ndarray:
+        labels = self.labels.numpy()
+        return labels if indices is None else labels[indices]
+
+    def eval_batches(
+        self,
+        indices: np.ndarray,
+        size: int,
+        stats: tuple[Sequence[float], Sequence[float]],
+        batch_size: int,
+        device: torch.device,
+        workers: int = 0,
+    ) -> Iterator[Tensor]:
+        """Batches normalised on ``device`` (the copy there is of uint8 data), resized with
+        antialiasing when ``size`` differs from the stored side; ``workers`` is unused."""
+        images = self.images[torch.from_numpy(np.asarray(indices, dtype=np.int64))]
+        for start in range(0, len(images), batch_size):
+            x = normalize_only(images[start : start + batch_size].to(device), *stats)
+            if x.shape[-1] != size or x.shape[-2] != size:
+                x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+            yield x
+
+
+@dataclass
+class FileList:
+    """Image files on disk with labels (large-image sources).
+
+    Attributes:
+        root: directory the paths are relative to.
+        paths: N relative paths.
+        labels: int64 [N].
+        class_names: one name per class.
+        source: where the list came from, for run records.
+    """
+
+    root: Path
+    paths: list[str]
+    labels: np.ndarray
+    class_names: list[str]
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def in_channels(self) -> int:
+        return 3  # decoded as RGB
+
+    @property
+    def native_size(self) -> int | None:
+        return None
+
+    def labels_of(self, indices: np.ndarray | None = None) -> np.ndarray:
+        labels = np.asarray(self.labels, dtype=np.int64)
+        return labels if indices is None else labels[indices]
+
+    def eval_batches(
+        self,
+        indices: np.ndarray,
+        size: int,
+        stats: tuple[Sequence[float], Sequence[float]],
+        batch_size: int,
+        device: torch.device,
+        workers: int = 0,
+    ) -> Iterator[Tensor]:
+        """Files decoded by ``workers`` loader processes: short side resized to
+        ``size / 0.875``, centre crop ``size``, normalised."""
+        # datasets.py builds on this module's classes.
+        from geoharmony.data.augment import eval_transform
+        from geoharmony.data.datasets import IndexedFileDataset
+
+        dataset = IndexedFileDataset(self, indices, eval_transform(size, *stats))
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+        for images, _, _ in loader:
+            yield images.to(device, non_blocking=True)

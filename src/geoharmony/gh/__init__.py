@@ -1,0 +1,58 @@
+"""Geometric Harmonization, all in one place (docs/design.md section 3).
+
+* :mod:`~geoharmony.gh.anchors`: the fixed geometric uniform structure (simplex ETF, or spread
+  anchors when K > d + 1);
+* :mod:`~geoharmony.gh.sinkhorn`: surrogate labels by entropic optimal transport;
+* :mod:`~geoharmony.gh.priors`: estimators of the anchor marginal;
+* :mod:`~geoharmony.gh.loss`: :class:`GHLoss`, a plain ``nn.Module`` for any training loop;
+* :mod:`~geoharmony.gh.term`: :class:`GHTerm`, what a geoharmony method composes (schedule,
+  prior refresh, priming, logs);
+* :mod:`~geoharmony.gh.options`: the ``gh`` section of the run configuration.
+"""
+
+from geoharmony.gh.anchors import (
+    StructureReport,
+    max_pairwise_cosine,
+    simplex_etf,
+    structure_report,
+    uniform_structure,
+)
+from geoharmony.gh.loss import GHLoss, GHOutput, gh_diagnostics, swapped_cross_entropy
+from geoharmony.gh.options import GHConfig
+from geoharmony.gh.priors import (
+    PRIORS,
+    BankPrior,
+    MixturePrior,
+    OraclePrior,
+    PriorEstimator,
+    StreamingPrior,
+    UniformPrior,
+    effective_number,
+)
+from geoharmony.gh.sinkhorn import sinkhorn
+from geoharmony.gh.term import GHTerm, build_prior, pairing_epoch
+
+__all__ = [
+    "PRIORS",
+    "BankPrior",
+    "GHConfig",
+    "GHLoss",
+    "GHOutput",
+    "GHTerm",
+    "MixturePrior",
+    "OraclePrior",
+    "PriorEstimator",
+    "StreamingPrior",
+    "StructureReport",
+    "UniformPrior",
+    "build_prior",
+    "effective_number",
+    "gh_diagnostics",
+    "max_pairwise_cosine",
+    "pairing_epoch",
+    "simplex_etf",
+    "sinkhorn",
+    "structure_report",
+    "swapped_cross_entropy",
+    "uniform_structure",
+]
