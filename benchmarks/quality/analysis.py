@@ -8,34 +8,38 @@ records of :mod:`.records` hold), so the maths is testable on synthetic metrics.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from benchmarks.quality.plan import RunSpec
+from benchmarks.quality.stats import (
+    MIN_PAIRS_FOR_T,
+    largest_share_closed,
+    mean_sd,
+    share_ruled_out,
+)
 
 from geoharmony.eval.geometry import cosine_summary
 from geoharmony.eval.metrics import GROUP_NAMES, class_groups
 
 __all__ = [
     "GEOMETRY_KEYS",
-    "MIN_PAIRS_FOR_T",
     "PROBES",
     "STAT_KEYS",
     "VALIDATION_PROBE",
     "aggregate",
     "cell_key",
     "deficits",
+    "find_cell",
+    "geometry_pairs",
     "geometry_summaries",
     "group_summary",
-    "largest_share_closed",
-    "mean_sd",
     "pair_rows",
     "paired_differences",
     "per_class",
     "run_summaries",
-    "share_ruled_out",
 ]
 
 # probe name -> how to read its per-class accuracies (see per_class)
@@ -43,8 +47,6 @@ PROBES = ("knn", "fewshot10", "fewshot100", "linear")
 # The kNN probe on held-out *training* images (probes.py): for choosing settings, never reported
 # as a result, so it is not one of the PROBES the tables and results.json show.
 VALIDATION_PROBE = "knn_val"
-# Fewest pairs (or runs) a t statistic is judged from: one degree of freedom is too wild.
-MIN_PAIRS_FOR_T = 3
 STAT_KEYS = (
     "many",
     "medium",
@@ -109,14 +111,6 @@ def deficits(
     out["deficit_avg"] = g["avg"]
     out["deficit_few_minus_many"] = g["few"] - g["many"]
     return out
-
-
-def mean_sd(values: Iterable[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof 1; NaN for fewer than 2 values), NaNs dropped."""
-    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
-    if v.size == 0:
-        return math.nan, math.nan
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan
 
 
 def run_summaries(runs: dict[str, dict[str, Any]], probe: str) -> list[dict[str, Any]]:
@@ -220,57 +214,6 @@ def paired_differences(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _share_test(changes: Sequence[float], baselines: Sequence[float], confidence: float) -> Any:
-    """Means, covariance and k^2 = t^2 / n of the paired (change, baseline deficit) samples."""
-    from scipy.stats import t as student_t
-
-    d = np.asarray(changes, dtype=np.float64)
-    b = np.asarray(baselines, dtype=np.float64)
-    k2 = float(student_t.ppf(confidence, d.size - 1)) ** 2 / d.size
-    cov = np.cov(np.stack([d, b]), ddof=1)
-    return float(d.mean()), float(b.mean()), cov, k2
-
-
-def share_ruled_out(
-    changes: Sequence[float], baselines: Sequence[float], share: float, confidence: float = 0.95
-) -> bool:
-    """Do paired runs rule out that +GH closes at least ``share`` of its baseline's Few deficit?
-
-    ``changes[i]`` = +GH minus baseline Few deficit of pair i, ``baselines[i]`` = that
-    baseline's own deficit. "Closes at least s" says the +GH deficit is at most (1 - s) times
-    the baseline's: mean(x) <= 0 with x_i = changes[i] + s * baselines[i]. A one-sided t-test
-    rules it out when mean(x) - t * se(x) > 0. The paired x_i carry the noise of both deficits
-    and their correlation (a Fieller-type test)."""
-    mean_d, mean_b, cov, k2 = _share_test(changes, baselines, confidence)
-    mean_x = mean_d + share * mean_b
-    var_x = cov[0, 0] + 2 * share * cov[0, 1] + share**2 * cov[1, 1]
-    return bool(mean_x > 0 and mean_x**2 > k2 * var_x)
-
-
-def largest_share_closed(
-    changes: Sequence[float], baselines: Sequence[float], confidence: float = 0.95
-) -> float:
-    """The largest share s that :func:`share_ruled_out` does not rule out: a one-sided upper
-    confidence bound on the share of the baseline's Few deficit that +GH closes.
-
-    With m(s) = mean(x(s)) increasing in s, the bound is the upper root of m(s)^2 = k^2
-    var(x(s)), k = t / sqrt(n), a quadratic a s^2 + 2 h s + c. The shares not ruled out form an
-    interval (-inf, bound] only when the baselines' mean deficit is itself beyond noise
-    (a > 0); otherwise they reach to infinity (Fieller's unbounded case) and there is no
-    bound to give: NaN, as below ``MIN_PAIRS_FOR_T`` pairs or for a baseline deficit <= 0.
-    """
-    if len(changes) < MIN_PAIRS_FOR_T:
-        return math.nan
-    mean_d, mean_b, cov, k2 = _share_test(changes, baselines, confidence)
-    a = mean_b**2 - k2 * cov[1, 1]
-    if not mean_b > 0 or a <= 0:
-        return math.nan
-    h = mean_d * mean_b - k2 * cov[0, 1]
-    c = mean_d**2 - k2 * cov[0, 0]
-    # m(s) = 0 at s0 = -mean_d / mean_b, where the quadratic is <= 0: its roots are real.
-    return float((-h + math.sqrt(max(h**2 - a * c, 0.0))) / a)
-
-
 # Class-mean geometry of the test features (metrics.json "geometry"), grouped by pretraining counts.
 GEOMETRY_KEYS = ("cos_many_many", "cos_many_few", "cos_few_few", "etf_deviation", "effective_rank")
 
@@ -306,3 +249,17 @@ def geometry_summaries(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         row.update({f"ref_{k}": v for k, v in ref_geo.items()})
         rows.append(row)
     return rows
+
+
+def geometry_pairs(rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(baseline, +GH) geometry rows of every paired run among ``rows``."""
+    by_id = {r["run_id"]: r for r in rows}
+    return [(by_id[r["init_from"]], r) for r in rows if r["init_from"] in by_id]
+
+
+def find_cell(cells: Sequence[dict[str, Any]], **want: Any) -> dict[str, Any] | None:
+    """The first of ``cells`` whose fields equal ``want``; None if there is none."""
+    for c in cells:
+        if all(c.get(k) == v for k, v in want.items()):
+            return c
+    return None

@@ -16,7 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.quality import analysis, plan, report  # noqa: E402
+from benchmarks.quality import (  # noqa: E402
+    analysis,
+    goal,
+    plan,
+    report,
+    sections,
+    summary,
+    tables,
+)
 from benchmarks.quality.plan import RunSpec  # noqa: E402
 
 COUNTS = [1000, 599, 359, 215, 129, 77, 46, 27, 16, 10]
@@ -42,14 +50,6 @@ def test_group_summary_std_is_population_sd_of_groups() -> None:
     assert (g["many"], g["medium"], g["few"]) == (90.0, 70.0, 40.0)
     assert g["std"] == pytest.approx(np.std([90.0, 70.0, 40.0]))
     assert g["avg"] == pytest.approx(69.0)
-
-
-def test_mean_sd_is_sample_sd_and_drops_nan() -> None:
-    m, s = analysis.mean_sd([1.0, 2.0, 3.0, math.nan])
-    assert m == 2.0 and s == pytest.approx(1.0)
-    m, s = analysis.mean_sd([5.0])
-    assert m == 5.0 and math.isnan(s)
-    assert all(math.isnan(v) for v in analysis.mean_sd([]))
 
 
 def test_per_class_reads_every_probe() -> None:
@@ -209,10 +209,10 @@ def test_gpu_section_reports_gpu_runs_only() -> None:
             entry["spec"] = dataclasses.replace(spec, group="gpu", regime=plan.GPU_REGIME.name)
     rows = analysis.run_summaries(runs, "knn")
     text = "\n".join(
-        report._gpu_section(analysis.aggregate(rows), analysis.paired_differences(rows))
+        sections.gpu_section(analysis.aggregate(rows), analysis.paired_differences(rows))
     )
     assert "| Deficit Few | 5.00 ± 1.15 | 2.50 ± 0.58 | +2.50 |" in text
-    assert "not run yet" in "\n".join(report._gpu_section([], []))
+    assert "not run yet" in "\n".join(sections.gpu_section([], []))
 
 
 def test_plan_pairs_references_and_counts() -> None:
@@ -315,8 +315,8 @@ def test_prior_check_section_groups_checkpoints_by_kind() -> None:
         _prior_record("regime__r100_e120__simclr_gh__default__s0", 120, 7.0, True)
         | {"estimates": {}},
     ]
-    assert "not run yet" in "\n".join(report._prior_check_section([]))
-    text = "\n".join(report._prior_check_section(records))
+    assert "not run yet" in "\n".join(sections.prior_check_section([]))
+    text = "\n".join(sections.prior_check_section(records))
     header = "| estimator (K = 10 groups) | SimCLR @40 | SimCLR+GH (prior=oracle,K=10) @80 |"
     assert header + " balanced ref. @80 |" in text
     assert (
@@ -334,7 +334,7 @@ def test_recovery_table_compares_long_tailed_and_balanced_at_the_same_epoch() ->
         _prior_record(f"ref__{PRIMARY}__s0", 40, 10.0, False, true_eff=10.0),
         _prior_record(f"ref__{PRIMARY}__s0", 80, 10.0, False, true_eff=10.0),
     ]
-    lines = report._recovery_table(records).splitlines()
+    lines = tables.recovery_table(records).splitlines()
     # Only epoch 40 has both kinds; the estimator finds 8.5 / 10, the truth is 5 / 10.
     assert lines[0].endswith("| balanced ref. @80 | SimCLR / ref. @40 |")
     assert lines[2].startswith("| anchor logits: bank |") and lines[2].endswith("| 0.85 |")
@@ -343,7 +343,7 @@ def test_recovery_table_compares_long_tailed_and_balanced_at_the_same_epoch() ->
 
 def test_goal_table_says_when_gh_halves_the_few_deficit() -> None:
     rows = analysis.run_summaries(_synthetic_runs(), "knn")
-    table = report._goal_table(report._goal_rows(analysis.paired_differences(rows), "r"))
+    table = tables.goal_table(goal.goal_rows(analysis.paired_differences(rows), "r"))
     # Baseline Few deficit 5 (4 and 6 by seed); GH halves it in every pair: t = -8.7. Exactly
     # half in every pair leaves no noise in the share: the bound is 50%, and a halving is not
     # ruled out (it happened).
@@ -382,17 +382,11 @@ def test_geometry_is_grouped_by_the_runs_counts_for_run_and_reference() -> None:
     assert rows["b"]["cos_many_few"] == pytest.approx(0.5)
     assert rows["b"]["ref_cos_few_few"] == pytest.approx(0.5)
     assert rows["b"]["etf_deviation"] == 1.4 and rows["b"]["ref_etf_deviation"] == 1.0
-    table = report._geometry_table(list(rows.values()), "r").splitlines()
+    table = tables.geometry_table(list(rows.values()), "r").splitlines()
     ref_row, gh_row = table[2], table[-1]
     assert ref_row.startswith("| balanced ref.") and "| 0.500 |" in ref_row
     # The paired change of the Few-Few cosine: 0.8 - 0.9.
     assert gh_row.startswith("| SimCLR+GH |") and gh_row.endswith("| -0.100 |")
-
-
-def test_paired_t_needs_three_pairs_and_spread() -> None:
-    assert math.isnan(report._paired_t(-0.7, 0.02, 2))  # one degree of freedom: not judged
-    assert math.isnan(report._paired_t(-0.1, 1e-15, 4))  # a tie at the probe's resolution
-    assert report._paired_t(-1.0, 1.0, 4) == pytest.approx(-2.0)
 
 
 def test_goal_shares_are_of_the_paired_baselines_own_deficit() -> None:
@@ -412,38 +406,10 @@ def test_goal_shares_are_of_the_paired_baselines_own_deficit() -> None:
         )
         runs[spec.run_id] = {"spec": spec, "metrics": _metrics(acc, counts), "fewshot": None}
     diffs = analysis.paired_differences(analysis.run_summaries(runs, "knn"))
-    row = next(r for r in report._goal_rows(diffs, "r") if r["name"] == "SimCLR+GH (w=2)")
+    row = next(r for r in goal.goal_rows(diffs, "r") if r["name"] == "SimCLR+GH (w=2)")
     assert row["deficit"] == 6.0 and row["change"] == -2.0
     assert row["closed"] == pytest.approx(1 / 3)
     assert math.isnan(row["closed_bound"]) and row["halving_ruled_out"] is None  # 2 pairs
-
-
-def test_share_bound_is_the_largest_share_the_paired_test_keeps() -> None:
-    from scipy.stats import t as student_t
-
-    def lower_bound(d: np.ndarray, b: np.ndarray, share: float) -> float:
-        x = d + share * b  # > 0 rules out "closes at least `share`"
-        return x.mean() - student_t.ppf(0.95, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
-
-    rng = np.random.default_rng(0)
-    bounded = 0
-    for _ in range(200):
-        n = int(rng.integers(3, 9))
-        b = rng.normal(rng.uniform(0.5, 6.0), rng.uniform(0.1, 3.0), n)
-        d = rng.normal(rng.uniform(-3.0, 1.0), rng.uniform(0.1, 2.0), n) + 0.3 * (b - b.mean())
-        for share in (0.0, 0.5, 1.0):
-            ruled_out = analysis.share_ruled_out(list(d), list(b), share)
-            assert ruled_out == (lower_bound(d, b, share) > 0)
-        bound = analysis.largest_share_closed(list(d), list(b))
-        if math.isnan(bound):  # the baselines' deficit is within noise: no share is ruled out
-            assert b.mean() <= 0 or lower_bound(d, b, 1e4) <= 0
-            continue
-        bounded += 1
-        assert lower_bound(d, b, bound) == pytest.approx(0.0, abs=1e-9)
-        assert lower_bound(d, b, bound + 1e-3) > 0
-        assert all(lower_bound(d, b, s) <= 1e-12 for s in np.linspace(bound - 20, bound, 200))
-    assert bounded > 100
-    assert math.isnan(analysis.largest_share_closed([-1.0, -2.0], [4.0, 5.0]))  # 2 pairs
 
 
 def test_summary_keeps_label_reading_diagnostics_apart_from_methods() -> None:
@@ -471,7 +437,7 @@ def test_summary_keeps_label_reading_diagnostics_apart_from_methods() -> None:
         row("SimCLR+GH (prior=oracle,K=10)", -1.0, True),
         row("SimCLR+GH (targets=labels,K=10)", -3.0, True, met=True),
     ]
-    text = "\n".join(report._summary([], goal, [], [], {}, "r"))
+    text = "\n".join(summary.summary([], goal, [], [], {}, "r"))
     # The diagnostics neither count towards the goal nor win "largest reduction".
     assert "Goal met by 0 of 1 paired cells of methods with 3+ pairs" in text
     assert "Largest kNN Few-deficit reduction: SimCLR+GH, -0.50 (10% of the deficit" in text
@@ -484,7 +450,7 @@ def test_summary_keeps_label_reading_diagnostics_apart_from_methods() -> None:
         "probes" in text
     )
     assert "knn -3.00 (60% of the deficit, t = -3.0, 4 pairs), Many -1.00, Few - Many -2.00" in text
-    table = report._goal_table(goal)
+    table = tables.goal_table(goal)
     assert "| SimCLR+GH (targets=labels,K=10) [diagnostic] | knn |" in table
 
 
@@ -504,27 +470,27 @@ def test_regime_search_names_the_regime_whose_few_deficit_stands_out_most() -> N
     # longer one, whose deficit stands out more (mean / sd 3 against 2): t alone grows with runs.
     cells = [cell("primary", "p", 4.0, 2.0, 9), cell("regime", "long", 3.0, 1.0, 4)]
     regimes = [primary, longer, unrun]
-    sentence = report._regime_search_sentence(cells, regimes, "p")
+    sentence = summary.regime_search_sentence(cells, regimes, "p")
     assert sentence == (
         "- Regime search (SimCLR, kNN Few deficit): clearest in `long` 3.00 ± 1.00 "
         "(mean / sd 3.0, t = +6.0, 4 runs); then `p` 4.00 ± 2.00 (mean / sd 2.0, t = +6.0, "
         "9 runs)."
     )
     # One regime alone is no search; two runs give no t.
-    assert report._regime_search_sentence(cells[:1], regimes, "p") is None
-    assert report._regime_search_sentence([cells[0], {**cells[1], "runs": 2}], regimes, "p") is None
-    table = report._regime_table(cells, regimes, "p").splitlines()
+    assert summary.regime_search_sentence(cells[:1], regimes, "p") is None
+    assert summary.regime_search_sentence([cells[0], {**cells[1], "runs": 2}], regimes, "p") is None
+    table = tables.regime_table(cells, regimes, "p").splitlines()
     assert table[0].split(" | ")[8] == "t (Few)"
     assert table[2].split(" | ")[8] == "+6.0" and table[3].split(" | ")[8] == "+6.0"
     assert table[4].count("not run yet") == len(table[0].split(" | ")) - 4
     # An unfinished regime says how many of its planned runs it holds.
-    table = report._regime_table(cells, regimes, "p", {"p": 9, "long": 8}).splitlines()
+    table = tables.regime_table(cells, regimes, "p", {"p": 9, "long": 8}).splitlines()
     assert [row.split(" | ")[3] for row in table[2:4]] == ["9", "4 of 8 planned"]
 
 
 def test_planned_regime_runs_count_the_core_simclr_baselines() -> None:
     full = plan.build_plan()
-    planned = report._planned_regime_runs(full, quick=False)
+    planned = sections._planned_regime_runs(full, quick=False)
     # The core: 7 primary SimCLR runs (CORE_PRIMARY), each search regime's orders at its seeds.
     assert planned[plan.PRIMARY.name] == len(plan.CORE_PRIMARY)
     for regime in plan.REGIMES:

@@ -4,6 +4,7 @@ the committed run records that the report reads."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -12,7 +13,16 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.quality import plan, records, report  # noqa: E402
+from benchmarks.quality import (  # noqa: E402
+    figures,
+    plan,
+    records,
+    report,
+    sections,
+    selection,
+    summary,
+    tables,
+)
 from benchmarks.quality.analysis import VALIDATION_PROBE, run_summaries  # noqa: E402
 from benchmarks.quality.plan import RunSpec  # noqa: E402
 
@@ -137,7 +147,7 @@ def test_timing_table_counts_only_a_paired_runs_own_epochs() -> None:
         }
         for spec in (base, gh)
     }
-    table = report._timing_table(runs).splitlines()[2:]
+    table = tables.timing_table(runs).splitlines()[2:]
     rows = {cells[3]: cells[5] for cells in (line.split(" | ") for line in table)}
     assert rows == {"baseline": "10", "+GH (paired, 2nd half only)": "6"}
 
@@ -148,11 +158,11 @@ def test_machines_tallies_runs_and_says_whether_pairs_share_a_machine() -> None:
     base = next(s for s in specs if s.run_id == gh.init_from)
     other = plan.RunSpec(**{**vars(gh), "run_id": gh.run_id + "_copy"})
     runs = {s.run_id: {"spec": s, "machine": "CPU A"} for s in (base, gh, other)}
-    assert report._machines(runs) == (
+    assert sections._machines(runs) == (
         "CPU A (3 runs); every +GH run was made on its baseline's machine (2 pairs)"
     )
     runs[gh.run_id]["machine"] = "CPU B"
-    assert report._machines(runs).endswith(
+    assert sections._machines(runs).endswith(
         "; 1 of 2 +GH runs ran on another machine than their baselines"
     )
 
@@ -213,7 +223,7 @@ def _selection_runs() -> dict[str, dict]:
 def test_selection_chooses_on_held_out_images_only() -> None:
     runs = _selection_runs()
     rows = {p: run_summaries(runs, p) for p in ("knn", VALIDATION_PROBE)}
-    text = "\n".join(report._selection_section(rows, "r"))
+    text = "\n".join(sections.selection_section(rows, "r"))
     table = {
         line.split(" | ")[0].strip("| "): line.split(" | ")[1:]
         for line in text.splitlines()
@@ -233,9 +243,31 @@ def test_selection_chooses_on_held_out_images_only() -> None:
 
 def test_goal_change_says_when_too_few_pairs_to_judge_the_noise() -> None:
     row = {"change": -0.23, "closed": 0.03, "closed_bound": float("nan"), "t": float("nan")}
-    one = report._goal_change({**row, "pairs": 1})
+    one = summary.goal_change({**row, "pairs": 1})
     assert one == "-0.23 (3% of the deficit, too few pairs to judge the noise, 1 pair)"
-    within_noise = report._goal_change({**row, "pairs": 4, "t": -0.5})
+    within_noise = summary.goal_change({**row, "pairs": 4, "t": -0.5})
     assert within_noise == "-0.23 (of a baseline deficit within noise, t = -0.5, 4 pairs)"
-    bounded = report._goal_change({**row, "pairs": 4, "t": -0.5, "closed_bound": 0.4})
+    bounded = summary.goal_change({**row, "pairs": 4, "t": -0.5, "closed_bound": 0.4})
     assert bounded == "-0.23 (3% of the deficit, t = -0.5, 4 pairs)"
+
+
+def test_held_out_choice_gives_the_chosen_settings_test_numbers() -> None:
+    runs = _selection_runs()
+    rows = {p: run_summaries(runs, p) for p in ("knn", VALIDATION_PROBE)}
+    choice = selection.held_out_choice(*selection.held_out_pairs(rows, "r"))
+    assert choice is not None
+    assert (choice["setting"], choice["held_out"], choice["pairs"]) == ("w=2", -2.0, 4)
+    assert (choice["test_mean"], choice["test_sd"]) == (-1.0, 0.0)
+    assert math.isnan(choice["t"])  # no spread over the pairs: no t
+
+
+def test_figures_are_drawn_only_with_data_and_leave_pyplot_alone(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    assert figures.make_figures({}, {}, tmp_path / "figures", "r") == []
+    assert list((tmp_path / "figures").iterdir()) == []
+    # Per-class deficits only (no run records with a class-mean geometry): one figure.
+    rows = {"knn": run_summaries(_selection_runs(), "knn")}
+    assert figures.make_figures({}, rows, tmp_path / "figures", "r") == ["deficit_vs_frequency.png"]
+    assert (tmp_path / "figures" / "deficit_vs_frequency.png").read_bytes()[:4] == b"\x89PNG"
+    assert plt.get_fignums() == []

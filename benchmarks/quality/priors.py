@@ -1,0 +1,87 @@
+"""Reading the prior-check records (``benchmarks/results/prior_check.json``, written by
+:mod:`.prior_check`): which checkpoint each is of, and how far the estimators track the imbalance.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from benchmarks.quality import plan as plan_mod
+from benchmarks.quality.formatting import cell_name
+
+__all__ = [
+    "PRIOR_CHECK_FILE",
+    "checkpoint_kind",
+    "estimates_of",
+    "load_prior_checks",
+    "ratio_epochs",
+    "tracking_ratio",
+]
+
+PRIOR_CHECK_FILE = Path(__file__).resolve().parents[1] / "results" / "prior_check.json"
+
+# Run ids spell a sensitivity variant without "=", "," and "."; the tables use its label.
+_VARIANT_BY_SLUG = {plan_mod.variant_slug(label): label for label, _, _ in plan_mod.SENSITIVITY}
+
+
+def load_prior_checks(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The prior-check records of the runs in ``runs`` (none without the file): the report never
+    shows a lost run's numbers."""
+    if not PRIOR_CHECK_FILE.is_file():
+        return []
+    return [r for r in json.loads(PRIOR_CHECK_FILE.read_text()) if r["run"] in runs]
+
+
+def checkpoint_kind(record: dict[str, Any]) -> str:
+    """``SimCLR @40``, ``SimCLR+GH (K=10) @80``, ``balanced ref. @80``, ``SimCLR+GH [r100_e120]
+    @120``: a prior-check record's run kind, its variant spelled as in the goal table (run ids
+    drop ``=``, ``,`` and ``.``), tagged with its regime outside the primary one."""
+    run, epoch = record["run"], record["epoch"]
+    regime = run.split("__")[1]
+    where = "" if regime == plan_mod.PRIMARY.name else f" [{regime}]"
+    if run.startswith("ref__"):
+        return f"balanced ref.{where} @{epoch}"
+    stem = run.rsplit("__", 2)[0]  # drop class order and seed
+    method = stem.split("__")[-1]
+    base, _, variant = method.partition("_gh")
+    gh = "_gh" in method
+    slug = variant.lstrip("_")
+    return f"{cell_name(base, gh, _VARIANT_BY_SLUG.get(slug, slug))}{where} @{epoch}"
+
+
+def estimates_of(records: Sequence[dict[str, Any]], kind: str, name: str) -> list[dict[str, float]]:
+    """Estimator ``name``'s results on the prior-check records of one checkpoint kind."""
+    return [
+        r["estimates"][name]
+        for r in records
+        if checkpoint_kind(r) == kind and name in r["estimates"]
+    ]
+
+
+def _mean_effective(records: Sequence[dict[str, Any]], kind: str, name: str | None) -> float:
+    """Mean effective number of estimator ``name`` (``None``: the true prior's) over the
+    prior-check records of one checkpoint kind; NaN if there are none."""
+    if name is None:
+        values = [r["true_effective_classes"] for r in records if checkpoint_kind(r) == kind]
+    else:
+        values = [e["effective_number"] for e in estimates_of(records, kind, name)]
+    return float(np.mean(values)) if values else math.nan
+
+
+def tracking_ratio(records: Sequence[dict[str, Any]], epoch: int, name: str | None) -> float:
+    """Long-tailed SimCLR / balanced reference mean effective number at ``epoch``: an estimator
+    that tracks the imbalance has the true prior's ratio, one blind to it has 1."""
+    simclr = _mean_effective(records, f"SimCLR @{epoch}", name)
+    return simclr / _mean_effective(records, f"balanced ref. @{epoch}", name)
+
+
+def ratio_epochs(records: Sequence[dict[str, Any]]) -> list[int]:
+    """Epochs with both a SimCLR and a balanced-reference prior check."""
+    kinds = {checkpoint_kind(r) for r in records}
+    epochs = sorted({r["epoch"] for r in records})
+    return [e for e in epochs if {f"SimCLR @{e}", f"balanced ref. @{e}"} <= kinds]
