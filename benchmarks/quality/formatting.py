@@ -9,8 +9,9 @@ from pathlib import Path
 from benchmarks.quality.records import REPO
 from benchmarks.quality.stats import critical_t, mean_sd
 
+from geoharmony.methods import display_name
+
 __all__ = [
-    "METHOD_NAMES",
     "cell_name",
     "critical_t_list",
     "md_head",
@@ -24,16 +25,10 @@ __all__ = [
     "tally",
 ]
 
-METHOD_NAMES = {"simclr": "SimCLR", "focal": "Focal", "sdclr": "SDCLR", "dnc": "DnC", "bcl": "BCL"}
-
 
 def cell_name(method: str, gh: bool, variant: str) -> str:
     """``SimCLR+GH (K=10)`` style label of a cell."""
-    return (
-        METHOD_NAMES.get(method, method)
-        + ("+GH" if gh else "")
-        + (f" ({variant})" if variant else "")
-    )
+    return display_name(method) + ("+GH" if gh else "") + (f" ({variant})" if variant else "")
 
 
 def pm(mean: float, sd: float, fmt: str = ".2f") -> str:

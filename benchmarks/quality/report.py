@@ -29,7 +29,7 @@ from benchmarks.quality.analysis import (
 from benchmarks.quality.figures import make_figures
 from benchmarks.quality.goal import goal_rows
 from benchmarks.quality.plan import RunSpec
-from benchmarks.quality.priors import load_prior_checks
+from benchmarks.quality.prior_records import load_prior_checks
 from benchmarks.quality.records import load_records
 from benchmarks.quality.sections import Study
 

@@ -310,7 +310,7 @@ def prior_section(s: Study) -> list[str]:
     return [
         "## Prior diagnostics (final estimated prior against the true class prior)",
         "",
-        "`mixture` is this benchmark's estimator (`geoharmony.prior.MixturePrior`: EM for the "
+        "`mixture` is this benchmark's estimator (`geoharmony.gh.MixturePrior`: EM for the "
         "weights of a vMF mixture on the bank's rows, components started at the anchors, "
         "Hungarian-matched back to them); effective number = exp(entropy). With K > C anchors "
         "the estimate is compared with the class prior padded by zeros (sorted).",

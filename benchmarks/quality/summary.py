@@ -13,7 +13,7 @@ from benchmarks.quality import plan as plan_mod
 from benchmarks.quality.analysis import find_cell, geometry_pairs
 from benchmarks.quality.formatting import num, percent, pm
 from benchmarks.quality.goal import regime_goal_rows
-from benchmarks.quality.priors import checkpoint_kind, ratio_epochs, tracking_ratio
+from benchmarks.quality.prior_records import checkpoint_kind, ratio_epochs, tracking_ratio
 from benchmarks.quality.selection import held_out_choice, held_out_pairs
 from benchmarks.quality.stats import MIN_PAIRS_FOR_T, deficit_t
 

@@ -11,7 +11,6 @@ import numpy as np
 from benchmarks.quality import plan as plan_mod
 from benchmarks.quality.analysis import PROBES, cell_key, find_cell, geometry_pairs
 from benchmarks.quality.formatting import (
-    METHOD_NAMES,
     cell_name,
     critical_t_list,
     md_head,
@@ -22,9 +21,16 @@ from benchmarks.quality.formatting import (
     pm,
 )
 from benchmarks.quality.plan import RunSpec
-from benchmarks.quality.priors import checkpoint_kind, estimates_of, ratio_epochs, tracking_ratio
+from benchmarks.quality.prior_records import (
+    checkpoint_kind,
+    estimates_of,
+    ratio_epochs,
+    tracking_ratio,
+)
 from benchmarks.quality.selection import tested
 from benchmarks.quality.stats import MIN_PAIRS_FOR_T, deficit_t, mean_sd, paired_t
+
+from geoharmony.methods import display_name
 
 __all__ = [
     "REPLICATION_PROBES",
@@ -71,7 +77,7 @@ def paper_table(
     methods = [m for m in plan_mod.METHODS if find_cell(cells, group=group, probe=probe, method=m)]
     if not methods:
         return "_no finished runs yet_\n"
-    head = ["", *[x for m in methods for x in (METHOD_NAMES[m], "+GH", "Improv.")]]
+    head = ["", *[x for m in methods for x in (display_name(m), "+GH", "Improv.")]]
     lines = md_head(head)
     for label, key in _ROWS:
         row = [label]
@@ -88,7 +94,7 @@ def paper_table(
                 row.append("-")
         lines.append(md_row(row))
     runs = ", ".join(
-        f"{METHOD_NAMES[c['method']]}{'+GH' if c['gh'] else ''}: {c['runs']}"
+        f"{display_name(c['method'])}{'+GH' if c['gh'] else ''}: {c['runs']}"
         for c in cells
         if c["group"] == group and c["probe"] == probe
     )
@@ -232,7 +238,7 @@ def prior_table(runs: dict[str, dict[str, Any]]) -> str:
     keys = ("effective_number_estimated", "effective_number_true", "share", "kl")
     for (regime, method, label), items in sorted(rows.items()):
         cols = [mean_sd_cell([i.get(key) for i in items]) for key in keys]
-        lines.append(md_row([regime, METHOD_NAMES[method], label, str(len(items)), *cols]))
+        lines.append(md_row([regime, display_name(method), label, str(len(items)), *cols]))
     return "\n".join(lines) + "\n"
 
 
@@ -393,5 +399,5 @@ def timing_table(runs: dict[str, dict[str, Any]]) -> str:
             num(float(np.nanmedian(arr[:, i])), ".0f") if not np.isnan(arr[:, i]).all() else "-"
             for i in range(3)
         ]
-        lines.append(md_row([*key[:2], METHOD_NAMES[key[2]], key[3], str(len(vals)), *medians]))
+        lines.append(md_row([*key[:2], display_name(key[2]), key[3], str(len(vals)), *medians]))
     return "\n".join(lines) + "\n"
