@@ -12,11 +12,15 @@ sample marginal, as the official GH code orders them):
 * ``log``: the same updates on ``t / epsilon`` with log-sum-exp: safe for any finite input.
 
 ``mode="auto"`` checks the dynamic range and takes ``plain`` when it is safe.
+
+The same iterations, with some anchor marginals KL-relaxed, serve the relaxed and partial
+allocations of :mod:`geoharmony.allocation`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -73,6 +77,39 @@ def _marginal_error(column_mass: Tensor, num_samples: int, prior: Tensor) -> flo
     return float((column_mass / num_samples - prior).abs().max())
 
 
+class _Stopping:
+    """The early-stopping test, run every ``_TOL_CHECK_EVERY`` iterations on the plan's anchor
+    masses ``[..., 1, K]`` (sums over all samples, before that iteration's anchor update).
+
+    Balanced (every anchor marginal exact): stop once the masses are within ``tol`` of
+    ``num_samples * prior``. Unbalanced (some anchor marginals KL-relaxed, so the masses converge
+    to an unknown marginal): stop once the per-sample masses moved by less than ``tol`` in one
+    iteration (compared with those of the iteration before the check).
+    """
+
+    def __init__(self, tol: float | None, prior: Tensor, num_samples: int, balanced: bool) -> None:
+        self.tol, self.prior, self.num_samples, self.balanced = tol, prior, num_samples, balanced
+        self.previous: Tensor | None = None
+
+    def due(self, step: int) -> bool:
+        if self.tol is None or step == 0:
+            return False
+        return step % _TOL_CHECK_EVERY == 0 or (
+            not self.balanced and (step + 1) % _TOL_CHECK_EVERY == 0
+        )
+
+    def reached(self, step: int, column_mass: Tensor) -> bool:
+        assert self.tol is not None
+        if self.balanced:
+            return _marginal_error(column_mass, self.num_samples, self.prior) < self.tol
+        per_sample = column_mass / self.num_samples
+        if step % _TOL_CHECK_EVERY != 0:  # the iteration before a check
+            self.previous = per_sample
+            return False
+        assert self.previous is not None
+        return float((per_sample - self.previous).abs().max()) < self.tol
+
+
 def _matvec(matrix: Tensor, vector: Tensor) -> Tensor:
     """``[..., m, n] @ [..., n, 1]``. On CPU, batched matmul of matrix-vector shapes is several
     times slower than one 2-D matmul per problem, so the few leading problems are looped over."""
@@ -84,45 +121,134 @@ def _matvec(matrix: Tensor, vector: Tensor) -> Tensor:
     return out.reshape(*matrix.shape[:-1], 1)
 
 
-def _plain_iterations(
-    scores: Tensor, prior: Tensor, num_samples: int, num_iters: int, tol: float | None, dist: bool
-) -> Tensor:
-    # The plan is diag(u) K diag(v): each half-step is one matrix-vector product instead of
-    # rescaling the whole [B, K] plan (the same iterates, about twice as fast).
+def _peak(scores: Tensor, dist: bool) -> Tensor:
+    """``[..., B, K] -> [..., 1, 1]`` largest score of each problem over all ranks."""
     peak = scores.amax(dim=(-2, -1), keepdim=True)
     if dist:
         parallel.all_reduce_max(peak)
-    kernel = (scores - peak).exp()  # shifting by the (global) max leaves the plan unchanged
+    return peak
+
+
+class _Relaxation(NamedTuple):
+    """The first ``num_relaxed`` anchors' marginals are KL-relaxed with strength ``tau``: their
+    scaling updates are raised to ``exponent = tau / (tau + epsilon)``; the others stay exact."""
+
+    exponent: float
+    num_relaxed: int
+
+
+# The relaxed anchor update. With ``r = target / K^T u`` (the balanced update), a relaxed
+# anchor's scaling is ``v_j = r_j ** a`` with ``a = tau / (tau + epsilon)``, an exact one's
+# ``v_j = r_j``. Next to exact anchors (the partial allocation's dummy) every ``v`` is then
+# multiplied by the factor ``s`` that maximises the dual along the translation ``(f + l, g - l)``
+# (Sejourne et al., 2022, translation-invariant Sinkhorn), which the next row update absorbs:
+# ``s = (sum_R w_j r_j ** (a - 1)) ** (a / (1 - a))`` with ``w`` the relaxed anchors' prior
+# normalised to 1, so the relaxed anchors aim at exactly the mass the exact ones leave. Without
+# it the exact anchors' share converges at a rate ``1 - O(their mass)``. With every anchor
+# relaxed the plan does not depend on the common scale of ``v``, so it is left out.
+
+
+def _relaxed_scaling(ratio: Tensor, weights: Tensor | None, relax: _Relaxation) -> Tensor:
+    """``[..., K, 1]`` ratios ``r`` -> scalings ``v`` (overwrites ``ratio``); ``weights``:
+    ``[R, 1]`` translation weights, ``None`` for no translation."""
+    a, count = relax
+    head = ratio[..., :count, :]
+    if weights is None:
+        ratio[..., :count, :] = head.pow(a)
+        return ratio
+    shrink = head.pow(a - 1.0)
+    translation = (weights * shrink).sum(dim=-2, keepdim=True).pow(a / (1.0 - a))
+    ratio[..., :count, :] = head * shrink
+    return ratio * translation
+
+
+def _relaxed_log_scaling(
+    log_ratio: Tensor, log_weights: Tensor | None, relax: _Relaxation
+) -> Tensor:
+    """``[..., 1, K]`` ``log r`` -> ``log v``; ``log_weights``: ``[R]``, ``None`` for none."""
+    a, count = relax
+    head = log_ratio[..., :count]
+    log_v = torch.cat([a * head, log_ratio[..., count:]], dim=-1)
+    if log_weights is None:
+        return log_v
+    mean = torch.logsumexp(log_weights + (a - 1.0) * head, dim=-1, keepdim=True)
+    return log_v + a / (1.0 - a) * mean
+
+
+def _translation_weights(prior: Tensor, relax: _Relaxation | None) -> Tensor | None:
+    """``[R]`` relaxed anchors' prior normalised to 1, or ``None`` where no translation runs."""
+    if relax is None or relax.num_relaxed == prior.shape[-1]:
+        return None
+    head = prior[: relax.num_relaxed]
+    return head / head.sum()
+
+
+def _plain_iterations(
+    problem: _Problem, num_iters: int, tol: float | None, relax: _Relaxation | None
+) -> Tensor:
+    # The plan is diag(u) K diag(v): each half-step is one matrix-vector product instead of
+    # rescaling the whole [B, K] plan (the same iterates, about twice as fast).
+    scores, prior, num_samples, dist = problem
+    # Shifting by the (global) max leaves the balanced plan unchanged; with relaxed anchors it
+    # sets the scale the transient starts from, which _log_iterations matches.
+    kernel = (scores - _peak(scores, dist)).exp()
     kernel_t = kernel.transpose(-2, -1)
     # Anchor masses B * prior match the row masses (1 each), so u and v do not drift apart.
     target = num_samples * prior.unsqueeze(-1)  # [K, 1]
+    weights = _translation_weights(prior, relax)
+    weights = None if weights is None else weights.unsqueeze(-1)
+    stopping = _Stopping(tol, prior, num_samples, balanced=relax is None)
     row_scale = torch.ones_like(kernel[..., :1])  # u: [..., B, 1]
     col_scale = torch.ones_like(target.expand(*kernel.shape[:-2], -1, 1))  # v: [..., K, 1]
     for step in range(num_iters):
         col_mass = _matvec(kernel_t, row_scale)  # [..., K, 1]
         if dist:
             parallel.all_reduce_sum(col_mass)
-        if tol is not None and step > 0 and step % _TOL_CHECK_EVERY == 0:
-            if _marginal_error((col_scale * col_mass).transpose(-2, -1), num_samples, prior) < tol:
+        if stopping.due(step):
+            if stopping.reached(step, (col_scale * col_mass).transpose(-2, -1)):
                 break
         col_scale = target / col_mass
+        if relax is not None:
+            col_scale = _relaxed_scaling(col_scale, weights, relax)
         row_scale = 1.0 / _matvec(kernel, col_scale)
     return row_scale * kernel * col_scale.transpose(-2, -1)
 
 
 def _log_iterations(
-    scores: Tensor, prior: Tensor, num_samples: int, num_iters: int, tol: float | None, dist: bool
+    problem: _Problem, num_iters: int, tol: float | None, relax: _Relaxation | None
 ) -> Tensor:
-    log_plan = scores.clone()
-    log_prior = prior.log()
+    """The plain iteration on ``log(plan)``; returns the log plan."""
+    scores, prior, num_samples, dist = problem
+    stopping = _Stopping(tol, prior, num_samples, balanced=relax is None)
+    if relax is None:
+        # Balanced: a constant shift of the scores, or of the anchor target, is absorbed by the
+        # row normalisation, so neither is applied.
+        log_plan = scores.clone()
+        log_target = prior.log()
+    else:
+        # With relaxed anchors it is not: the scores get the plain iteration's shift and its
+        # target B * prior, and the anchor scalings log(v) are tracked (the relaxed update
+        # depends on v itself, not only on the plan).
+        log_plan = scores - _peak(scores, dist)
+        log_target = prior.log() + math.log(num_samples)
+        log_col_scale = torch.zeros_like(log_plan[..., :1, :])
+        weights = _translation_weights(prior, relax)
+        log_weights = None if weights is None else weights.log()
     for step in range(num_iters):
         log_column_mass = _logsumexp_over_samples(log_plan, dist)
-        if tol is not None and step > 0 and step % _TOL_CHECK_EVERY == 0:
-            if _marginal_error(log_column_mass.exp(), num_samples, prior) < tol:
+        if stopping.due(step):
+            if stopping.reached(step, log_column_mass.exp()):
                 break
-        log_plan += log_prior - log_column_mass
+        if relax is None:
+            log_plan += log_target - log_column_mass
+        else:
+            # log(target / K^T u), where K^T u = column mass / v.
+            log_ratio = log_target - log_column_mass + log_col_scale
+            new_log_col_scale = _relaxed_log_scaling(log_ratio, log_weights, relax)
+            log_plan += new_log_col_scale - log_col_scale
+            log_col_scale = new_log_col_scale
         log_plan -= torch.logsumexp(log_plan, dim=-1, keepdim=True)
-    return log_plan.exp()
+    return log_plan
 
 
 def _plain_is_safe(scores: Tensor, prior: Tensor, distributed: bool) -> bool:
@@ -131,6 +257,60 @@ def _plain_is_safe(scores: Tensor, prior: Tensor, distributed: bool) -> bool:
         extremes = parallel.all_reduce_max(extremes)
     span = float(extremes.sum()) + float((prior.max() / prior.min()).log())
     return span <= _PLAIN_SPAN_LIMIT[scores.dtype]
+
+
+class _Problem(NamedTuple):
+    """A validated allocation problem, in the solver's dtype (float32 or float64)."""
+
+    scores: Tensor  # [..., B, K] logits / epsilon
+    prior: Tensor  # [K] anchor marginal summing to 1
+    num_samples: int  # B over all ranks
+    distributed: bool  # the sample axis is sharded over a process group that is up
+
+
+def _prepare(
+    logits: Tensor,
+    prior: Tensor | None,
+    epsilon: float,
+    num_iters: int,
+    mode: str,
+    distributed: bool,
+) -> _Problem:
+    """Validate the arguments shared by the allocations; call with autocast disabled."""
+    if logits.dim() < 2:
+        raise ValueError(f"logits must be [..., B, K], got shape {list(logits.shape)}")
+    if epsilon <= 0:
+        raise ValueError(f"epsilon must be positive, got {epsilon}")
+    if num_iters < 1:
+        raise ValueError(f"num_iters must be >= 1, got {num_iters}")
+    if mode not in ("auto", "plain", "log"):
+        raise ValueError(f"mode must be 'auto', 'plain' or 'log', got {mode!r}")
+    distributed = distributed and parallel.is_distributed()
+    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    scores = logits.detach().to(dtype) / epsilon
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError("sinkhorn received non-finite logits (NaN or inf)")
+    prior_t = _validated_prior(prior, logits.shape[-1], scores)
+    num_samples = logits.shape[-2]
+    if distributed:
+        count = torch.tensor(num_samples, device=logits.device)
+        num_samples = int(parallel.all_reduce_sum(count).item())
+    return _Problem(scores, prior_t, num_samples, distributed)
+
+
+def _solve(
+    problem: _Problem,
+    num_iters: int,
+    tol: float | None,
+    mode: str,
+    relax: _Relaxation | None = None,
+) -> tuple[Tensor, bool]:
+    """Run the scaling iteration, every anchor marginal exact unless ``relax`` says otherwise.
+    Returns ``(plan, False)`` from the plain iteration or ``(log plan, True)``."""
+    scores, prior, _, dist = problem
+    if mode == "plain" or (mode == "auto" and _plain_is_safe(scores, prior, dist)):
+        return _plain_iterations(problem, num_iters, tol, relax), False
+    return _log_iterations(problem, num_iters, tol, relax), True
 
 
 @torch.no_grad()
@@ -161,28 +341,8 @@ def sinkhorn(
         ``[..., B, K]`` plan in float32 (float64 if ``logits`` is float64): each row sums to 1,
         column ``k`` sums to about ``B_total * prior[k]``.
     """
-    if logits.dim() < 2:
-        raise ValueError(f"logits must be [..., B, K], got shape {list(logits.shape)}")
-    if epsilon <= 0:
-        raise ValueError(f"epsilon must be positive, got {epsilon}")
-    if num_iters < 1:
-        raise ValueError(f"num_iters must be >= 1, got {num_iters}")
-    if mode not in ("auto", "plain", "log"):
-        raise ValueError(f"mode must be 'auto', 'plain' or 'log', got {mode!r}")
-    distributed = distributed and parallel.is_distributed()
-    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     # Autocast would silently run the exp/sums in half precision, where exp(20) overflows.
     with torch.autocast(device_type=logits.device.type, enabled=False):
-        scores = logits.detach().to(dtype) / epsilon
-        if not bool(torch.isfinite(scores).all()):
-            raise ValueError("sinkhorn received non-finite logits (NaN or inf)")
-        prior_t = _validated_prior(prior, logits.shape[-1], scores)
-        num_samples = logits.shape[-2]
-        if distributed:
-            count = torch.tensor(num_samples, device=logits.device)
-            num_samples = int(parallel.all_reduce_sum(count).item())
-        use_plain = mode == "plain" or (
-            mode == "auto" and _plain_is_safe(scores, prior_t, distributed)
-        )
-        iterate = _plain_iterations if use_plain else _log_iterations
-        return iterate(scores, prior_t, num_samples, num_iters, tol, distributed)
+        problem = _prepare(logits, prior, epsilon, num_iters, mode, distributed)
+        plan, is_log = _solve(problem, num_iters, tol, mode)
+        return plan.exp() if is_log else plan
