@@ -2,6 +2,17 @@
 
 import torch
 
+from geoharmony.gh.allocation import AllocationQueue, partial, relaxed
+from geoharmony.gh.sinkhorn import sinkhorn
+
+# Allocations run in distributed mode by the workers and on the whole batch by the test.
+ALLOCATIONS = {
+    "balanced": lambda x, **kw: sinkhorn(x, **kw),
+    "relaxed": lambda x, **kw: relaxed(x, tau=0.3, **kw),
+    "partial": lambda x, **kw: partial(x, 0.6, tau=0.3, **kw).targets,
+}
+QUEUE_BATCHES = 2  # batches held by the allocation queue
+
 
 def full_batch() -> dict:
     g = torch.Generator().manual_seed(0)
@@ -15,4 +26,17 @@ def full_batch() -> dict:
         "z2": torch.randn(b, d, generator=g, dtype=torch.float64),
         "logits": torch.rand(b, k, generator=g, dtype=torch.float64) * 2 - 1,
         "prior": prior / prior.sum(),
+        # Two views of 4 consecutive batches, so a queue of 2 fills and wraps around.
+        "steps": torch.rand(4, 2, b, k, generator=g, dtype=torch.float64) * 2 - 1,
     }
+
+
+def queued_targets(steps: torch.Tensor, allocate, distributed: bool = False) -> list:
+    """Current-batch targets of each step, allocating over the batch and the queued batches."""
+    _, views, b, k = steps.shape
+    queue = AllocationQueue(QUEUE_BATCHES, b, k, num_views=views, dtype=steps.dtype)
+    out = []
+    for logits in steps:
+        out.append(queue.targets(allocate(queue.with_history(logits), distributed=distributed)))
+        queue.push(logits)
+    return out

@@ -4,8 +4,9 @@ import sys
 
 import torch
 import torch.distributed as dist
-from dist_core_data import full_batch
+from dist_core_data import ALLOCATIONS, full_batch, queued_targets
 
+from geoharmony.gh.allocation import partial, relaxed
 from geoharmony.gh import GHLoss
 from geoharmony.gh.anchors import simplex_etf
 from geoharmony.gh.priors import BankPrior, StreamingPrior
@@ -35,6 +36,15 @@ def main(out_dir: str) -> None:
         results[f"sinkhorn_{mode}"] = sinkhorn(
             data["logits"][shard], data["prior"], mode=mode, distributed=True
         )
+        results[f"relaxed_{mode}"] = relaxed(
+            data["logits"][shard], data["prior"], tau=0.3, mode=mode, distributed=True
+        )
+        results[f"partial_{mode}"] = partial(
+            data["logits"][shard], 0.6, data["prior"], tau=0.3, mode=mode, distributed=True
+        )
+    for name, allocate in ALLOCATIONS.items():
+        # Each rank queues its own rows: the union over ranks is the global queue.
+        results[f"queue_{name}"] = queued_targets(data["steps"][:, :, shard], allocate, True)
     bank = BankPrior(data["b"], data["k"], warmup_momentum=0.5, distributed=True)
     stream = StreamingPrior(data["k"], momentum=0.5, distributed=True)
     local_index = torch.arange(data["b"])[shard]

@@ -8,8 +8,8 @@ import ot
 import pytest
 import torch
 
-from geoharmony.allocation import AllocationQueue, partial, partial_mass, relaxed
-from geoharmony.sinkhorn import sinkhorn
+from geoharmony.gh.allocation import AllocationQueue, partial, partial_mass, relaxed
+from geoharmony.gh.sinkhorn import sinkhorn
 
 INF = float("inf")
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from geoharmony.gh.allocation import partial, relaxed
 from geoharmony.gh import GHLoss
 from geoharmony.gh.anchors import simplex_etf
 from geoharmony.gh.priors import BankPrior, StreamingPrior
@@ -13,7 +14,7 @@ from geoharmony.losses import focal_nt_xent, nt_xent
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from dist_core_data import full_batch  # noqa: E402
+from dist_core_data import ALLOCATIONS, full_batch, queued_targets  # noqa: E402
 
 WORLD = 2
 
@@ -53,6 +54,20 @@ def test_two_gloo_ranks_equal_single_process(tmp_path, run_distributed) -> None:
         plan = sinkhorn(data["logits"], data["prior"], mode=mode)
         for r, shard in enumerate(shards):
             torch.testing.assert_close(ranks[r][f"sinkhorn_{mode}"], plan[shard])
+        plan = relaxed(data["logits"], data["prior"], tau=0.3, mode=mode)
+        split = partial(data["logits"], 0.6, data["prior"], tau=0.3, mode=mode)
+        for r, shard in enumerate(shards):
+            torch.testing.assert_close(ranks[r][f"relaxed_{mode}"], plan[shard])
+            for got, want in zip(ranks[r][f"partial_{mode}"], split, strict=True):
+                torch.testing.assert_close(got, want[shard])  # plan, mass, targets
+    # 2 ranks with local batch b and a queue of Q batches = 1 process with batch 2b and queue Q.
+    for name, allocate in ALLOCATIONS.items():
+        single = queued_targets(data["steps"], allocate)
+        for r, shard in enumerate(shards):
+            for step, step_targets in enumerate(single):
+                torch.testing.assert_close(
+                    ranks[r][f"queue_{name}"][step], step_targets[:, shard], msg=f"{name} {step}"
+                )
     for r, shard in enumerate(shards):
         torch.testing.assert_close(ranks[r]["gh"][3], targets.targets1[shard])
         torch.testing.assert_close(ranks[r]["gh"][4], targets.targets2[shard])

@@ -14,7 +14,7 @@ sample marginal, as the official GH code orders them):
 ``mode="auto"`` checks the dynamic range and takes ``plain`` when it is safe.
 
 The same iterations, with some anchor marginals KL-relaxed, serve the relaxed and partial
-allocations of :mod:`geoharmony.allocation`.
+allocations of :mod:`geoharmony.gh.allocation`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Surrogate label allocations beyond the paper's balanced Sinkhorn (options; balanced stays the
-default, see :func:`geoharmony.sinkhorn.sinkhorn`).
+default, see :func:`geoharmony.gh.sinkhorn`).
 
 All of them solve entropic optimal transport between ``B`` samples, each carrying exactly mass
 ``1/B``, and ``K`` anchors, with the GH kernel ``exp(t / epsilon)`` (``t`` the logits, cost
@@ -31,7 +31,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from geoharmony.sinkhorn import SinkhornMode, _prepare, _Relaxation, _solve
+from geoharmony.gh.sinkhorn import SinkhornMode, _prepare, _Relaxation, _solve
 
 __all__ = [
     "AllocationQueue",
