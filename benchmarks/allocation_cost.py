@@ -17,10 +17,9 @@ import torch
 from torch import Tensor
 
 from _common import median_seconds, record
-from geoharmony.allocation import AllocationQueue, partial, relaxed
-from geoharmony.geometry import uniform_structure
-from geoharmony.losses import GHLoss
-from geoharmony.sinkhorn import sinkhorn
+from geoharmony.gh import GHLoss, uniform_structure
+from geoharmony.gh.allocation import AllocationQueue, partial, relaxed
+from geoharmony.gh.sinkhorn import sinkhorn
 
 
 def allocations(iters: int) -> dict[str, Callable[..., Tensor]]:

@@ -6,8 +6,8 @@ import torch
 import torch.distributed as dist
 from dist_core_data import ALLOCATIONS, full_batch, queued_targets
 
-from geoharmony.gh.allocation import partial, relaxed
 from geoharmony.gh import GHLoss
+from geoharmony.gh.allocation import partial, relaxed
 from geoharmony.gh.anchors import simplex_etf
 from geoharmony.gh.priors import BankPrior, StreamingPrior
 from geoharmony.gh.sinkhorn import sinkhorn

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import torch
 
-from geoharmony.gh.allocation import partial, relaxed
 from geoharmony.gh import GHLoss
+from geoharmony.gh.allocation import partial, relaxed
 from geoharmony.gh.anchors import simplex_etf
 from geoharmony.gh.priors import BankPrior, StreamingPrior
 from geoharmony.gh.sinkhorn import sinkhorn
