@@ -1,7 +1,8 @@
-"""What GH costs: one GH forward+backward against NT-Xent and a whole training step, and our
-Sinkhorn against POT's, measured side by side in one run.
+"""What GH costs: one GH forward+backward against NT-Xent and a whole training step, each
+surrogate-label allocation (balanced, relaxed, partial; alone and with a queue of past batches)
+as a share of that step, and our Sinkhorn against POT's, measured side by side in one run.
 
-    python benchmarks/gh_cost.py [--batch 512 --anchors 100 --dim 128 --iters 300]
+    python benchmarks/gh_cost.py [--batch 512 --anchors 100 --dim 128 --iters 300 --queue 0 8]
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import ot
 import torch
 
 from _common import median_seconds, record
-from geoharmony.gh import GHLoss
-from geoharmony.gh.anchors import uniform_structure
+from geoharmony.gh import GHLoss, uniform_structure
+from geoharmony.gh.allocation import ALLOCATIONS
 from geoharmony.gh.sinkhorn import sinkhorn
 from geoharmony.losses import nt_xent
 from geoharmony.models import Projector, cifar_resnet18
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=300)
     parser.add_argument("--width", type=float, default=0.25, help="ResNet width of the step")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--queue", type=int, nargs="+", default=[0, 8], help="batches queued")
     args = parser.parse_args()
     torch.manual_seed(0)
     b, k, d = args.batch, args.anchors, args.dim
@@ -88,7 +90,23 @@ def main() -> None:
             args.repeats,
         ),
     }
+    step = timings["train_step_simclr"]
+    for kind in ALLOCATIONS:
+        allocating = GHLoss(uniform_structure(k, d), num_iters=args.iters, allocation=kind)
+        allocating.rho = 0.5  # partial: half the mass on the real anchors
+        for queued in args.queue:
+            history = torch.rand(2, queued * b, k) * 2 - 1 if queued else None
+
+            def gh_allocation_step(gh: GHLoss = allocating, rows=history) -> None:
+                gh.compute(z1, z2, prior, history=rows).loss.backward()
+
+            timings[f"gh_{kind}_queue{queued}"] = median_seconds(gh_allocation_step, args.repeats)
     ratios = {
+        **{
+            f"{name}_share_of_step": seconds / step
+            for name, seconds in timings.items()
+            if name.startswith("gh_") and "_queue" in name
+        },
         "gh_over_ntxent": timings["gh_forward_backward"] / timings["ntxent_forward_backward"],
         "gh_share_of_step": timings["gh_forward_backward"] / timings["train_step_simclr"],
         "step_gh_over_step": timings["train_step_simclr_gh"] / timings["train_step_simclr"],
@@ -100,7 +118,15 @@ def main() -> None:
         print(f"{name:<{width}}  {seconds * 1e3:9.2f} ms")
     for name, value in ratios.items():
         print(f"{name:<{width}}  {value:9.3f}")
-    settings = {"batch": b, "anchors": k, "dim": d, "iters": args.iters, "width": args.width}
+    settings = {
+        "batch": b,
+        "anchors": k,
+        "dim": d,
+        "iters": args.iters,
+        "width": args.width,
+        "queue": args.queue,
+        "threads": torch.get_num_threads(),
+    }
     path = record("gh_cost", {"settings": settings, "seconds": timings, "ratios": ratios})
     print(f"recorded in {path}")
 

@@ -31,12 +31,17 @@ def full_batch() -> dict:
     }
 
 
-def queued_targets(steps: torch.Tensor, allocate, distributed: bool = False) -> list:
-    """Current-batch targets of each step, allocating over the batch and the queued batches."""
+def queued_targets(
+    steps: torch.Tensor, allocate, rank: int = 0, world: int = 1, distributed: bool = False
+) -> list:
+    """Current-batch targets of each step on rank ``rank`` of ``world`` (contiguous slices of
+    the batch), allocating over its rows and its share of the queued global batches."""
     _, views, b, k = steps.shape
-    queue = AllocationQueue(QUEUE_BATCHES, b, k, num_views=views, dtype=steps.dtype)
+    queue = AllocationQueue(QUEUE_BATCHES, b, k, num_views=views, shards=world, dtype=steps.dtype)
+    rows = slice(rank * b // world, (rank + 1) * b // world)
     out = []
     for logits in steps:
-        out.append(queue.targets(allocate(queue.with_history(logits), distributed=distributed)))
-        queue.push(logits)
+        joint = queue.with_history(logits[:, rows], rank)
+        out.append(queue.targets(allocate(joint, distributed=distributed)))
+        queue.push(logits)  # every rank queues the global batch
     return out

@@ -43,8 +43,8 @@ def main(out_dir: str) -> None:
             data["logits"][shard], 0.6, data["prior"], tau=0.3, mode=mode, distributed=True
         )
     for name, allocate in ALLOCATIONS.items():
-        # Each rank queues its own rows: the union over ranks is the global queue.
-        results[f"queue_{name}"] = queued_targets(data["steps"][:, :, shard], allocate, True)
+        # Every rank queues the global batch and allocates over its own share of it.
+        results[f"queue_{name}"] = queued_targets(data["steps"], allocate, rank, world, True)
     bank = BankPrior(data["b"], data["k"], warmup_momentum=0.5, distributed=True)
     stream = StreamingPrior(data["k"], momentum=0.5, distributed=True)
     local_index = torch.arange(data["b"])[shard]

@@ -25,16 +25,21 @@ early stopping, distributed mode with the sample axis sharded over the process g
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from geoharmony.gh.sinkhorn import SinkhornMode, _prepare, _Relaxation, _solve
+from geoharmony.gh.sinkhorn import SinkhornMode, _prepare, _Relaxation, _solve, sinkhorn
 
 __all__ = [
+    "ALLOCATIONS",
     "AllocationQueue",
+    "Allocator",
     "PartialPlan",
     "RampKind",
     "partial",
@@ -224,25 +229,29 @@ def partial_mass(
 
 
 class AllocationQueue(nn.Module):
-    """The last ``num_batches`` batches' detached logits, to allocate over more samples.
+    """The last ``num_batches`` global batches' detached logits, to allocate over more samples.
 
-    ``with_history(logits)`` puts the current batch's rows first and the queued rows after them
-    (in storage order; the allocations treat samples symmetrically, so the order only affects
-    rounding); allocate over that, take the current batch's targets with ``targets(plan)``
-    (or ``current(...)`` for other per-sample outputs), then ``push(logits)``. Until the queue
-    fills it holds fewer rows (none at first: the allocation runs on the batch alone).
+    ``with_history(logits, shard)`` puts the current (local) batch's rows first and this
+    process's share of the queued rows after them (in storage order; the allocations treat
+    samples symmetrically, so the order only affects rounding); allocate over that, take the
+    current batch's targets with ``targets(plan)`` (or ``current(...)`` for other per-sample
+    outputs), then ``push`` the *global* batch's logits. Until the queue fills it holds fewer
+    rows (none at first: the allocation runs on the batch alone).
 
-    The ring buffer, its fill count and write position are persistent buffers, so a checkpoint
-    carries them and a resumed run allocates bit-identically. Under DDP each rank queues its own
-    local rows and the distributed solvers treat the sample axis as sharded, so the union over
-    ranks is the global queue; keep the module out of DDP's buffer broadcast (e.g. not inside
-    the wrapped model), which would copy rank 0's rows to every rank.
+    Under data parallelism the queue holds every rank's rows, so it is the same on every rank
+    (like the prior bank: DDP's buffer broadcast and rank 0's checkpoint keep it right) and
+    rank ``shard`` allocates over its own slice of each queued batch; the distributed solvers
+    treat the sample axis as sharded, so the union of the slices is the global queue. The ring
+    buffer, its fill count and write position are persistent buffers: a resumed run allocates
+    bit-identically.
 
     Args:
         num_batches: number of past batches held (0: no history).
-        batch_size: rows per batch (per rank); every batch must have exactly this many.
+        batch_size: rows per global batch; every batch must have exactly this many.
         num_anchors: ``K``.
         num_views: ``V``, the leading dim of the logits (views allocated in one batched call).
+        shards: processes the global batch is split over, in rank order (``batch_size`` must
+            divide evenly).
         dtype: storage dtype of the queued logits.
     """
 
@@ -256,6 +265,7 @@ class AllocationQueue(nn.Module):
         batch_size: int,
         num_anchors: int,
         num_views: int = 2,
+        shards: int = 1,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
@@ -264,42 +274,56 @@ class AllocationQueue(nn.Module):
                 "need num_batches >= 0 and batch_size, num_anchors, num_views >= 1, got "
                 f"{num_batches}, {batch_size}, {num_anchors}, {num_views}"
             )
-        self.num_batches, self.batch_size = num_batches, batch_size
+        if shards < 1 or batch_size % shards:
+            raise ValueError(f"batch_size {batch_size} does not split over {shards} shards")
+        self.num_batches, self.batch_size, self.shards = num_batches, batch_size, shards
         shape = (num_views, num_batches * batch_size, num_anchors)
         self.register_buffer("history", torch.zeros(shape, dtype=dtype))
         self.register_buffer("filled", torch.zeros((), dtype=torch.long))  # batches held
         self.register_buffer("position", torch.zeros((), dtype=torch.long))  # next batch slot
 
-    def _checked(self, logits: Tensor) -> Tensor:
-        expected = (self.history.shape[0], self.batch_size, self.history.shape[2])
+    @property
+    def local_batch(self) -> int:
+        return self.batch_size // self.shards
+
+    def _checked(self, logits: Tensor, rows: int) -> Tensor:
+        expected = (self.history.shape[0], rows, self.history.shape[2])
         if logits.shape != expected:
             raise ValueError(
                 f"logits must be [V, B, K] = {list(expected)}, got {list(logits.shape)}"
             )
         return logits.detach()
 
+    def queued(self, shard: int = 0) -> Tensor:
+        """``[V, filled * b, K]``: shard ``shard``'s slice of every queued batch (``b`` = local
+        batch), oldest slot first."""
+        v, _, k = self.history.shape
+        held = self.history[:, : int(self.filled) * self.batch_size]
+        return held.reshape(v, -1, self.shards, self.local_batch, k)[:, :, shard].reshape(v, -1, k)
+
     @torch.no_grad()
-    def with_history(self, logits: Tensor) -> Tensor:
-        """``[V, B, K]`` current logits -> ``[V, B + filled * B, K]``: current rows first."""
-        logits = self._checked(logits)
-        queued = self.history[:, : int(self.filled) * self.batch_size]
-        return torch.cat([logits, queued.to(logits.dtype)], dim=1)
+    def with_history(self, logits: Tensor, shard: int = 0) -> Tensor:
+        """``[V, b, K]`` current local logits -> ``[V, b + filled * b, K]``: current rows
+        first, then :meth:`queued` rows."""
+        logits = self._checked(logits, self.local_batch)
+        return torch.cat([logits, self.queued(shard).to(logits.dtype)], dim=1)
 
     def current(self, rows: Tensor) -> Tensor:
         """``[V, N, ...]`` per-sample output of an allocation over ``with_history`` ->
-        ``[V, B, ...]``: the current batch's rows."""
-        return rows[:, : self.batch_size]
+        ``[V, b, ...]``: the current batch's rows."""
+        return rows[:, : self.local_batch]
 
     def targets(self, plan: Tensor) -> Tensor:
-        """``[V, N, K]`` plan over ``with_history`` -> ``[V, B, K]`` current rows, each rescaled
+        """``[V, N, K]`` plan over ``with_history`` -> ``[V, b, K]`` current rows, each rescaled
         to sum 1 (the solvers' rows already do, up to rounding)."""
         rows = self.current(plan)
         return rows / rows.sum(dim=-1, keepdim=True)
 
     @torch.no_grad()
     def push(self, logits: Tensor) -> None:
-        """Queue ``[V, B, K]`` logits, replacing the oldest batch once the queue is full."""
-        logits = self._checked(logits)
+        """Queue the global batch's ``[V, B, K]`` logits (every shard's rows, in rank order),
+        replacing the oldest batch once the queue is full."""
+        logits = self._checked(logits, self.batch_size)
         if self.num_batches == 0:
             return
         slot = int(self.position)
@@ -310,4 +334,82 @@ class AllocationQueue(nn.Module):
 
     def extra_repr(self) -> str:
         v, _, k = self.history.shape
-        return f"num_batches={self.num_batches}, batch_size={self.batch_size}, K={k}, V={v}"
+        return (
+            f"num_batches={self.num_batches}, batch_size={self.batch_size}, K={k}, V={v}, "
+            f"shards={self.shards}"
+        )
+
+
+@dataclass(frozen=True)
+class Allocator:
+    """One way of finding surrogate labels, with its settings: ``allocator(logits, prior)``.
+
+    Attributes:
+        kind: a key of :data:`ALLOCATIONS`: ``balanced`` (the paper's exact marginal),
+            ``relaxed`` or ``partial``.
+        epsilon, num_iters, tol, mode: the solver's (see :func:`~geoharmony.gh.sinkhorn`).
+        tau: strength of the KL penalty on the anchor marginal (``relaxed``, ``partial``).
+        rho: mass on the real anchors (``partial``; its schedule sets it, see
+            :func:`partial_mass`).
+        weighted: ``partial``'s targets are confidence-weighted (rows sum to each sample's mass
+            on the real anchors, P2OT's form) rather than renormalised to sum 1.
+        dummy_temperature: ``partial``'s dummy-anchor score temperature.
+    """
+
+    kind: str = "balanced"
+    epsilon: float = 0.05
+    num_iters: int = 300
+    tol: float | None = None
+    mode: SinkhornMode = "auto"
+    tau: float = 0.5
+    rho: float = 1.0
+    weighted: bool = True
+    dummy_temperature: float | None = 0.1
+
+    def __post_init__(self) -> None:
+        if self.kind not in ALLOCATIONS:
+            raise ValueError(
+                f"allocation must be one of {', '.join(ALLOCATIONS)}, got {self.kind!r}"
+            )
+
+    def with_rho(self, rho: float) -> Allocator:
+        return dataclasses.replace(self, rho=rho)
+
+    def __call__(
+        self, logits: Tensor, prior: Tensor | None = None, distributed: bool = False
+    ) -> Tensor:
+        """``[..., N, K]`` logits -> ``[..., N, K]`` surrogate labels (no gradient): rows sum
+        to 1, or to the sample's real mass for weighted ``partial`` targets."""
+        return ALLOCATIONS[self.kind](self, logits, prior, distributed)
+
+
+def _balanced(a: Allocator, logits: Tensor, prior: Tensor | None, distributed: bool) -> Tensor:
+    return sinkhorn(logits, prior, a.epsilon, a.num_iters, a.tol, a.mode, distributed)
+
+
+def _relaxed(a: Allocator, logits: Tensor, prior: Tensor | None, distributed: bool) -> Tensor:
+    return relaxed(logits, prior, a.tau, a.epsilon, a.num_iters, a.tol, a.mode, distributed)
+
+
+def _partial(a: Allocator, logits: Tensor, prior: Tensor | None, distributed: bool) -> Tensor:
+    found = partial(
+        logits,
+        a.rho,
+        prior,
+        a.tau,
+        a.epsilon,
+        a.dummy_temperature,
+        a.num_iters,
+        a.tol,
+        a.mode,
+        distributed,
+    )
+    return found.plan if a.weighted else found.targets
+
+
+# The allocations ``gh.allocation`` selects from (the choices of that option are these keys).
+ALLOCATIONS: dict[str, Callable[[Allocator, Tensor, Tensor | None, bool], Tensor]] = {
+    "balanced": _balanced,
+    "relaxed": _relaxed,
+    "partial": _partial,
+}

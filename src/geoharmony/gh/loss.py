@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geoharmony.gh.sinkhorn import SinkhornMode, sinkhorn
+from geoharmony.gh.allocation import Allocator
+from geoharmony.gh.sinkhorn import SinkhornMode
 
 __all__ = ["GHLoss", "GHOutput", "LogitsKind", "gh_diagnostics", "swapped_cross_entropy"]
 
@@ -43,8 +44,9 @@ class GHLoss(nn.Module):
     """Swapped cross-entropy between predictions on a fixed structure and surrogate labels.
 
     ``L = -mean_i sum_k Q1_ik log q2_ik - mean_i sum_k Q2_ik log q1_ik`` where
-    ``q = softmax(t / temperature)``, ``t`` are the geometric logits and ``Q`` the Sinkhorn plan
-    of the (detached) logits under ``prior``.
+    ``q = softmax(t / temperature)``, ``t`` are the geometric logits and ``Q`` the surrogate
+    labels of the (detached) logits under ``prior``: the paper's balanced Sinkhorn plan, or an
+    allocation beyond the paper (:class:`~geoharmony.gh.allocation.Allocator`).
 
     Args:
         structure: ``[K, d]`` anchors (e.g. :func:`geoharmony.gh.uniform_structure`), kept
@@ -57,6 +59,10 @@ class GHLoss(nn.Module):
         tol: optional Sinkhorn early-stopping tolerance on the anchor marginals.
         sinkhorn_mode: "auto", "plain" or "log" (see :func:`geoharmony.gh.sinkhorn`).
         distributed: solve the allocation over the batch of all ranks.
+        allocation: ``balanced`` (paper), ``relaxed`` or ``partial``; ``marginal_tau``,
+            ``partial_weighted`` and ``dummy_temperature`` are their settings (see
+            :class:`~geoharmony.gh.allocation.Allocator`); ``partial``'s mass ``rho`` is the
+            attribute :attr:`rho`, which a schedule sets.
     """
 
     structure: Tensor
@@ -71,6 +77,10 @@ class GHLoss(nn.Module):
         tol: float | None = None,
         sinkhorn_mode: SinkhornMode = "auto",
         distributed: bool = False,
+        allocation: str = "balanced",
+        marginal_tau: float = 0.5,
+        partial_weighted: bool = True,
+        dummy_temperature: float | None = 0.1,
     ) -> None:
         super().__init__()
         if structure.dim() != 2 or structure.shape[0] < 2:
@@ -80,17 +90,36 @@ class GHLoss(nn.Module):
         if logits not in ("projected", "cosine"):
             raise ValueError(f"logits must be 'projected' or 'cosine', got {logits!r}")
         self.register_buffer("structure", F.normalize(structure.detach().float(), dim=1))
-        self.epsilon = epsilon
         self.temperature = temperature
-        self.num_iters = num_iters
         self.logits_kind: LogitsKind = logits
-        self.tol = tol
-        self.sinkhorn_mode: SinkhornMode = sinkhorn_mode
         self.distributed = distributed
+        self.allocator = Allocator(
+            allocation,
+            epsilon,
+            num_iters,
+            tol,
+            sinkhorn_mode,
+            marginal_tau,
+            weighted=partial_weighted,
+            dummy_temperature=dummy_temperature,
+        )
 
     @property
     def num_anchors(self) -> int:
         return self.structure.shape[0]
+
+    @property
+    def epsilon(self) -> float:
+        return self.allocator.epsilon
+
+    @property
+    def rho(self) -> float:
+        """``partial``'s mass on the real anchors (1 for the other allocations)."""
+        return self.allocator.rho
+
+    @rho.setter
+    def rho(self, value: float) -> None:
+        self.allocator = self.allocator.with_rho(value)
 
     def logits(self, z: Tensor) -> Tensor:
         """``[B, d]`` embeddings -> ``[B, K]`` geometric logits in ``[-1, 1]`` (>= float32)."""
@@ -107,7 +136,12 @@ class GHLoss(nn.Module):
             return F.normalize(z @ structure.T, dim=1)
 
     def compute(
-        self, z1: Tensor, z2: Tensor, prior: Tensor | None = None, targets: Tensor | None = None
+        self,
+        z1: Tensor,
+        z2: Tensor,
+        prior: Tensor | None = None,
+        targets: Tensor | None = None,
+        history: Tensor | None = None,
     ) -> GHOutput:
         """Loss plus the intermediate tensors (for prior estimation and diagnostics).
 
@@ -115,7 +149,9 @@ class GHLoss(nn.Module):
             z1, z2: ``[B, d]`` projector outputs of the two views (not normalised).
             prior: ``[K]`` anchor marginal for the allocation; ``None`` = uniform.
             targets: ``[B, K]`` given surrogate labels of both views (rows sum to 1) instead of
-                the Sinkhorn plan; the diagnostic ``gh.targets=labels`` passes the true classes.
+                the allocation's; the diagnostic ``gh.targets=labels`` passes the true classes.
+            history: ``[2, M, K]`` detached logits of earlier samples (an allocation queue) that
+                the allocation also balances over; only the batch's own targets are used.
         """
         if z1.shape != z2.shape:
             raise ValueError(f"z1 and z2 shapes differ: {list(z1.shape)} vs {list(z2.shape)}")
@@ -128,16 +164,12 @@ class GHLoss(nn.Module):
             given = targets.detach().to(logits1.dtype)
             loss = swapped_cross_entropy(logits1, logits2, given, given, self.temperature)
             return GHOutput(loss, logits1, logits2, given, given)
-        # Both views in one batched Sinkhorn call: [2, B, K].
-        plan = sinkhorn(
-            torch.stack([logits1, logits2]),
-            prior,
-            epsilon=self.epsilon,
-            num_iters=self.num_iters,
-            tol=self.tol,
-            mode=self.sinkhorn_mode,
-            distributed=self.distributed,
-        ).to(logits1.dtype)
+        # Both views in one batched call: [2, B, K], then any queued rows: [2, B + M, K].
+        scores = torch.stack([logits1, logits2]).detach()
+        if history is not None:
+            scores = torch.cat([scores, history.to(scores.dtype)], dim=1)
+        plan = self.allocator(scores, prior, self.distributed).to(logits1.dtype)
+        plan = plan[:, : logits1.shape[0]]
         loss = swapped_cross_entropy(logits1, logits2, plan[0], plan[1], self.temperature)
         return GHOutput(loss, logits1, logits2, plan[0], plan[1])
 
@@ -147,9 +179,10 @@ class GHLoss(nn.Module):
 
     def extra_repr(self) -> str:
         k, d = self.structure.shape
+        a = self.allocator
         return (
-            f"K={k}, d={d}, epsilon={self.epsilon}, temperature={self.temperature}, "
-            f"num_iters={self.num_iters}, logits={self.logits_kind}"
+            f"K={k}, d={d}, epsilon={a.epsilon}, temperature={self.temperature}, "
+            f"num_iters={a.num_iters}, logits={self.logits_kind}, allocation={a.kind}"
         )
 
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from geoharmony.gh.allocation import ALLOCATIONS
 from geoharmony.gh.priors import PRIORS
 
-__all__ = ["LOGITS", "TARGETS", "GHConfig", "choice"]
+__all__ = ["LOGITS", "PARTIAL_RAMPS", "PARTIAL_TARGETS", "TARGETS", "GHConfig", "choice"]
 
 LOGITS = ("projected", "cosine")
 # sinkhorn (paper) | labels: a diagnostic upper bound, not self-supervised: each image's
 # surrogate label is its true class (anchor k = class k), so it needs num_anchors >= classes.
 TARGETS = ("sinkhorn", "labels")
+PARTIAL_RAMPS = ("sigmoid", "linear")
+# weighted: rows keep each sample's mass on the real anchors (P2OT) | renormalised: rows sum to 1
+PARTIAL_TARGETS = ("weighted", "renormalised")
 
 
 def choice(default: str, choices: tuple[str, ...]) -> Any:
@@ -26,7 +30,12 @@ def choice(default: str, choices: tuple[str, ...]) -> Any:
 
 @dataclass
 class GHConfig:
-    """Geometric Harmonization; ``enabled: false`` is the plain baseline."""
+    """Geometric Harmonization; ``enabled: false`` is the plain baseline.
+
+    The defaults are the paper's. ``allocation`` other than ``balanced``, ``queue_batches > 0``
+    and the priors ``plan``, ``streaming``, ``mixture`` are beyond the paper (docs/protocol.md);
+    ``targets=labels`` and the ``oracle`` priors are diagnostics that read the labels.
+    """
 
     enabled: bool = False
     num_anchors: int = 100
@@ -39,11 +48,26 @@ class GHConfig:
     weight: float = 1.0
     warmup_epochs: int = 500  # SSL only; the prior is estimated meanwhile
     ramp_epochs: int = 10  # linear rise of the weight after the warm-up
-    # bank (paper) | streaming | uniform | mixture (EM on the bank) | oracle (diagnostic)
+    # bank (paper) | streaming | uniform | mixture (EM on the bank) | plan (EMA of the
+    # allocation's anchor masses) | oracle (rank-matched true shares) | oracle_matched (true
+    # shares on the anchors each class is allocated to); the oracles are diagnostics
     prior: str = choice("bank", tuple(PRIORS))
     bank_warmup_momentum: float = 0.9
     bank_momentum: float = 0.999
     prior_floor: float = 0.0
     prior_refresh_every: int = 20  # epochs between bank refreshes after the warm-up
     streaming_momentum: float = 0.99
+    plan_momentum: float = 0.99  # prior=plan: EMA momentum per step
     targets: str = choice("sinkhorn", TARGETS)
+    # How surrogate labels are found: balanced (paper: exact anchor marginal) | relaxed (the
+    # marginal KL-relaxed, strength marginal_tau) | partial (P2OT: mass rho on the anchors, the
+    # rest on a dummy anchor; rho ramps from partial_start to partial_end over the GH phase)
+    allocation: str = choice("balanced", tuple(ALLOCATIONS))
+    marginal_tau: float = 0.5
+    partial_start: float = 0.1
+    partial_end: float = 1.0
+    partial_ramp: str = choice("sigmoid", PARTIAL_RAMPS)
+    partial_targets: str = choice("weighted", PARTIAL_TARGETS)
+    partial_dummy_temperature: float = 0.1
+    # Allocate over the batch plus this many earlier global batches' detached logits
+    queue_batches: int = 0

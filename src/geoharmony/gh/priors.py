@@ -23,13 +23,16 @@ if TYPE_CHECKING:
 __all__ = [
     "PRIORS",
     "BankPrior",
+    "MatchedOraclePrior",
     "MixturePrior",
     "OraclePrior",
+    "PlanPrior",
     "PriorEstimator",
     "StreamingPrior",
     "UniformPrior",
     "effective_number",
     "fit_vmf_mixture_weights",
+    "matched_class_shares",
 ]
 
 
@@ -58,9 +61,11 @@ class PriorEstimator(nn.Module):
         num_samples: int,
         distributed: bool = False,
         class_counts: Sequence[int] = (),
+        labels: Sequence[int] = (),
     ) -> Self:
         """The estimator as the ``gh`` options configure it (``class_counts``: pretraining
-        images per class, read only by the diagnostic :class:`OraclePrior`)."""
+        images per class; ``labels``: each pretraining image's class in dataset-index order;
+        both read only by the oracle diagnostics)."""
         return cls(cfg.num_anchors)
 
     def prior(self) -> Tensor:
@@ -77,6 +82,10 @@ class PriorEstimator(nn.Module):
         """Observe a sample for a fresh estimator started from another run's model (a paired
         +GH run): by default an ordinary :meth:`update`."""
         self.update(indices, logits)
+
+    def observe_allocation(self, indices: Tensor, targets: Tensor) -> None:
+        """Observe the surrogate labels ``[B, K]`` the allocation gave the samples ``[B]``
+        (only estimators that learn from the allocation itself use them)."""
 
     def refresh(self) -> None:
         """Recompute :meth:`prior` from what was observed (called at epoch boundaries)."""
@@ -140,6 +149,7 @@ class BankPrior(PriorEstimator):
         num_samples: int,
         distributed: bool = False,
         class_counts: Sequence[int] = (),
+        labels: Sequence[int] = (),
     ) -> Self:
         return cls(
             num_samples,
@@ -190,12 +200,15 @@ class BankPrior(PriorEstimator):
 
 
 class OraclePrior(BankPrior):
-    """A diagnostic upper bound, not a self-supervised estimator: the *true* class shares.
+    """A diagnostic, not a self-supervised estimator: the *true* class shares, by rank.
 
-    Answers "would GH work if the prior were known?". Anchors carry no class identity, so the
-    true shares (largest first, zero-padded to ``K`` or truncated and renormalised) are handed to
-    the anchors in the rank order of the paper's bank histogram: the anchor the most samples vote
-    for gets the largest class share. The bank (and its checkpoint buffers) is the
+    Meant to answer "would GH work if the prior were known?". Anchors carry no class identity,
+    so the true shares (largest first, zero-padded to ``K`` or truncated and renormalised) are
+    handed to the anchors in the rank order of the paper's bank histogram: the anchor the most
+    samples vote for gets the largest class share. When that histogram is near uniform (as
+    measured), the shares land on anchors no particular class owns, so this is *not* a true
+    oracle: :class:`MatchedOraclePrior` matches anchors to classes. Kept so that the runs
+    recorded with it stay reproducible. The bank (and its checkpoint buffers) is the
     :class:`BankPrior`'s; only :meth:`refresh` differs. It reads the labels' counts, so it must
     never be reported as a method.
 
@@ -232,6 +245,7 @@ class OraclePrior(BankPrior):
         num_samples: int,
         distributed: bool = False,
         class_counts: Sequence[int] = (),
+        labels: Sequence[int] = (),
     ) -> Self:
         if not class_counts:
             raise ValueError(
@@ -254,6 +268,168 @@ class OraclePrior(BankPrior):
         mass = torch.empty_like(self.current)
         mass[order] = self.true_shares.to(mass) * max(int(self.seen.sum()), 1) + self.floor
         self.current.copy_(mass / mass.sum())
+
+
+class MatchedOraclePrior(BankPrior):
+    """A diagnostic upper bound, not a self-supervised estimator: the true class shares, each
+    given to the anchors that class's images are allocated to.
+
+    :class:`OraclePrior` hands the true shares to anchors in the rank order of the bank's vote
+    histogram; when that histogram is near uniform the shares land on anchors no particular
+    class owns. This one matches anchors to classes: it accumulates the label x anchor
+    co-occurrence of the allocation's targets between refreshes (before the first allocation,
+    of the bank rows' argmax), gives each class one anchor by the Hungarian algorithm on it
+    (``scipy.optimize.linear_sum_assignment``, maximum co-occurrence), every other anchor to
+    the class that co-occurs with it most, and splits each class's true share over its anchors
+    in proportion to their co-occurrence. With ``K`` = classes that is a one-to-one matching.
+    Anchors no image is allocated to get only the ``floor``. It reads the labels, so it must
+    never be reported as a method.
+
+    Args:
+        labels: each pretraining image's class, in dataset-index order (``N`` entries).
+        Other arguments as :class:`BankPrior`.
+    """
+
+    cooccurrence: Tensor
+    sample_labels: Tensor
+
+    def __init__(
+        self,
+        num_samples: int,
+        num_anchors: int,
+        labels: Sequence[int],
+        warmup_momentum: float = 0.9,
+        momentum: float = 0.999,
+        floor: float = 0.0,
+        distributed: bool = False,
+    ) -> None:
+        super().__init__(num_samples, num_anchors, warmup_momentum, momentum, floor, distributed)
+        ids = torch.as_tensor(list(labels), dtype=torch.long)
+        if ids.shape != (num_samples,) or bool((ids < 0).any()):
+            raise ValueError(
+                f"labels must hold a class id >= 0 for each of the {num_samples} pretraining "
+                f"images, got {tuple(ids.shape)}"
+            )
+        num_classes = int(ids.max()) + 1
+        if num_classes > num_anchors:
+            raise ValueError(
+                f"the matched oracle gives every class an anchor: gh.num_anchors ({num_anchors})"
+                f" must be at least the number of classes ({num_classes})"
+            )
+        # Not persistent: the labels come from the data, and checkpoints stay interchangeable.
+        self.register_buffer("sample_labels", ids, persistent=False)
+        self.register_buffer("cooccurrence", torch.zeros(num_classes, num_anchors))
+
+    @classmethod
+    def from_options(
+        cls,
+        cfg: GHConfig,
+        num_samples: int,
+        distributed: bool = False,
+        class_counts: Sequence[int] = (),
+        labels: Sequence[int] = (),
+    ) -> Self:
+        if len(labels) != num_samples:
+            raise ValueError(
+                "gh.prior=oracle_matched needs every pretraining image's label; this data "
+                "source has none"
+            )
+        return cls(
+            num_samples,
+            cfg.num_anchors,
+            labels,
+            warmup_momentum=cfg.bank_warmup_momentum,
+            momentum=cfg.bank_momentum,
+            floor=cfg.prior_floor,
+            distributed=distributed,
+        )
+
+    @torch.no_grad()
+    def observe_allocation(self, indices: Tensor, targets: Tensor) -> None:
+        if self.distributed:
+            indices = parallel.all_gather_no_grad(indices)
+            targets = parallel.all_gather_no_grad(targets.detach())
+        labels = self.sample_labels[indices.to(self.sample_labels.device)]
+        self.cooccurrence.index_add_(0, labels, targets.detach().to(self.cooccurrence))
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        cooccurrence = self.cooccurrence
+        if float(cooccurrence.sum()) == 0:  # no allocation yet: the bank's hard assignment
+            seen = self.seen
+            votes = F.one_hot(self.bank[seen].argmax(dim=1), self.num_anchors)
+            cooccurrence = torch.zeros_like(self.cooccurrence)
+            cooccurrence.index_add_(0, self.sample_labels[seen], votes.to(cooccurrence))
+        counts = torch.bincount(self.sample_labels, minlength=cooccurrence.shape[0])
+        shares = matched_class_shares(cooccurrence, counts.to(cooccurrence) / counts.sum())
+        mass = shares * max(int(self.seen.sum()), 1) + self.floor
+        if float(mass.sum()) > 0:
+            self.current.copy_(mass / mass.sum())
+        self.cooccurrence.zero_()
+
+
+@torch.no_grad()
+def matched_class_shares(cooccurrence: Tensor, class_shares: Tensor) -> Tensor:
+    """``[K]`` anchor masses: class ``c``'s share ``class_shares[c]`` split over the anchors it
+    owns in proportion to ``cooccurrence[c]`` (``[C, K]``, ``C <= K``). Each class owns its
+    Hungarian-matched anchor and every other anchor it co-occurs with most; anchors with no
+    co-occurrence get nothing. Sums to 1 when every class has co-occurrence."""
+    from scipy.optimize import linear_sum_assignment  # scikit-learn's dependency
+
+    c, k = cooccurrence.shape
+    weights = cooccurrence.double().cpu()
+    rows, cols = linear_sum_assignment(weights.numpy(), maximize=True)
+    owner = weights.argmax(dim=0)
+    owner[weights.sum(dim=0) == 0] = -1
+    owner[torch.as_tensor(cols)] = torch.as_tensor(rows)
+    out = torch.zeros(k, dtype=torch.float64)
+    for cls in range(c):
+        mine = owner == cls
+        weight = weights[cls] * mine
+        if float(weight.sum()) == 0:  # the class co-occurs with none of its anchors
+            weight = mine.double()
+        out += float(class_shares[cls]) * weight / weight.sum()
+    return out.to(cooccurrence)
+
+
+class PlanPrior(PriorEstimator):
+    """The allocation's own estimate: an EMA of the anchors' share of the surrogate labels.
+
+    Beyond the paper. With a KL-relaxed allocation (``gh.allocation=relaxed``/``partial``) the
+    plan's anchor masses move towards where the samples' predictions put them, so feeding their
+    EMA back as the prior lets the allocation's marginal follow the data instead of the bank's
+    near-uniform vote histogram (with the balanced allocation the plan's masses *are* the prior,
+    and this estimator stays where it starts). Uniform until the first allocation; live (each
+    step moves it), ``refresh`` is a no-op.
+    """
+
+    def __init__(self, num_anchors: int, momentum: float = 0.99, distributed: bool = False):
+        super().__init__(num_anchors)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.momentum = momentum
+        self.distributed = distributed
+
+    @classmethod
+    def from_options(
+        cls,
+        cfg: GHConfig,
+        num_samples: int,
+        distributed: bool = False,
+        class_counts: Sequence[int] = (),
+        labels: Sequence[int] = (),
+    ) -> Self:
+        return cls(cfg.num_anchors, momentum=cfg.plan_momentum, distributed=distributed)
+
+    @torch.no_grad()
+    def observe_allocation(self, indices: Tensor, targets: Tensor) -> None:
+        mass = targets.detach().float().sum(dim=0)
+        if self.distributed:
+            parallel.all_reduce_sum(mass)
+        if float(mass.sum()) <= 0:
+            return
+        self.current.mul_(self.momentum).add_((1.0 - self.momentum) * (mass / mass.sum()))
+        self.current.div_(self.current.sum())
 
 
 class StreamingPrior(PriorEstimator):
@@ -284,6 +460,7 @@ class StreamingPrior(PriorEstimator):
         num_samples: int,
         distributed: bool = False,
         class_counts: Sequence[int] = (),
+        labels: Sequence[int] = (),
     ) -> Self:
         return cls(
             cfg.num_anchors,
@@ -439,5 +616,7 @@ PRIORS: dict[str, type[PriorEstimator]] = {
     "streaming": StreamingPrior,
     "uniform": UniformPrior,
     "mixture": MixturePrior,
+    "plan": PlanPrior,
     "oracle": OraclePrior,
+    "oracle_matched": MatchedOraclePrior,
 }

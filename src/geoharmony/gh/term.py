@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geoharmony import parallel
 from geoharmony.eval.geometry import prior_agreement
+from geoharmony.gh.allocation import AllocationQueue, RampKind, partial_mass
 from geoharmony.gh.anchors import uniform_structure
 from geoharmony.gh.loss import GHLoss
 from geoharmony.gh.options import GHConfig
@@ -27,9 +29,11 @@ def build_prior(
     num_samples: int,
     distributed: bool = False,
     class_counts: Sequence[int] = (),
+    labels: Sequence[int] = (),
 ) -> PriorEstimator:
-    """The estimator named by ``cfg.prior`` (``oracle`` needs the labels' ``class_counts``)."""
-    return PRIORS[cfg.prior].from_options(cfg, num_samples, distributed, class_counts)
+    """The estimator named by ``cfg.prior`` (the oracles need the labels: ``class_counts``,
+    or each image's class ``labels``)."""
+    return PRIORS[cfg.prior].from_options(cfg, num_samples, distributed, class_counts, labels)
 
 
 def pairing_epoch(cfg: GHConfig) -> int:
@@ -63,8 +67,14 @@ class GHTerm(nn.Module):
     linearly to ``weight`` over ``ramp_epochs``, then stays there. The prior is refreshed at the
     end of the warm-up and every ``prior_refresh_every`` epochs after it.
 
-    ``labels`` (``N`` class ids in dataset-index order) is needed only by the diagnostic
-    ``cfg.targets == "labels"``, which replaces Sinkhorn's surrogate labels by the true classes.
+    Beyond the paper (``cfg.allocation``, ``cfg.queue_batches``): the allocation may relax the
+    anchor marginal or send part of the mass to a dummy anchor (``partial``: its mass ``rho``
+    ramps over the GH phase, from the end of the warm-up to ``total_epochs``), and may balance
+    over a queue of the last global batches' logits as well (``batch_size``: the global batch).
+
+    ``labels`` (``N`` class ids in dataset-index order) is needed only by the diagnostics
+    ``cfg.targets == "labels"``, which replaces the surrogate labels by the true classes, and
+    ``cfg.prior == "oracle_matched"``.
     """
 
     sample_labels: Tensor
@@ -77,9 +87,16 @@ class GHTerm(nn.Module):
         distributed: bool = False,
         class_counts: Sequence[int] = (),
         labels: Sequence[int] = (),
+        total_epochs: int = 0,
+        batch_size: int = 0,
     ) -> None:
         super().__init__()
+        if cfg.queue_batches < 0:
+            raise ValueError(f"gh.queue_batches must be >= 0, got {cfg.queue_batches}")
+        if cfg.queue_batches and batch_size < 1:
+            raise ValueError("gh.queue_batches needs the global batch size")
         self.cfg = cfg
+        self.total_epochs = total_epochs
         self.loss = GHLoss(
             uniform_structure(cfg.num_anchors, embed_dim, seed=cfg.structure_seed),
             epsilon=cfg.epsilon,
@@ -88,8 +105,16 @@ class GHTerm(nn.Module):
             logits=cfg.logits,  # type: ignore[arg-type]  # GHLoss checks it
             tol=cfg.sinkhorn_tol,
             distributed=distributed,
+            allocation=cfg.allocation,
+            marginal_tau=cfg.marginal_tau,
+            partial_weighted=cfg.partial_targets == "weighted",
+            dummy_temperature=cfg.partial_dummy_temperature,
         )
-        self.prior = build_prior(cfg, num_samples, distributed, class_counts)
+        self.prior = build_prior(cfg, num_samples, distributed, class_counts, labels)
+        self.queue: AllocationQueue | None = None
+        if cfg.queue_batches:
+            shards = parallel.world_size() if distributed else 1
+            self.queue = AllocationQueue(cfg.queue_batches, batch_size, cfg.num_anchors, 2, shards)
         self.class_counts = list(class_counts)
         # Not persistent: the labels come from the data, and checkpoints stay interchangeable.
         self.register_buffer(
@@ -105,10 +130,18 @@ class GHTerm(nn.Module):
             return self.cfg.weight
         return self.cfg.weight * min(1.0, past_warmup / self.cfg.ramp_epochs)
 
+    def partial_mass(self, epoch: float) -> float:
+        """``partial``'s ``rho`` at fractional ``epoch``: the ramp over the GH phase."""
+        c = self.cfg
+        progress = (epoch - c.warmup_epochs) / max(self.total_epochs - c.warmup_epochs, 1)
+        ramp = cast(RampKind, c.partial_ramp)
+        return partial_mass(progress, c.partial_start, c.partial_end, ramp)
+
     def forward(
         self, z1: Tensor, z2: Tensor, indices: Tensor, epoch: float
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Weighted GH loss of ``[B, d]`` projections and its logs; updates the prior's state."""
+        """Weighted GH loss of ``[B, d]`` projections and its logs; updates the prior's state
+        (and the allocation queue's)."""
         weight = self.weight(epoch)
         if weight == 0.0:
             # Warm-up: estimate the prior from the view-1 logits, skip the allocation.
@@ -118,10 +151,24 @@ class GHTerm(nn.Module):
         targets = None
         if self.cfg.targets == "labels":
             targets = F.one_hot(self.sample_labels[indices], self.cfg.num_anchors).float()
-        out = self.loss.compute(z1, z2, self.prior.prior(), targets)
+        logs: dict[str, Tensor] = {}
+        if self.cfg.allocation == "partial":
+            self.loss.rho = self.partial_mass(epoch)
+            logs["gh_rho"] = z1.new_tensor(self.loss.rho)
+        history = None if self.queue is None else self.queue.queued(parallel.rank())
+        out = self.loss.compute(z1, z2, self.prior.prior(), targets, history)
         self.prior.update(indices, out.logits1.detach())
-        logs = {"gh_loss": out.loss.detach(), "gh_weight": z1.new_tensor(weight)}
+        self.prior.observe_allocation(indices, 0.5 * (out.targets1 + out.targets2))
+        if self.queue is not None:
+            self.queue.push(self._global_rows(torch.stack([out.logits1, out.logits2]).detach()))
+        logs = {"gh_loss": out.loss.detach(), "gh_weight": z1.new_tensor(weight), **logs}
         return weight * out.loss, logs
+
+    def _global_rows(self, views: Tensor) -> Tensor:
+        """``[V, b, K]`` local rows -> ``[V, B, K]`` every rank's, in rank order."""
+        if not self.loss.distributed:
+            return views
+        return parallel.all_gather_no_grad(views.transpose(0, 1)).transpose(0, 1)
 
     def on_epoch_start(self, epoch: int) -> None:
         self.prior.set_warmup(epoch < self.cfg.warmup_epochs)

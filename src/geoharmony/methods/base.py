@@ -132,6 +132,8 @@ class Method(nn.Module):
                 distributed,
                 data.class_counts,
                 data.labels,
+                total_epochs=cfg.optim.epochs,
+                batch_size=cfg.optim.batch_size,
             )
 
     @property
