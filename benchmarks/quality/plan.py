@@ -19,6 +19,9 @@ from typing import Any
 from geoharmony.data.longtail import profile_counts
 
 __all__ = [
+    "ALLOCATION",
+    "ALLOCATION_CHOICE",
+    "ALLOCATION_VARIANTS",
     "CORE_PRIMARY",
     "GPU_REGIME",
     "METHODS",
@@ -109,9 +112,8 @@ SENSITIVITY: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("targets=labels,K=10", ("gh.targets=labels", "gh.num_anchors=10"), ()),
 )
 # Variants that read the labels: upper bounds that explain a failure, never reported as methods.
-LABEL_READING_OVERRIDES = frozenset({"gh.prior=oracle", "gh.targets=labels"})
-DIAGNOSTICS = frozenset(
-    label for label, gh, _ in SENSITIVITY if LABEL_READING_OVERRIDES.intersection(gh)
+LABEL_READING_OVERRIDES = frozenset(
+    {"gh.prior=oracle", "gh.prior=oracle_matched", "gh.targets=labels"}
 )
 SENSITIVITY_ORDERS = ("default", "reversed")
 SENSITIVITY_SEEDS = (0, 1)
@@ -120,6 +122,38 @@ SENSITIVITY_SEEDS = (0, 1)
 # fp32 elsewhere (where emulated bf16 is 13x slower: benchmarks/results/precision_cost.json), so
 # runs made on different machines would differ in precision inside one paired comparison.
 CPU_OVERRIDES = ("train.precision=fp32",)
+
+# Issue 27 (2026-12-04): surrogate-label allocations beyond the paper. They run in the primary
+# regime in bf16, its own regime with its own balanced references and baselines (this sitting's
+# CPU, an AMX Xeon, computes bf16 natively: a run takes minutes instead of the ~50 of fp32), so
+# both members of every pair share the precision and the machine. First a search on SimCLR+GH
+# (the paper's balanced allocation in bf16 as the control, then each option; 4 pairs each, the
+# sensitivity seeds and orders); the setting is chosen on held-out training images; then the
+# chosen allocation for all five methods at the core's 7 seed/order pairs.
+ALLOCATION = Regime("r100_e80_bf16", 100, 1000, 80, 40)
+BF16_OVERRIDES = ("train.precision=bf16",)
+ALLOCATION_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("allocation=balanced", ()),  # the paper's, as the control
+    ("allocation=relaxed", ("gh.allocation=relaxed",)),
+    ("allocation=partial", ("gh.allocation=partial",)),
+    ("allocation=balanced,queue=8", ("gh.queue_batches=8",)),
+    ("allocation=relaxed,queue=8", ("gh.allocation=relaxed", "gh.queue_batches=8")),
+    ("allocation=partial,queue=8", ("gh.allocation=partial", "gh.queue_batches=8")),
+    ("allocation=relaxed,prior=plan", ("gh.allocation=relaxed", "gh.prior=plan")),
+    # The corrected oracle (a diagnostic: it reads the labels), with the paper's allocation.
+    (
+        "allocation=balanced,prior=oracle_matched,K=10",
+        ("gh.prior=oracle_matched", "gh.num_anchors=10"),
+    ),
+)
+# The setting run for every method; set once the search is read (held-out images only).
+ALLOCATION_CHOICE: str | None = None
+
+DIAGNOSTICS = frozenset(
+    label
+    for label, gh in (*((lab, g) for lab, g, _ in SENSITIVITY), *ALLOCATION_VARIANTS)
+    if LABEL_READING_OVERRIDES.intersection(gh)
+)
 
 # --quick: the same plan shape at smoke scale (a few minutes on 2 cores).
 QUICK_REGIME = Regime("quick", 100, 200, 4, 2)
@@ -353,6 +387,7 @@ def build_plan(quick: bool = False, gpu: bool = False) -> list[RunSpec]:
 
     plan: list[RunSpec] = []
     first_seeds, first_orders = SEEDS[:2], ORDERS[:2]
+    allocation_plan = _allocation_plan()
     waves = [(first_seeds, first_orders), (SEEDS, ORDERS)]
     seen: set[str] = set()
 
@@ -400,7 +435,55 @@ def build_plan(quick: bool = False, gpu: bool = False) -> list[RunSpec]:
                                 base_id=base,
                             )
                         )
+    add(allocation_plan)
     return plan
+
+
+def _allocation_plan() -> list[RunSpec]:
+    """Issue 27's study (:data:`ALLOCATION_VARIANTS`): the search on SimCLR+GH, then the chosen
+    allocation for every method (once :data:`ALLOCATION_CHOICE` is set)."""
+    specs: list[RunSpec] = []
+    regime, extra = ALLOCATION, BF16_OVERRIDES
+    search = [(seed, order) for seed in SENSITIVITY_SEEDS for order in SENSITIVITY_ORDERS]
+    core = list(CORE_PRIMARY)
+    for seed in sorted({seed for seed, _ in core}):
+        specs.append(_reference(regime, seed, extra))
+    for seed, order in search:
+        base = f"allocation__{regime.name}__simclr__{order}__s{seed}"
+        for i, (label, gh_extra) in enumerate(ALLOCATION_VARIANTS):
+            specs += _pair(
+                "allocation",
+                regime,
+                "simclr",
+                order,
+                seed,
+                extra,
+                gh_extra,
+                variant=label,
+                base_id=None if i == 0 else base,
+            )
+    if ALLOCATION_CHOICE is not None:
+        chosen = dict(ALLOCATION_VARIANTS)[ALLOCATION_CHOICE]
+        for method in METHODS:
+            for seed, order in core:
+                base = f"allocation__{regime.name}__{method}__{order}__s{seed}"
+                have = {s.run_id for s in specs}
+                specs += [
+                    s
+                    for s in _pair(
+                        "allocation",
+                        regime,
+                        method,
+                        order,
+                        seed,
+                        extra,
+                        chosen,
+                        variant=ALLOCATION_CHOICE,
+                        base_id=base if base in have else None,
+                    )
+                    if s.run_id not in have
+                ]
+    return specs
 
 
 def in_core(spec: RunSpec) -> bool:
@@ -408,10 +491,10 @@ def in_core(spec: RunSpec) -> bool:
     if spec.group == "primary":
         return (spec.seed, spec.class_order) in CORE_PRIMARY
     if spec.group == "reference":
-        return spec.regime == PRIMARY.name or spec.seed in CORE_REGIME_SEEDS
+        return spec.regime in (PRIMARY.name, ALLOCATION.name) or spec.seed in CORE_REGIME_SEEDS
     if spec.group == "regime":
         return spec.seed in CORE_REGIME_SEEDS
-    return spec.group == "sensitivity"
+    return spec.group in ("sensitivity", "allocation")
 
 
 def select(plan: list[RunSpec], patterns: list[str] | None) -> list[RunSpec]:

@@ -275,6 +275,11 @@ def test_the_core_is_closed_and_gives_every_primary_cell_5_seeds_and_4_orders() 
     assert {s.run_id for s in runs if s.group == "sensitivity"} <= ids
     assert {s.seed for s in core if s.group == "regime"} == {0}
     assert len(core) < len(runs) / 2
+    # The allocation study (issue 27): in the core, every +GH run's variant names its allocation.
+    allocation = [s for s in runs if s.group == "allocation"]
+    assert allocation and {s.run_id for s in allocation} <= ids
+    assert all(s.variant.startswith("allocation=") for s in allocation if s.gh)
+    assert {s.regime for s in allocation} == {plan.ALLOCATION.name}
 
 
 PRIMARY = plan.PRIMARY.name
