@@ -303,46 +303,32 @@ def _pair(
     for item in base_extra:
         if item.startswith("gh.warmup_epochs="):
             warmup = int(item.split("=", 1)[1])
-    reference = f"ref__{regime.name}__s{seed}"
-    specs = []
     label = variant_slug(variant)
-    if base_id is None:
-        base_id = f"{group}__{regime.name}__{method}{'_' + label if base_extra else ''}__{tail}"
-        specs.append(
-            RunSpec(
-                run_id=base_id,
-                group=group,
-                regime=regime.name,
-                method=method,
-                gh=False,
-                seed=seed,
-                class_order=order,
-                config=f"{PRESETS}/{method}.yaml",
-                overrides=tuple([*common, *base_extra]),
-                imbalance_ratio=regime.imbalance_ratio,
-                variant=variant if base_extra else "",
-                reference=reference,
-            )
-        )
-    gh_id = f"{group}__{regime.name}__{method}_gh{'_' + label if label else ''}__{tail}"
-    specs.append(
-        RunSpec(
-            run_id=gh_id,
+
+    def spec(run_id: str, gh: bool, overrides: list[str], spec_variant: str) -> RunSpec:
+        return RunSpec(
+            run_id=run_id,
             group=group,
             regime=regime.name,
             method=method,
-            gh=True,
+            gh=gh,
             seed=seed,
             class_order=order,
-            config=f"{PRESETS}/{method}_gh.yaml",
-            overrides=tuple([*common, *base_extra, *gh_extra]),
+            config=f"{PRESETS}/{method}{'_gh' if gh else ''}.yaml",
+            overrides=tuple(overrides),
             imbalance_ratio=regime.imbalance_ratio,
-            variant=variant,
-            reference=reference,
-            init_from=base_id,
-            pair_epoch=warmup,
+            variant=spec_variant,
+            reference=f"ref__{regime.name}__s{seed}",
+            init_from=base_id if gh else None,
+            pair_epoch=warmup if gh else None,
         )
-    )
+
+    specs = []
+    if base_id is None:
+        base_id = f"{group}__{regime.name}__{method}{'_' + label if base_extra else ''}__{tail}"
+        specs.append(spec(base_id, False, [*common, *base_extra], variant if base_extra else ""))
+    gh_id = f"{group}__{regime.name}__{method}_gh{'_' + label if label else ''}__{tail}"
+    specs.append(spec(gh_id, True, [*common, *base_extra, *gh_extra], variant))
     return specs
 
 

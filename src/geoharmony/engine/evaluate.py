@@ -144,7 +144,7 @@ def knn_metrics(feats: EvalFeatures, cfg: Config, class_counts: list[int]) -> di
 def geometry_metrics(
     feats: EvalFeatures, class_counts: list[int], group_rule: str
 ) -> dict[str, Any]:
-    """Class-mean geometry of the test features (DESIGN.md section 6)."""
+    """Class-mean geometry of the test features (docs/design.md section 6)."""
     means = class_means(feats.test_x, feats.test_y, len(class_counts))
     cosines = class_mean_cosines(means)
     groups = class_groups(class_counts, group_rule)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Geometry of learned representations (DESIGN.md section 6, "Geometry").
+"""Geometry of learned representations (docs/design.md section 6, "Geometry").
 
 Class-mean cosines and their deviation from a simplex ETF, alignment and uniformity
 (Wang & Isola, ICML 2020), effective rank (Roy & Vetterli, 2007) and the agreement between an

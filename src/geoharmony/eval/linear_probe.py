@@ -1,6 +1,6 @@
 """Linear probe on cached (frozen) features.
 
-Presets (DESIGN.md section 6):
+Presets (docs/design.md section 6):
 
 * ``adam`` — the official GH/BCL evaluation (``eval_sgd_per_class`` in their ``utils.py``):
   Adam, lr 1e-2 decayed exponentially per epoch so that it reaches 1e-6 after ``epochs``

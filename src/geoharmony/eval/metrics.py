@@ -1,4 +1,4 @@
-"""Per-class accuracy and Many/Medium/Few group metrics (DESIGN.md section 6)."""
+"""Per-class accuracy and Many/Medium/Few group metrics (docs/design.md section 6)."""
 
 from __future__ import annotations
 

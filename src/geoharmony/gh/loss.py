@@ -1,5 +1,5 @@
 """Geometric Harmonization loss: predictions against a fixed uniform structure, matched to
-Sinkhorn-balanced surrogate labels under a class-marginal prior (DESIGN.md section 3)."""
+Sinkhorn-balanced surrogate labels under a class-marginal prior (docs/design.md section 3)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ its schedule names; :meth:`PriorEstimator.prior` is what Sinkhorn receives.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Self
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,7 @@ __all__ = [
     "MixturePrior",
     "OraclePrior",
     "PlanPrior",
+    "PriorData",
     "PriorEstimator",
     "StreamingPrior",
     "UniformPrior",
@@ -42,6 +44,38 @@ def effective_number(distribution: Tensor) -> float:
     return float(torch.exp(-(p * p.clamp_min(1e-300).log()).sum()))
 
 
+@dataclass(frozen=True)
+class PriorData:
+    """What an estimator may know about the pretraining data.
+
+    Attributes:
+        num_samples: ``N``, images in the pretraining set (the bank's rows).
+        distributed: whether the estimator sees one shard of every global batch.
+        class_counts: images per class (read only by the oracle diagnostics).
+        labels: each image's class, in dataset-index order (likewise).
+    """
+
+    num_samples: int
+    distributed: bool = False
+    class_counts: Sequence[int] = ()
+    labels: Sequence[int] = ()
+
+
+def _check_momentum(name: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+
+
+def _bank_options(cfg: GHConfig, data: PriorData) -> dict[str, Any]:
+    """The keyword arguments of :class:`BankPrior` (and of the estimators built on its bank)."""
+    return {
+        "warmup_momentum": cfg.bank_warmup_momentum,
+        "momentum": cfg.bank_momentum,
+        "floor": cfg.prior_floor,
+        "distributed": data.distributed,
+    }
+
+
 class PriorEstimator(nn.Module):
     """Base class: a uniform prior until a subclass learns something better."""
 
@@ -55,17 +89,8 @@ class PriorEstimator(nn.Module):
         self.register_buffer("current", torch.full((num_anchors,), 1.0 / num_anchors))
 
     @classmethod
-    def from_options(
-        cls,
-        cfg: GHConfig,
-        num_samples: int,
-        distributed: bool = False,
-        class_counts: Sequence[int] = (),
-        labels: Sequence[int] = (),
-    ) -> Self:
-        """The estimator as the ``gh`` options configure it (``class_counts``: pretraining
-        images per class; ``labels``: each pretraining image's class in dataset-index order;
-        both read only by the oracle diagnostics)."""
+    def from_options(cls, cfg: GHConfig, data: PriorData) -> Self:
+        """The estimator as the ``gh`` options configure it, for ``data``."""
         return cls(cfg.num_anchors)
 
     def prior(self) -> Tensor:
@@ -129,9 +154,8 @@ class BankPrior(PriorEstimator):
         distributed: bool = False,
     ) -> None:
         super().__init__(num_anchors)
-        for name, value in (("warmup_momentum", warmup_momentum), ("momentum", momentum)):
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value}")
+        _check_momentum("warmup_momentum", warmup_momentum)
+        _check_momentum("momentum", momentum)
         if floor < 0:
             raise ValueError(f"floor must be non-negative, got {floor}")
         self.warmup_momentum = warmup_momentum
@@ -143,22 +167,8 @@ class BankPrior(PriorEstimator):
         self.register_buffer("seen", torch.zeros(num_samples, dtype=torch.bool))
 
     @classmethod
-    def from_options(
-        cls,
-        cfg: GHConfig,
-        num_samples: int,
-        distributed: bool = False,
-        class_counts: Sequence[int] = (),
-        labels: Sequence[int] = (),
-    ) -> Self:
-        return cls(
-            num_samples,
-            cfg.num_anchors,
-            warmup_momentum=cfg.bank_warmup_momentum,
-            momentum=cfg.bank_momentum,
-            floor=cfg.prior_floor,
-            distributed=distributed,
-        )
+    def from_options(cls, cfg: GHConfig, data: PriorData) -> Self:
+        return cls(data.num_samples, cfg.num_anchors, **_bank_options(cfg, data))
 
     def set_warmup(self, in_warmup: bool) -> None:
         self.active_momentum = self.warmup_momentum if in_warmup else self.momentum
@@ -224,12 +234,9 @@ class OraclePrior(BankPrior):
         num_samples: int,
         num_anchors: int,
         class_counts: Sequence[int],
-        warmup_momentum: float = 0.9,
-        momentum: float = 0.999,
-        floor: float = 0.0,
-        distributed: bool = False,
+        **bank: Any,
     ) -> None:
-        super().__init__(num_samples, num_anchors, warmup_momentum, momentum, floor, distributed)
+        super().__init__(num_samples, num_anchors, **bank)
         counts = torch.as_tensor(list(class_counts), dtype=torch.float64)
         if counts.ndim != 1 or len(counts) == 0 or bool((counts < 0).any()) or counts.sum() <= 0:
             raise ValueError(f"class_counts must be non-negative with a positive sum, got {counts}")
@@ -239,27 +246,12 @@ class OraclePrior(BankPrior):
         self.register_buffer("true_shares", shares.float())
 
     @classmethod
-    def from_options(
-        cls,
-        cfg: GHConfig,
-        num_samples: int,
-        distributed: bool = False,
-        class_counts: Sequence[int] = (),
-        labels: Sequence[int] = (),
-    ) -> Self:
-        if not class_counts:
+    def from_options(cls, cfg: GHConfig, data: PriorData) -> Self:
+        if not data.class_counts:
             raise ValueError(
                 "gh.prior=oracle needs the pretraining class counts; this data source has no labels"
             )
-        return cls(
-            num_samples,
-            cfg.num_anchors,
-            class_counts,
-            warmup_momentum=cfg.bank_warmup_momentum,
-            momentum=cfg.bank_momentum,
-            floor=cfg.prior_floor,
-            distributed=distributed,
-        )
+        return cls(data.num_samples, cfg.num_anchors, data.class_counts, **_bank_options(cfg, data))
 
     @torch.no_grad()
     def refresh(self) -> None:
@@ -298,12 +290,9 @@ class MatchedOraclePrior(BankPrior):
         num_samples: int,
         num_anchors: int,
         labels: Sequence[int],
-        warmup_momentum: float = 0.9,
-        momentum: float = 0.999,
-        floor: float = 0.0,
-        distributed: bool = False,
+        **bank: Any,
     ) -> None:
-        super().__init__(num_samples, num_anchors, warmup_momentum, momentum, floor, distributed)
+        super().__init__(num_samples, num_anchors, **bank)
         ids = torch.as_tensor(list(labels), dtype=torch.long)
         if ids.shape != (num_samples,) or bool((ids < 0).any()):
             raise ValueError(
@@ -321,28 +310,13 @@ class MatchedOraclePrior(BankPrior):
         self.register_buffer("cooccurrence", torch.zeros(num_classes, num_anchors))
 
     @classmethod
-    def from_options(
-        cls,
-        cfg: GHConfig,
-        num_samples: int,
-        distributed: bool = False,
-        class_counts: Sequence[int] = (),
-        labels: Sequence[int] = (),
-    ) -> Self:
-        if len(labels) != num_samples:
+    def from_options(cls, cfg: GHConfig, data: PriorData) -> Self:
+        if len(data.labels) != data.num_samples:
             raise ValueError(
                 "gh.prior=oracle_matched needs every pretraining image's label; this data "
                 "source has none"
             )
-        return cls(
-            num_samples,
-            cfg.num_anchors,
-            labels,
-            warmup_momentum=cfg.bank_warmup_momentum,
-            momentum=cfg.bank_momentum,
-            floor=cfg.prior_floor,
-            distributed=distributed,
-        )
+        return cls(data.num_samples, cfg.num_anchors, data.labels, **_bank_options(cfg, data))
 
     @torch.no_grad()
     def observe_allocation(self, indices: Tensor, targets: Tensor) -> None:
@@ -405,21 +379,13 @@ class PlanPrior(PriorEstimator):
 
     def __init__(self, num_anchors: int, momentum: float = 0.99, distributed: bool = False):
         super().__init__(num_anchors)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        _check_momentum("momentum", momentum)
         self.momentum = momentum
         self.distributed = distributed
 
     @classmethod
-    def from_options(
-        cls,
-        cfg: GHConfig,
-        num_samples: int,
-        distributed: bool = False,
-        class_counts: Sequence[int] = (),
-        labels: Sequence[int] = (),
-    ) -> Self:
-        return cls(cfg.num_anchors, momentum=cfg.plan_momentum, distributed=distributed)
+    def from_options(cls, cfg: GHConfig, data: PriorData) -> Self:
+        return cls(cfg.num_anchors, momentum=cfg.plan_momentum, distributed=data.distributed)
 
     @torch.no_grad()
     def observe_allocation(self, indices: Tensor, targets: Tensor) -> None:
@@ -447,26 +413,15 @@ class StreamingPrior(PriorEstimator):
         distributed: bool = False,
     ) -> None:
         super().__init__(num_anchors)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        _check_momentum("momentum", momentum)
         self.momentum = momentum
         self.temperature = temperature
         self.distributed = distributed
 
     @classmethod
-    def from_options(
-        cls,
-        cfg: GHConfig,
-        num_samples: int,
-        distributed: bool = False,
-        class_counts: Sequence[int] = (),
-        labels: Sequence[int] = (),
-    ) -> Self:
+    def from_options(cls, cfg: GHConfig, data: PriorData) -> Self:
         return cls(
-            cfg.num_anchors,
-            momentum=cfg.streaming_momentum,
-            temperature=cfg.temperature,
-            distributed=distributed,
+            cfg.num_anchors, cfg.streaming_momentum, cfg.temperature, distributed=data.distributed
         )
 
     @torch.no_grad()
@@ -528,14 +483,11 @@ class MixturePrior(BankPrior):
         self,
         num_samples: int,
         num_anchors: int,
-        warmup_momentum: float = 0.9,
-        momentum: float = 0.999,
-        floor: float = 0.0,
-        distributed: bool = False,
         em_iters: int = 200,
         tol: float = 1e-7,
+        **bank: Any,
     ) -> None:
-        super().__init__(num_samples, num_anchors, warmup_momentum, momentum, floor, distributed)
+        super().__init__(num_samples, num_anchors, **bank)
         if em_iters < 1:
             raise ValueError(f"em_iters must be >= 1, got {em_iters}")
         self.em_iters = em_iters

@@ -19,7 +19,7 @@ from geoharmony.gh.allocation import AllocationQueue, RampKind, partial_mass
 from geoharmony.gh.anchors import uniform_structure
 from geoharmony.gh.loss import GHLoss
 from geoharmony.gh.options import GHConfig
-from geoharmony.gh.priors import PRIORS, PriorEstimator, effective_number
+from geoharmony.gh.priors import PRIORS, PriorData, PriorEstimator, effective_number
 
 __all__ = ["GHTerm", "build_prior", "pairing_epoch"]
 
@@ -33,7 +33,8 @@ def build_prior(
 ) -> PriorEstimator:
     """The estimator named by ``cfg.prior`` (the oracles need the labels: ``class_counts``,
     or each image's class ``labels``)."""
-    return PRIORS[cfg.prior].from_options(cfg, num_samples, distributed, class_counts, labels)
+    data = PriorData(num_samples, distributed, class_counts, labels)
+    return PRIORS[cfg.prior].from_options(cfg, data)
 
 
 def pairing_epoch(cfg: GHConfig) -> int:
