@@ -284,6 +284,29 @@ def _reference(regime: Regime, seed: int, extra: tuple[str, ...]) -> RunSpec:
     )
 
 
+def _balanced_gh(
+    regime: Regime, seed: int, extra: tuple[str, ...], gh_extra: tuple[str, ...], variant: str
+) -> RunSpec:
+    """SimCLR+GH continuing the balanced reference at the end of the GH warm-up (no deficit of
+    its own: it tells what GH's prior estimate looks like without an imbalance)."""
+    reference = _reference(regime, seed, extra)
+    return RunSpec(
+        run_id=f"ref__{regime.name}__simclr_gh_{variant_slug(variant)}__s{seed}",
+        group="reference",
+        regime=regime.name,
+        method="simclr",
+        gh=True,
+        seed=seed,
+        class_order="balanced",
+        config=f"{PRESETS}/simclr_gh.yaml",
+        overrides=(*reference.overrides, *gh_extra),
+        imbalance_ratio=1.0,
+        variant=variant,
+        init_from=reference.run_id,
+        pair_epoch=regime.warmup_epochs,
+    )
+
+
 def _pair(
     group: str,
     regime: Regime,
@@ -434,6 +457,12 @@ def _allocation_plan() -> list[RunSpec]:
     core = list(CORE_PRIMARY)
     for seed in sorted({seed for seed, _ in core}):
         specs.append(_reference(regime, seed, extra))
+    # Each allocation's GH continued on balanced data too: how far its prior tracks the
+    # imbalance is the long-tailed / balanced ratio of the prior's effective number.
+    for seed in SENSITIVITY_SEEDS:
+        for label, gh_extra in ALLOCATION_VARIANTS:
+            if label not in DIAGNOSTICS:
+                specs.append(_balanced_gh(regime, seed, extra, gh_extra, label))
     for seed, order in search:
         base = f"allocation__{regime.name}__simclr__{order}__s{seed}"
         for i, (label, gh_extra) in enumerate(ALLOCATION_VARIANTS):
