@@ -26,7 +26,13 @@ __all__ = [
 PRIOR_CHECK_FILE = Path(__file__).resolve().parents[1] / "results" / "prior_check.json"
 
 # Run ids spell a sensitivity variant without "=", "," and "."; the tables use its label.
-_VARIANT_BY_SLUG = {plan_mod.variant_slug(label): label for label, _, _ in plan_mod.SENSITIVITY}
+_VARIANT_BY_SLUG = {
+    plan_mod.variant_slug(label): label
+    for label in (
+        *(label for label, _, _ in plan_mod.SENSITIVITY),
+        *(label for label, _ in plan_mod.ALLOCATION_VARIANTS),
+    )
+}
 
 
 def load_prior_checks(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

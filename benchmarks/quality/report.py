@@ -60,8 +60,9 @@ def write_report(
         sections.main_table_section(study),
         sections.goal_section(study),
         sections.sensitivity_section(study),
+        sections.allocation_section(study),
         sections.prior_section(study),
-        [] if quick else sections.prior_check_section(study.prior_records),
+        [] if quick else sections.prior_check_section(_outside_allocation(study.prior_records)),
         sections.geometry_section(study),
         [] if quick else sections.gpu_section(study.cells, study.diffs),
         sections.figures_section(made),
@@ -126,3 +127,8 @@ def results_records(cells: Sequence[dict[str, Any]], dataset: str) -> list[dict[
                 rec[f"{key}_{part}"] = None if v is None or math.isnan(v) else round(v, 4)
         records.append(rec)
     return records
+
+
+def _outside_allocation(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Prior-check records of the runs before the allocation study (it has its own section)."""
+    return [r for r in records if r["run"].split("__")[1] != plan_mod.ALLOCATION.name]

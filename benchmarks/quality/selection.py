@@ -15,17 +15,19 @@ __all__ = ["held_out_choice", "held_out_pairs", "selection_candidates", "tested"
 
 
 def selection_candidates(
-    pairs: Sequence[dict[str, Any]], regime: str
+    pairs: Sequence[dict[str, Any]],
+    regime: str,
+    groups: Sequence[str] = ("primary", "sensitivity"),
 ) -> dict[str, list[dict[str, Any]]]:
-    """SimCLR+GH pairs of the primary regime by setting (``""`` = the preset), kept to the
-    sensitivity design's class orders and seeds so every setting is judged on the same pairs;
-    label-reading diagnostics are not candidates."""
+    """SimCLR+GH pairs of ``groups`` in ``regime`` by setting (``""`` = the preset), kept to
+    the sensitivity design's class orders and seeds so every setting is judged on the same
+    pairs; label-reading diagnostics are not candidates."""
     out: dict[str, list[dict[str, Any]]] = {}
     for pair in pairs:
         group, cell_regime, method, _, variant = pair["cell"]
         order, seed = pair["class_order"], pair["seed"]
         if (
-            group in ("primary", "sensitivity")
+            group in groups
             and cell_regime == regime
             and method == "simclr"
             and variant not in plan_mod.DIAGNOSTICS
@@ -37,10 +39,13 @@ def selection_candidates(
 
 
 def held_out_pairs(
-    rows_by_probe: dict[str, list[dict[str, Any]]], regime: str
+    rows_by_probe: dict[str, list[dict[str, Any]]],
+    regime: str,
+    groups: Sequence[str] = ("primary", "sensitivity"),
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
     """(held-out kNN pairs by candidate setting, test kNN pairs by +GH run id)."""
-    held = selection_candidates(pair_rows(rows_by_probe.get(VALIDATION_PROBE, [])), regime)
+    validation = pair_rows(rows_by_probe.get(VALIDATION_PROBE, []))
+    held = selection_candidates(validation, regime, groups)
     return held, {p["run_id"]: p for p in pair_rows(rows_by_probe.get("knn", []))}
 
 

@@ -230,6 +230,7 @@ def prior_table(runs: dict[str, dict[str, Any]]) -> str:
         k = entry["metrics"]["config"]["gh"]["num_anchors"]
         name = entry["metrics"]["config"]["gh"]["prior"]
         label = f"{name}, K={k}" + (f" [{spec.variant}]" if spec.variant else "")
+        label += " (balanced data)" if spec.balanced else ""
         rows.setdefault((spec.regime, spec.method, label), []).append({**prior, "share": share})
     if not rows:
         return "_no finished +GH runs yet_\n"
@@ -401,3 +402,68 @@ def timing_table(runs: dict[str, dict[str, Any]]) -> str:
         ]
         lines.append(md_row([*key[:2], display_name(key[2]), key[3], str(len(vals)), *medians]))
     return "\n".join(lines) + "\n"
+
+
+def baseline_deficit_table(cells: Sequence[dict[str, Any]], group: str, regime: str) -> str:
+    """The long-tailed baselines' deficits against the balanced reference, per method and probe
+    (mean ± sd over runs): what a +GH run of the cell could close."""
+    rows = [
+        c
+        for c in cells
+        if c["group"] == group and c["regime"] == regime and not c["gh"] and not c["variant"]
+    ]
+    if not rows:
+        return "_no finished baselines yet_\n"
+    order = {p: i for i, p in enumerate(PROBES)}
+    keys = ("deficit_few", "deficit_many", "deficit_few_minus_many", "avg")
+    lines = md_head(["method", "probe", "runs", *[k.replace("_", " ") for k in keys], "t (Few)"])
+    for c in sorted(rows, key=lambda c: (c["method"], order[c["probe"]])):
+        vals = [pm(c[f"{k}_mean"], c[f"{k}_sd"]) for k in keys]
+        t = deficit_t(c)
+        lines.append(
+            md_row([display_name(c["method"]), c["probe"], str(c["runs"]), *vals, num(t, "+.1f")])
+        )
+    return "\n".join(lines) + "\n"
+
+
+def prior_tracking_table(runs: dict[str, dict[str, Any]], regime: str) -> str:
+    """Per +GH setting of ``regime``: the final prior's effective number on long-tailed and on
+    balanced data, and their ratio (the true class prior's ratio is the target; 1 means the
+    estimate is blind to the imbalance)."""
+    found: dict[str, dict[bool, list[float]]] = {}
+    truth: dict[bool, list[float]] = {}
+    for entry in runs.values():
+        spec: RunSpec = entry["spec"]
+        prior = entry["metrics"].get("prior")
+        if not spec.gh or prior is None or spec.regime != regime or spec.method != "simclr":
+            continue
+        by_data = found.setdefault(spec.variant, {True: [], False: []})
+        by_data[spec.balanced].append(prior["effective_number_estimated"])
+        truth.setdefault(spec.balanced, []).append(prior["effective_number_true"])
+    rows = {v: d for v, d in found.items() if d[True] and d[False]}
+    if not rows:
+        return "_no setting has both long-tailed and balanced +GH runs yet_\n"
+    true_ratio = float(np.mean(truth[False]) / np.mean(truth[True]))
+    lines = md_head(
+        [
+            "SimCLR+GH setting",
+            "runs (LT / balanced)",
+            "effective anchors, LT",
+            "effective anchors, balanced",
+            "ratio LT / balanced",
+        ]
+    )
+    for variant, d in sorted(rows.items()):
+        ratio = float(np.mean(d[False]) / np.mean(d[True]))
+        cols = [
+            f"{len(d[False])} / {len(d[True])}",
+            mean_sd_cell(d[False]),
+            mean_sd_cell(d[True]),
+            num(ratio),
+        ]
+        lines.append(md_row([variant, *cols]))
+    return (
+        "\n".join(lines)
+        + "\n\nThe true class prior's effective number, long-tailed / balanced: "
+        + f"{num(true_ratio)}.\n"
+    )
