@@ -48,6 +48,7 @@ __all__ = [
     "density_modes",
     "estimate_priors",
     "load_run",
+    "neighbour_purity",
     "vmf_mixture",
 ]
 
@@ -85,6 +86,24 @@ def density_modes(x: np.ndarray, neighbours: int = 30) -> np.ndarray:
     while not np.array_equal(parent, parent[parent]):  # pointer jumping to the chain's end
         parent = parent[parent]
     return np.unique(parent, return_inverse=True)[1]
+
+
+def neighbour_purity(
+    x: np.ndarray, labels: np.ndarray, class_counts: list[int], neighbours: int = 10
+) -> dict[str, float]:
+    """Mean share of each image's ``neighbours`` nearest pretraining images (cosine, itself
+    excluded) that share its class, per Many/Medium/Few group of its class.
+
+    A kNN-affinity term on the allocation's cost (SP2OT) pulls an image towards its neighbours'
+    anchors; it can only help the tail if a Few image's neighbours are mostly its own class.
+    """
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    k = min(neighbours, len(unit) - 1)
+    idx = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(unit).kneighbors(unit)[1]
+    same = (labels[idx[:, 1:]] == labels[:, None]).mean(1)
+    group_of_class = class_groups(np.asarray(class_counts), "thirds")
+    group = group_of_class[labels]
+    return {name: float(same[group == g].mean()) for g, name in enumerate(GROUP_NAMES)}
 
 
 def _cluster_labels(x: np.ndarray, k: int) -> dict[str, np.ndarray]:
@@ -162,6 +181,10 @@ def check_priors(
         "true_effective_classes": effective_number(counts),
         "true_largest_share": float(counts.max() / counts.sum()),
         "estimates": estimate_priors(run, num_anchors) if estimates else {},
+        "neighbour_purity": {
+            space: neighbour_purity(feats.numpy(), run.labels, run.data.class_counts)
+            for space, feats in (("backbone", run.backbone), ("projector", run.projected))
+        },
         "assignments": check_assignments(run) if run.method.gh is not None else None,
     }
 
