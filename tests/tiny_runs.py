@@ -26,6 +26,29 @@ TINY = [
     "train.precision=fp32",
 ]
 
+# A file-backed run (image folders, list files) in seconds: 16-pixel crops, a 1/16-width
+# ResNet-18, one epoch, one loader process; the images are taken as they are (profile none).
+TINY_FILES = [
+    "data.profile=none",
+    "data.image_size=16",
+    "data.num_workers=1",
+    "model.backbone=resnet18",
+    "model.width=0.0625",
+    "model.projector_hidden=16",
+    "model.projector_dim=8",
+    "optim.batch_size=8",
+    "optim.epochs=1",
+    "eval.monitor_every=0",
+    "eval.probe_epochs=5",
+    "eval.probe_shots=null",
+    "eval.knn_k=5",
+    "train.progress=false",
+    "train.threads=1",
+    # As every tiny run (TINY above): bf16 on an AMX CPU breaks here, 16-pixel images leave
+    # the ImageNet stem's layer4 1x1 maps, whose bf16 weight gradient oneDNN gets wrong.
+    "train.precision=fp32",
+]
+
 needs_fashion_mnist = pytest.mark.skipif(
     not (FASHION_MNIST_DEBIAN_ROOT / "t10k-labels-idx1-ubyte.gz").exists(),
     reason="Debian package dataset-fashion-mnist is not installed",

@@ -1,4 +1,4 @@
-"""The ``geoharmony`` command line: pretrain, evaluate, compare."""
+"""The ``geoharmony`` command line: pretrain, evaluate, compare, inspect."""
 
 from __future__ import annotations
 
@@ -7,8 +7,14 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
+
+if TYPE_CHECKING:
+    from geoharmony.config import Config
+    from geoharmony.data.build import RunData
+    from geoharmony.engine.runtime import Runtime
 
 __all__ = ["main"]
 
@@ -23,7 +29,31 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
+def _print_unlabeled(result: dict) -> None:
+    f, c = result["features"], result["clusters"]
+    print(
+        f"no labels, so no accuracy: {f['images']} images, {f['dim']}-d features, effective rank "
+        f"{f['effective_rank']:.1f} (centred {f['effective_rank_centred']:.1f}), "
+        f"{f['dead_dims']} dead dimensions, uniformity {f['uniformity']:.3f}"
+    )
+    print(
+        f"{c['clusters']} k-means clusters of {c['sampled_images']} images: sizes "
+        f"{c['sizes'][0]} to {c['sizes'][-1]} (ratio {c['imbalance_ratio']:.3g}, "
+        f"{c['effective_clusters']:.2f} effective), {c['neighbour_agreement']:.0%} of the "
+        f"{c['neighbours']} nearest neighbours in the own cluster"
+    )
+    prior = result.get("prior")
+    if prior is not None:
+        print(
+            f"GH prior: {prior['effective_anchors']:.2f} effective anchors of "
+            f"{len(prior['estimated'])}, largest share {prior['max_share']:.3f}"
+        )
+
+
 def _print_summary(result: dict) -> None:
+    if "per_class" not in result:  # unlabeled
+        _print_unlabeled(result)
+        return
     keys = ("many", "medium", "few", "std", "avg")
     line = "  ".join(f"{k} {result[k]:.2f}" for k in keys if result.get(k) is not None)
     knn = result.get("knn", {})
@@ -33,11 +63,36 @@ def _print_summary(result: dict) -> None:
         print(f"kNN: {knn_line}")
 
 
+def _run_data(cfg: Config, out: Path, runtime: Runtime) -> RunData:
+    """The run's data, its files checked once: rank 0 first (writing the preflight cache in the
+    run folder), then the other ranks, which read its verdicts."""
+    from geoharmony import parallel
+    from geoharmony.data.build import build_run_data
+    from geoharmony.data.preflight import PREFLIGHT_CACHE, write_bad_files
+
+    if not runtime.is_main:
+        parallel.barrier()
+    data = build_run_data(cfg.data, out / PREFLIGHT_CACHE, cfg.train.progress and runtime.is_main)
+    if runtime.is_main:
+        parallel.barrier()
+        listing = out / "bad_files.txt"
+        if data.bad_files:
+            write_bad_files(listing, data.bad_files)
+            log.warning(
+                "left out %d unreadable image files (data.skip_bad_files=true), listed in %s",
+                len(data.bad_files),
+                listing,
+            )
+        else:
+            listing.unlink(missing_ok=True)
+    return data
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from geoharmony.config import load_config, to_dict
-    from geoharmony.data.build import build_run_data
     from geoharmony.engine.evaluate import evaluate_method
     from geoharmony.engine.runtime import resolve_precision, setup_runtime
+    from geoharmony.engine.size_checks import check_sizes
     from geoharmony.engine.trainer import Trainer
     from geoharmony.eval import write_json
 
@@ -47,14 +102,15 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if runtime.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(OmegaConf.to_yaml(to_dict(cfg)))
-    data = build_run_data(cfg.data)
+    data = _run_data(cfg, out, runtime)
+    check_sizes(cfg, data, runtime.world_size, evaluate=not args.no_eval)
     precision = resolve_precision(cfg.train.precision, runtime.device)
     if runtime.is_main:
         log.info(
             "%s: %d pretraining images, class counts %s; %s on %s",
             data.name,
             len(data.pretrain_indices),
-            data.class_counts,
+            data.class_counts if data.labelled else "none (unlabeled)",
             precision,
             runtime.device,
         )
@@ -96,9 +152,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from geoharmony.config import ConfigError
     from geoharmony.eval.compare import load_results, plot_per_class, table_csv, table_markdown
 
     results = load_results(args.runs)
+    unlabeled = [r["_path"] for r in results if "per_class" not in r]
+    if unlabeled:
+        raise ConfigError(
+            f"{', '.join(unlabeled)}: runs on unlabeled images have no accuracy to compare; "
+            "their metrics.json holds the feature statistics and the kNN-cluster summary"
+        )
     markdown = "### Linear probe\n\n" + table_markdown(results)
     if all("knn" in r for r in results):
         markdown += "\n\n### kNN\n\n" + table_markdown(results, "knn")
@@ -112,7 +175,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from geoharmony.data.overview import format_report, inspect_source, plot_class_counts
+    from geoharmony.downstream.commands import check_file_source_arguments
+    from geoharmony.eval import write_json
+
+    check_file_source_arguments(args)
+    report = inspect_source(
+        args.data_source,
+        args.root,
+        args.labels,
+        args.train_list,
+        args.test_list,
+        workers=args.workers,
+    )
+    print(format_report(report))
+    output = Path(args.output)
+    written = [output.with_suffix(".json")]
+    write_json(written[0], report)
+    if report["labelled"]:
+        written.append(output.with_suffix(".png"))
+        plot_class_counts(report, written[1])
+    print(f"wrote {' and '.join(map(str, written))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from geoharmony.downstream.commands import add_downstream_commands, add_file_source_arguments
+
     parser = argparse.ArgumentParser(
         prog="geoharmony",
         description="Self-supervised learning on long-tailed data with Geometric Harmonization.",
@@ -151,12 +241,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.probe=sgd")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser(
+        "inspect",
+        help="what an image folder holds, before training: classes, sizes, unreadable files",
+        description="Decode every image once and report the images per class, the imbalance "
+        "ratio, image sizes and modes and the unreadable files; write OUTPUT.json and (labelled "
+        "images) OUTPUT.png, the class distribution on a log scale.",
+    )
+    add_file_source_arguments(p, required=False)
+    p.add_argument(
+        "--labels", choices=("auto", "none"), default="auto", help="as data.labels (default auto)"
+    )
+    p.add_argument("--workers", type=int, default=2, help="decoding processes (0: this one)")
+    p.add_argument(
+        "--output", default="inspect", help="OUTPUT.json and OUTPUT.png (default: ./inspect)"
+    )
+    p.set_defaults(func=cmd_inspect)
+
     p = sub.add_parser("compare", help="paper-style table and per-class plot of several runs")
     p.add_argument("runs", nargs="+", help="run directories (or metrics.json files)")
     p.add_argument("--output", default="comparison", help="output prefix (default: comparison)")
     p.set_defaults(func=cmd_compare)
-    from geoharmony.downstream.commands import add_downstream_commands
-
     add_downstream_commands(sub)
     return parser
 

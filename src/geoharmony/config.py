@@ -20,6 +20,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from geoharmony.data.longtail import PROFILES
 from geoharmony.gh.options import GHConfig, choice
 
 __all__ = [
@@ -55,7 +56,20 @@ class DataConfig:
     root: str | None = None  # None: the source's default location (Debian's Fashion-MNIST)
     train_list: str | None = None  # list source: OLTR-style train list file
     test_list: str | None = None  # list source: balanced test list file
-    profile: str = "ldam"  # long-tail profile name (ldam | sdclr | none)
+    # auto: the source's default, set when the config is loaded (ldam for the balanced CIFAR and
+    # Fashion-MNIST sets; none, the images as they are, for list files, image folders and
+    # unlabeled data) | ldam | sdclr | none
+    profile: str = choice("auto", ("auto", "none", *PROFILES))
+    # auto: the source's labels (an image folder's class sub-folders, where there are two or
+    # more; else it is unlabeled) | none: unlabeled (a folder's sub-folders are no classes);
+    # unlabeled runs report feature statistics and clusters, no accuracy
+    labels: str = choice("auto", ("auto", "none"))
+    # A labelled source without a test split (an image folder without test/ or val/): this
+    # share of each class (seeded by subset_seed) is held out of pretraining for the probes.
+    holdout_fraction: float = 0.2
+    # Image files that cannot be decoded (the preflight opens every file before the first step):
+    # false stops the run with their list; true leaves them out, listed in RUN/bad_files.txt.
+    skip_bad_files: bool = False
     imbalance_ratio: float = 100.0
     n_max: int | None = None  # images of the head class; None: the profile's default
     # default | reversed | random (seeded by class_order_seed)
@@ -116,6 +130,10 @@ class EvalConfig:
     monitor_train_per_class: int = 100  # labelled images per class for the monitor
     monitor_test_per_class: int = 100
     batch_size: int = 512
+    # Unlabeled data (no accuracy to report): k-means clusters of the features, and nearest
+    # neighbours per image, of the kNN-cluster summary in metrics.json.
+    clusters: int = 10
+    cluster_neighbours: int = 10
 
 
 @dataclass
@@ -250,6 +268,11 @@ def _merged(
     result = OmegaConf.to_object(cfg)
     assert isinstance(result, Config)
     _validate_choices(result)
+    # Stored configs name the profile as run: a record made before ``auto`` existed compares
+    # equal to a fresh config that resolves to the same profile (resuming it stays allowed).
+    from geoharmony.data.sources import default_profile
+
+    result.data.profile = default_profile(result.data)
     return result
 
 

@@ -11,6 +11,7 @@ __all__ = [
     "all_gather_with_grad",
     "all_reduce_max",
     "all_reduce_sum",
+    "barrier",
     "is_distributed",
     "rank",
     "world_size",
@@ -28,6 +29,12 @@ def world_size() -> int:
 
 def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
+
+
+def barrier() -> None:
+    """Wait until every rank arrives here."""
+    if is_distributed():
+        dist.barrier()
 
 
 def all_reduce_sum(tensor: Tensor) -> Tensor:

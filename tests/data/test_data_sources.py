@@ -20,6 +20,7 @@ from geoharmony.data.sources import (
     load_image_folder,
     load_list_file,
     load_source,
+    load_splits,
     read_idx,
 )
 
@@ -249,13 +250,37 @@ def test_image_folder(tmp_path: Path, fakes: SimpleNamespace) -> None:
     assert files.labels.tolist() == [0, 0, 1]
 
 
+def test_image_folder_without_classes_is_unlabeled(tmp_path: Path, fakes: SimpleNamespace) -> None:
+    # Images directly in the folder, or all in one sub-folder: no class information.
+    fakes.write_image(tmp_path / "flat" / "b.png")
+    fakes.write_image(tmp_path / "flat" / "a.jpg")
+    fakes.write_image(tmp_path / "one" / "all" / "x" / "c.png")
+    for root, paths in (("flat", ["a.jpg", "b.png"]), ("one", ["all/x/c.png"])):
+        files = load_image_folder(tmp_path / root)
+        assert files.paths == paths and files.class_names == [] and files.num_classes == 0
+        assert files.labels.tolist() == [-1] * len(paths)
+    # labels="none": class-like sub-folders are not classes.
+    fakes.write_image(tmp_path / "nested" / "2021" / "p.png")
+    fakes.write_image(tmp_path / "nested" / "2022" / "q.png")
+    assert load_image_folder(tmp_path / "nested").class_names == ["2021", "2022"]
+    files = load_image_folder(tmp_path / "nested", labels="none")
+    assert files.paths == ["2021/p.png", "2022/q.png"] and files.num_classes == 0
+
+
 def test_image_folder_errors(tmp_path: Path, fakes: SimpleNamespace) -> None:
-    fakes.write_image(tmp_path / "flat.png")
-    with pytest.raises(DataFormatError, match=r"no class sub-folders"):
+    with pytest.raises(DataFormatError, match=r"no images with extensions"):
         load_image_folder(tmp_path)
+    fakes.write_image(tmp_path / "cat" / "0.png")
+    fakes.write_image(tmp_path / "dog" / "0.png")
+    fakes.write_image(tmp_path / "stray.PNG")
+    with pytest.raises(DataFormatError, match=r"1 images .*'stray.PNG'.*data.labels=none"):
+        load_image_folder(tmp_path)
+    (tmp_path / "stray.PNG").unlink()
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataFormatError, match=r"empty: class folder holds no images"):
         load_image_folder(tmp_path)
+    with pytest.raises(DataFormatError, match=r"no class sub-folders"):
+        load_image_folder(tmp_path / "cat", labels="folders")
     with pytest.raises(DataFormatError, match=r"image folder not found"):
         load_image_folder(tmp_path / "absent")
 
@@ -263,7 +288,7 @@ def test_image_folder_errors(tmp_path: Path, fakes: SimpleNamespace) -> None:
 def test_folder_source_splits(tmp_path: Path, fakes: SimpleNamespace) -> None:
     fakes.write_image(tmp_path / "train" / "cat" / "0.png")
     fakes.write_image(tmp_path / "train" / "dog" / "0.png")
-    fakes.write_image(tmp_path / "val" / "cat" / "1.png")
+    fakes.write_image(tmp_path / "val" / "dog" / "1.png")
     train = load_source("folder", tmp_path, train=True)
     test = load_source("folder", tmp_path, train=False)
     assert isinstance(train, FileList) and isinstance(test, FileList)
@@ -271,6 +296,17 @@ def test_folder_source_splits(tmp_path: Path, fakes: SimpleNamespace) -> None:
     assert test.root == tmp_path / "val" and len(test) == 1
     with pytest.raises(DataFormatError, match=r"no test split"):
         load_source("folder", tmp_path / "train", train=False)
+    # load_splits: a test split of one class keeps the training split's class ids.
+    train, test = load_splits("folder", tmp_path)
+    assert test is not None and test.class_names == ["cat", "dog"]
+    assert test.labels_of().tolist() == [1]
+    assert load_splits("folder", tmp_path / "train")[1] is None  # no test split
+    unlabeled, none = load_splits("folder", tmp_path, labels="none")
+    assert none is None and unlabeled.num_classes == 0 and len(unlabeled) == 2
+    (tmp_path / "val" / "bird").mkdir()
+    fakes.write_image(tmp_path / "val" / "bird" / "2.png")
+    with pytest.raises(DataFormatError, match=r"test classes \['bird'\] do not occur"):
+        load_splits("folder", tmp_path)
 
 
 def test_load_source_unknown() -> None:

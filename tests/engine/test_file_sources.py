@@ -11,29 +11,9 @@ import pytest
 from PIL import Image
 
 from geoharmony.cli import main
-from tiny_runs import SMOKE
+from tiny_runs import SMOKE, TINY_FILES
 
 COUNTS = {"train": [12, 6, 3], "test": [4, 4, 4]}
-TINY_FILES = [
-    "data.profile=none",
-    "data.image_size=16",
-    "data.num_workers=1",
-    "model.backbone=resnet18",
-    "model.width=0.0625",
-    "model.projector_hidden=16",
-    "model.projector_dim=8",
-    "optim.batch_size=8",
-    "optim.epochs=1",
-    "eval.monitor_every=0",
-    "eval.probe_epochs=5",
-    "eval.probe_shots=null",
-    "eval.knn_k=5",
-    "train.progress=false",
-    "train.threads=1",
-    # As every tiny run (tiny_runs.TINY): bf16 on an AMX CPU breaks here, 16-pixel images leave
-    # the ImageNet stem's layer4 1x1 maps, whose bf16 weight gradient oneDNN gets wrong.
-    "train.precision=fp32",
-]
 
 
 def _images(root: Path) -> dict[str, list[str]]:

@@ -20,6 +20,8 @@ __all__ = [
     "longtail_indices",
     "profile_counts",
     "seeded_class_order",
+    "short_classes",
+    "stratified_holdout",
 ]
 
 # Independent random streams for the different draws made from one user seed, so that e.g. the
@@ -27,6 +29,7 @@ __all__ = [
 _STREAM_CLASS_ORDER = 1
 _STREAM_LONGTAIL = 2
 _STREAM_BALANCED = 3
+_STREAM_HOLDOUT = 4
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -164,14 +167,11 @@ def longtail_indices(
             f"labels must lie in [0, {num_classes}) to match {num_classes} counts, "
             f"got range [{labels.min()}, {labels.max()}]"
         )
-    wanted = np.zeros(num_classes, dtype=np.int64)
-    wanted[order] = np.asarray(counts, dtype=np.int64)
-    available = np.bincount(labels, minlength=num_classes)
-    short = np.flatnonzero(available < wanted)
-    if short.size:
-        detail = ", ".join(f"class {c}: {wanted[c]} > {available[c]}" for c in short[:5])
+    short = short_classes(labels, counts, order)
+    if short:
+        detail = ", ".join(f"class {c}: {w} > {a}" for c, w, a in short[:5])
         raise ValueError(f"not enough images for the requested counts ({detail})")
-
+    wanted = _wanted(counts, order)
     rng = _rng(seed, _STREAM_LONGTAIL)
     chosen = []
     # A loop over classes (not samples); classes are visited in id order so that each class's
@@ -180,6 +180,57 @@ def longtail_indices(
         members = np.flatnonzero(labels == c)
         chosen.append(rng.permutation(members)[: wanted[c]])
     return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def _wanted(counts: Sequence[int], class_order: Sequence[int] | None) -> np.ndarray:
+    """``[C]`` images asked of each class id: class ``class_order[c]`` gets ``counts[c]``."""
+    order = range(len(counts)) if class_order is None else [int(c) for c in class_order]
+    wanted = np.zeros(len(counts), dtype=np.int64)
+    wanted[list(order)] = np.asarray(counts, dtype=np.int64)
+    return wanted
+
+
+def short_classes(
+    labels: np.ndarray, counts: Sequence[int], class_order: Sequence[int] | None = None
+) -> list[tuple[int, int, int]]:
+    """``(class, wanted, available)`` of every class with fewer images in ``labels`` than the
+    per-rank ``counts`` ask of it (class ``class_order[c]`` is asked ``counts[c]``)."""
+    wanted = _wanted(counts, class_order)
+    available = np.bincount(_check_labels(labels), minlength=len(counts))
+    return [(int(c), int(wanted[c]), int(available[c])) for c in np.flatnonzero(available < wanted)]
+
+
+def stratified_holdout(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split labelled images into a kept part and a class-stratified hold-out.
+
+    Each class with ``n >= 2`` images holds out ``round(fraction * n)`` of them, at least one and
+    at most ``n - 1`` (both parts keep the class), chosen by a seeded shuffle; a class of one
+    image stays in the kept part.
+
+    Args:
+        labels: int array [N] of non-negative class ids.
+        fraction: share of each class to hold out, in (0, 1).
+        seed: seed of the choice.
+
+    Returns:
+        ``(kept, held_out)``: disjoint int64 index arrays into ``labels``, sorted ascending,
+        together covering every index.
+    """
+    labels = _check_labels(labels)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must lie in (0, 1), got {fraction}")
+    rng = _rng(seed, _STREAM_HOLDOUT)
+    held: list[np.ndarray] = []
+    for c in np.unique(labels):  # loop over classes, not samples
+        members = rng.permutation(np.flatnonzero(labels == c))
+        n = members.size
+        take = min(max(round(fraction * n), 1), n - 1)
+        held.append(members[:take])
+    held_out = np.sort(np.concatenate(held)).astype(np.int64) if held else np.zeros(0, np.int64)
+    kept = np.setdiff1d(np.arange(labels.shape[0], dtype=np.int64), held_out)
+    return kept, held_out
 
 
 def balanced_indices(

@@ -18,12 +18,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from geoharmony.data.splits import DEFAULT_FILE_SIZE, DataFormatError, FileList, ImageArray
+from geoharmony.data.splits import (
+    DEFAULT_FILE_SIZE,
+    DataFormatError,
+    FileList,
+    ImageArray,
+    ImageSplit,
+)
 
 if TYPE_CHECKING:
     from geoharmony.config import DataConfig
 
 __all__ = [
+    "DEFAULT_PROFILES",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DEBIAN_ROOT",
     "IMAGE_EXTENSIONS",
@@ -32,6 +39,7 @@ __all__ = [
     "DataFormatError",
     "FileList",
     "ImageArray",
+    "default_profile",
     "image_size",
     "list_images",
     "load_cifar",
@@ -39,6 +47,7 @@ __all__ = [
     "load_image_folder",
     "load_list_file",
     "load_source",
+    "load_splits",
     "read_idx",
 ]
 
@@ -369,40 +378,58 @@ def list_images(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) 
     return sorted(found)
 
 
-def load_image_folder(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> FileList:
-    """Load a ``root/<class_name>/**/<image>`` folder; classes are the sorted sub-folder names.
+def load_image_folder(
+    root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS, labels: str = "auto"
+) -> FileList:
+    """Load an image folder, labelled by its class sub-folders or unlabeled.
 
-    Hidden entries are ignored; extensions match case-insensitively. For unlabeled images, put
-    them all in one sub-folder (a single class).
+    ``labels="auto"``: ``root/<class_name>/**/<image>``, classes the sorted sub-folder names.
+    With fewer than two class sub-folders (images directly in ``root``, or all in one
+    sub-folder) the images carry no class information and are returned unlabeled.
+    ``labels="folders"``: every sub-folder is a class, however many (a test split).
+    ``labels="none"``: every image under ``root``, recursively, unlabeled. Hidden entries are
+    ignored; extensions match case-insensitively.
 
     Returns:
-        FileList with paths sorted within each class.
+        FileList with paths sorted within each class (unlabeled: sorted).
     """
     root = Path(root)
     if not root.is_dir():
         raise DataFormatError(f"{root}: image folder not found")
     class_dirs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_dirs:
+    if labels == "folders" and not class_dirs:
+        raise DataFormatError(f"{root}: no class sub-folders; expected {root}/<class_name>/<image>")
+    if labels == "none" or (labels == "auto" and len(class_dirs) < 2):
+        everything = list_images(root, extensions)
+        unlabeled = np.full(len(everything), -1, dtype=np.int64)
+        return FileList(root, everything, unlabeled, [], f"folder:{root}:unlabeled")
+    exts = {e.lower() for e in extensions}
+    loose = sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts
+    )
+    if loose:
         raise DataFormatError(
-            f"{root}: no class sub-folders; expected {root}/<class_name>/<image> "
-            "(for unlabeled images use one sub-folder)"
+            f"{root}: {len(loose)} images (e.g. {loose[0]!r}) lie directly in the folder beside "
+            f"the class sub-folders {class_dirs[:5]}; move them into a class folder, or set "
+            "data.labels=none to use every image unlabeled"
         )
     paths: list[str] = []
-    labels: list[int] = []
+    label_ids: list[int] = []
     for label, name in enumerate(class_dirs):
         try:
             found = [f"{name}/{path}" for path in list_images(root / name, extensions)]
         except DataFormatError:
             raise DataFormatError(
-                f"{root / name}: class folder holds no images with extensions "
-                f"{sorted(e.lower() for e in extensions)}"
+                f"{root / name}: class folder holds no images with extensions {sorted(exts)}"
             ) from None
         paths += found
-        labels += [label] * len(found)
+        label_ids += [label] * len(found)
     return FileList(
         root=root,
         paths=paths,
-        labels=np.asarray(labels, dtype=np.int64),
+        labels=np.asarray(label_ids, dtype=np.int64),
         class_names=class_dirs,
         source=f"folder:{root}",
     )
@@ -412,7 +439,7 @@ def load_image_folder(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENS
 # Registry
 # --------------------------------------------------------------------------------------------
 
-Loader = Callable[..., "ImageArray | FileList"]
+Loader = Callable[..., "ImageArray | FileList | None"]
 
 
 def _list_source(
@@ -430,16 +457,14 @@ def _list_source(
     return load_list_file(root, list_file, check_files=check_files)
 
 
-def _folder_source(root: Path, train: bool) -> FileList:
+def _folder_source(root: Path, train: bool, labels: str = "auto") -> FileList | None:
     # `root/train` and `root/test` (or `root/val`) split folders when present; else `root` is the
-    # training set and there is no test split.
-    splits = ("train",) if train else ("test", "val")
-    for split in splits:
+    # training set and there is no test split (None), as there is none for unlabeled images.
+    # A test split is labelled by its sub-folders, even by one (a test set of a single class).
+    for split in ("train",) if train else ("test", "val"):
         if (root / split).is_dir():
-            return load_image_folder(root / split)
-    if train:
-        return load_image_folder(root)
-    raise DataFormatError(f"{root}: no test split folder ({root / 'test'} or {root / 'val'})")
+            return load_image_folder(root / split, labels=labels if train else "folders")
+    return load_image_folder(root, labels=labels) if train else None
 
 
 def _cifar10_source(root: Path, train: bool) -> ImageArray:
@@ -459,23 +484,78 @@ SOURCES: dict[str, Loader] = {
 }
 
 
-def load_source(
-    name: str, root: str | Path | None, train: bool, **options: Any
-) -> ImageArray | FileList:
-    """Load a named source (a key of ``SOURCES``).
+def _load(name: str, root: str | Path | None, train: bool, **options: Any) -> ImageSplit | None:
+    if name not in SOURCES:
+        raise ValueError(f"unknown data source {name!r}; valid names: {sorted(SOURCES)}")
+    if root is None and name != "fashion_mnist":
+        raise ValueError(f"source {name!r} needs a root directory")
+    return SOURCES[name](None if root is None else Path(root), train, **options)
+
+
+def load_source(name: str, root: str | Path | None, train: bool, **options: Any) -> ImageSplit:
+    """Load a named source's training or test split (a key of ``SOURCES``).
 
     Args:
         name: "cifar10", "cifar100", "fashion_mnist", "list" or "folder".
         root: data directory (None is allowed for "fashion_mnist": the Debian package location).
         train: training split, else test split.
         **options: source-specific options ("list": ``train_list``, ``test_list``,
-            ``check_files``).
+            ``check_files``; "folder": ``labels``).
+
+    Raises:
+        DataFormatError: the source has no such split (an image folder without a test split).
     """
-    if name not in SOURCES:
-        raise ValueError(f"unknown data source {name!r}; valid names: {sorted(SOURCES)}")
-    if root is None and name != "fashion_mnist":
-        raise ValueError(f"source {name!r} needs a root directory")
-    return SOURCES[name](None if root is None else Path(root), train, **options)
+    split = _load(name, root, train, **options)
+    if split is None:
+        raise DataFormatError(f"{root}: no test split folder ({root}/test or {root}/val)")
+    return split
+
+
+def load_splits(
+    name: str, root: str | Path | None, labels: str = "auto", **options: Any
+) -> tuple[ImageSplit, ImageSplit | None]:
+    """A source's training split and its test split, None where it has none (an image folder
+    without ``test/`` or ``val/``; unlabeled images). ``labels="none"`` drops the labels.
+
+    A labelled test split's classes are matched to the training split's by name (a folder's
+    test split may lack a class, which would shift its label ids).
+
+    Raises:
+        DataFormatError: a test class that the training split does not have.
+    """
+    folder = {"labels": labels} if name == "folder" else {}
+    train = _load(name, root, True, **folder, **options)
+    assert train is not None
+    if labels == "none" or train.num_classes == 0:
+        return train.without_labels(), None
+    test = _load(name, root, False, **folder, **options)
+    if test is None or test.class_names == train.class_names:
+        return train, test
+    index = {name: i for i, name in enumerate(train.class_names)}
+    unknown = sorted(set(test.class_names) - set(index))
+    if unknown:
+        raise DataFormatError(
+            f"{test.source}: test classes {unknown[:5]} do not occur in the training split"
+        )
+    mapping = np.asarray([index[c] for c in test.class_names], dtype=np.int64)
+    assert isinstance(test, FileList)  # the in-memory sources' splits share their classes
+    relabelled = mapping[test.labels_of()]
+    return train, FileList(test.root, test.paths, relabelled, list(train.class_names), test.source)
+
+
+# Long-tail profile each source gets with ``data.profile=auto``: the balanced in-memory sets are
+# cut to the paper's protocol; files (list files, image folders) are taken as they are.
+DEFAULT_PROFILES = {"cifar10": "ldam", "cifar100": "ldam", "fashion_mnist": "ldam"}
+
+
+def default_profile(cfg: DataConfig) -> str:
+    """``data.profile`` as run: ``auto`` resolves to the source's default (``none`` for
+    unlabeled data, list files and image folders); other values are returned as given."""
+    if cfg.profile != "auto":
+        return cfg.profile
+    if cfg.labels == "none":
+        return "none"
+    return DEFAULT_PROFILES.get(cfg.source, "none")
 
 
 # Side of the images of the in-memory sources.

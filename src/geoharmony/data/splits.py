@@ -1,4 +1,4 @@
-"""One interface for a split of labelled images, whichever way it is held.
+"""One interface for a split of images (labelled or not), whichever way it is held.
 
 Small-image sources load fully into memory as an :class:`ImageArray`; large-image sources are a
 :class:`FileList` decoded per item. Both answer the :class:`ImageSplit` protocol (labels, channels,
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Self
 
 import numpy as np
 import torch
@@ -41,7 +41,9 @@ class ImageSplit(Protocol):
     def __len__(self) -> int: ...
 
     @property
-    def num_classes(self) -> int: ...
+    def num_classes(self) -> int:
+        """Classes of the labels; 0 for unlabeled images."""
+        ...
 
     @property
     def in_channels(self) -> int: ...
@@ -52,7 +54,15 @@ class ImageSplit(Protocol):
         ...
 
     def labels_of(self, indices: np.ndarray | None = None) -> np.ndarray:
-        """int64 labels ``[n]`` of ``indices`` (all images when None)."""
+        """int64 labels ``[n]`` of ``indices`` (all images when None); -1 when unlabeled."""
+        ...
+
+    def subset(self, indices: np.ndarray) -> Self:
+        """The images ``indices`` (in that order) as a split of the same kind."""
+        ...
+
+    def without_labels(self) -> Self:
+        """The same images, unlabeled: no classes, every label -1."""
         ...
 
     def eval_batches(
@@ -75,8 +85,8 @@ class ImageArray:
 
     Attributes:
         images: uint8 [N, C, H, W].
-        labels: int64 [N], values in ``[0, len(class_names))``.
-        class_names: one name per class.
+        labels: int64 [N], values in ``[0, len(class_names))``; -1 when unlabeled.
+        class_names: one name per class; empty when unlabeled.
         source: where the data came from (loader and path), for run records.
     """
 
@@ -116,6 +126,13 @@ class ImageArray:
         labels = self.labels.numpy()
         return labels if indices is None else labels[indices]
 
+    def subset(self, indices: np.ndarray) -> Self:
+        idx = torch.from_numpy(np.asarray(indices, dtype=np.int64))
+        return type(self)(self.images[idx], self.labels[idx], list(self.class_names), self.source)
+
+    def without_labels(self) -> Self:
+        return type(self)(self.images, torch.full_like(self.labels, -1), [], self.source)
+
     def eval_batches(
         self,
         indices: np.ndarray,
@@ -137,13 +154,13 @@ class ImageArray:
 
 @dataclass
 class FileList:
-    """Image files on disk with labels (large-image sources).
+    """Image files on disk, labelled or not (large-image sources).
 
     Attributes:
         root: directory the paths are relative to.
         paths: N relative paths.
-        labels: int64 [N].
-        class_names: one name per class.
+        labels: int64 [N]; -1 when unlabeled.
+        class_names: one name per class; empty when unlabeled.
         source: where the list came from, for run records.
     """
 
@@ -171,6 +188,17 @@ class FileList:
     def labels_of(self, indices: np.ndarray | None = None) -> np.ndarray:
         labels = np.asarray(self.labels, dtype=np.int64)
         return labels if indices is None else labels[indices]
+
+    def subset(self, indices: np.ndarray) -> Self:
+        idx = np.asarray(indices, dtype=np.int64)
+        paths = [self.paths[i] for i in idx]
+        return type(self)(
+            self.root, paths, self.labels_of(idx), list(self.class_names), self.source
+        )
+
+    def without_labels(self) -> Self:
+        labels = np.full(len(self.paths), -1, dtype=np.int64)
+        return type(self)(self.root, list(self.paths), labels, [], self.source)
 
     def eval_batches(
         self,

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_downstream_commands"]
+__all__ = ["add_downstream_commands", "add_file_source_arguments", "check_file_source_arguments"]
 
 _KEYS = ("many", "medium", "few", "std", "avg")
 
@@ -24,12 +24,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from geoharmony.downstream.finetune import FinetuneSettings, finetune
     from geoharmony.downstream.images import resolve_device
     from geoharmony.eval import write_json
+    from geoharmony.methods.pretrained import preflight_cache_of
 
     pb = load_backbone(args.checkpoint, args.overrides)
     if pb.cfg.train.threads is not None:
         torch.set_num_threads(pb.cfg.train.threads)
     device = resolve_device(args.device or pb.cfg.train.device)
-    data = build_run_data(pb.cfg.data)
+    data = build_run_data(pb.cfg.data, preflight_cache_of(pb.path))
     if data.in_channels != pb.in_channels:
         raise ArchitectureError(
             f"{pb.path}: the backbone takes {pb.in_channels}-channel images but "
@@ -56,13 +57,28 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_probe(args: argparse.Namespace) -> int:
+def add_file_source_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--data-source folder|list``, ``--root``, ``--train-list``, ``--test-list``."""
+    kind = {"required": True} if required else {"default": "folder"}
+    p.add_argument("--data-source", choices=("folder", "list"), **kind)
+    p.add_argument("--root", required=True, help="image folder, or the root of listed paths")
+    p.add_argument("--train-list", help="list source: training list file")
+    p.add_argument("--test-list", help="list source: test list file")
+
+
+def check_file_source_arguments(args: argparse.Namespace) -> None:
+    """A list source names both its list files."""
     from geoharmony.config import ConfigError
-    from geoharmony.downstream.transfer import transfer_probe
-    from geoharmony.eval import write_json
 
     if args.data_source == "list" and (args.train_list is None or args.test_list is None):
         raise ConfigError("--data-source list needs --train-list and --test-list")
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from geoharmony.downstream.transfer import transfer_probe
+    from geoharmony.eval import write_json
+
+    check_file_source_arguments(args)
     result = transfer_probe(
         args.checkpoint,
         args.data_source,
@@ -130,10 +146,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
         workers=args.workers,
         device=args.device,
         overrides=args.overrides,
+        skip_bad_files=args.skip_bad_files,
     )
     n, d = record["shape"]
     sidecar = Path(args.output).with_suffix(".json")
     print(f"{n} images -> {d}-d features: wrote {args.output} and {sidecar} (paths)")
+    if record["unreadable"]:
+        print(f"left out {len(record['unreadable'])} unreadable files, listed in {sidecar}")
     return 0
 
 
@@ -179,10 +198,7 @@ def add_downstream_commands(sub: Any) -> None:
         "DIR/metrics.json.",
     )
     _common(p)
-    p.add_argument("--data-source", choices=("folder", "list"), required=True)
-    p.add_argument("--root", required=True, help="image folder, or the root of listed paths")
-    p.add_argument("--train-list", help="list source: training list file")
-    p.add_argument("--test-list", help="list source: test list file")
+    add_file_source_arguments(p)
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--preset", choices=("adam", "sgd"), default="adam", help="probe preset")
     p.add_argument("--epochs", type=int, help="probe epochs (default: the preset's)")
@@ -225,5 +241,10 @@ def add_downstream_commands(sub: Any) -> None:
     _common(p)
     p.add_argument("--images", required=True, help="image folder")
     p.add_argument("--output", required=True, help="FILE.npy or FILE.safetensors")
+    p.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="leave unreadable files out (listed in FILE.json) instead of stopping",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="stored-config overrides")
     p.set_defaults(func=cmd_embed)

@@ -4,7 +4,10 @@ Output: ``FILE.npy`` (float32 ``[N, D]``) or ``FILE.safetensors`` (tensor ``feat
 ``FILE.json`` beside it with the image paths (row order; relative to the folder), the folder,
 the checkpoint and the input preparation. A safetensors file also carries the paths in its
 metadata (key ``paths``, a JSON list). Images are listed recursively in sorted order and fed
-through the evaluation transform in eval mode, so a rerun gives the same file.
+through the evaluation transform in eval mode, so a rerun gives the same file. Every file is
+decoded once first (the preflight, with the checkpoint's run's cache): unreadable files stop
+the command with their list, or with ``skip_bad_files`` are left out and listed in
+``FILE.json`` under ``unreadable``.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from geoharmony.data.preflight import preflight
 from geoharmony.data.sources import list_images
+from geoharmony.data.splits import FileList
 from geoharmony.downstream.backbone import load_backbone
 from geoharmony.downstream.images import file_features, resolve_device
+from geoharmony.methods.pretrained import preflight_cache_of
 
 __all__ = ["EMBED_SUFFIXES", "embed_folder", "load_embeddings"]
 
@@ -38,6 +44,7 @@ def embed_folder(
     workers: int = 2,
     device: str = "auto",
     overrides: list[str] | tuple[str, ...] = (),
+    skip_bad_files: bool = False,
 ) -> dict[str, Any]:
     """Write the features of every image under ``images`` to ``output`` (+ ``.json`` sidecar).
 
@@ -48,7 +55,12 @@ def embed_folder(
     _check_output(output)
     pb = load_backbone(checkpoint, overrides)
     root = Path(images)
-    paths = list_images(root)
+    found = list_images(root)
+    files = FileList(root, found, np.full(len(found), -1, dtype=np.int64), [], f"embed:{root}")
+    (readable,), unreadable = preflight(
+        [files], skip_bad_files, preflight_cache_of(pb.path), workers, progress=True
+    )
+    paths = readable.paths
     feats = file_features(pb, root, paths, resolve_device(device), batch_size, workers)
     output.parent.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
@@ -56,6 +68,7 @@ def embed_folder(
         "shape": list(feats.shape),
         "images_root": str(root.resolve()),
         "paths": paths,
+        "unreadable": unreadable,
         "input": {"size": pb.size, "channels": pb.in_channels, "mean": pb.mean, "std": pb.std},
         "source": pb.summary(),
     }

@@ -17,7 +17,7 @@ import torch
 
 from geoharmony.config import ConfigError
 from geoharmony.data.longtail import balanced_indices
-from geoharmony.data.sources import DataFormatError, FileList, load_source
+from geoharmony.data.sources import DataFormatError, FileList, load_splits
 from geoharmony.downstream.backbone import load_backbone
 from geoharmony.downstream.images import file_features, resolve_device
 from geoharmony.eval import predict, result_from_predictions, train_linear_probe
@@ -33,8 +33,8 @@ def load_transfer_splits(
     train_list: str | None = None,
     test_list: str | None = None,
 ) -> tuple[FileList, FileList]:
-    """The training and test splits, with the test labels mapped to the training classes by
-    name (a folder's test split may lack a class, which would shift its label ids)."""
+    """The labelled training and test splits, with the test labels mapped to the training
+    classes by name (see :func:`~geoharmony.data.sources.load_splits`)."""
     if source not in TRANSFER_SOURCES:
         raise ValueError(f"transfer source must be folder or list, got {source!r}")
     options: dict[str, Any] = {}
@@ -42,17 +42,15 @@ def load_transfer_splits(
         if train_list is None or test_list is None:
             raise ValueError("--data-source list needs --train-list and --test-list")
         options = {"train_list": train_list, "test_list": test_list}
-    train = load_source(source, root, train=True, **options)
-    test = load_source(source, root, train=False, **options)
-    assert isinstance(train, FileList) and isinstance(test, FileList)
-    index = {name: i for i, name in enumerate(train.class_names)}
-    unknown = sorted(set(test.class_names[int(c)] for c in test.labels) - set(index))
-    if unknown:
+    train, test = load_splits(source, root, **options)
+    if train.num_classes < 2:
         raise DataFormatError(
-            f"{test.source}: test classes {unknown[:5]} do not occur in the training split"
+            f"{root}: a transfer probe needs labelled images of two or more classes "
+            f"({root}/train/<class_name>/<image>), found {train.num_classes}"
         )
-    mapped = np.asarray([index[test.class_names[int(c)]] for c in test.labels], dtype=np.int64)
-    test = FileList(test.root, test.paths, mapped, list(train.class_names), test.source)
+    if test is None:
+        raise DataFormatError(f"{root}: no test split folder ({root}/test or {root}/val)")
+    assert isinstance(train, FileList) and isinstance(test, FileList)
     return train, test
 
 

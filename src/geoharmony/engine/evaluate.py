@@ -1,4 +1,5 @@
-"""Final evaluation of a pretrained backbone: linear probe, kNN, geometry, prior agreement."""
+"""Final evaluation of a pretrained backbone: linear probe, kNN, geometry, prior agreement; for
+unlabeled data, what can be said without labels (feature statistics, a kNN-cluster summary)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import torch
 from torch import nn
 
 from geoharmony import parallel
-from geoharmony.config import Config, to_dict
+from geoharmony.config import Config, ConfigError, to_dict
 from geoharmony.data.build import RunData
 from geoharmony.data.longtail import balanced_indices
 from geoharmony.data.splits import ImageSplit
 from geoharmony.engine.runtime import autocast_dtype
+from geoharmony.engine.size_checks import shots_problem
 from geoharmony.eval import (
     class_groups,
     class_mean_cosines,
@@ -29,11 +31,13 @@ from geoharmony.eval import (
     result_from_predictions,
     train_linear_probe,
 )
+from geoharmony.eval.unlabeled import unlabeled_report
 from geoharmony.methods import Method
 
 __all__ = [
     "EvalFeatures",
     "evaluate_method",
+    "evaluate_unlabeled",
     "extract_eval_features",
     "extract_split_features",
     "geometry_metrics",
@@ -107,8 +111,17 @@ def extract_eval_features(
 
 def probe_indices(cfg: Config, data: RunData, shots: int | None, seed: int) -> np.ndarray:
     """Indices into the training split of the labelled probe set: ``shots`` per class (None =
-    all), seeded; with ``eval.probe_disjoint`` it avoids the pretraining images."""
+    all), seeded; with ``eval.probe_disjoint`` it avoids the pretraining images.
+
+    Raises:
+        ConfigError: a class has fewer than ``shots`` such images.
+    """
     exclude = data.pretrain_indices if cfg.eval.probe_disjoint else None
+    problem = shots_problem(
+        "eval.probe_shots", shots, data.train, "training split", "eval.probe_shots=null", exclude
+    )
+    if problem:
+        raise ConfigError(problem)
     return balanced_indices(data.train.labels_of(), shots, seed, exclude=exclude)
 
 
@@ -163,7 +176,10 @@ def evaluate_method(
     device: torch.device,
 ) -> dict[str, Any]:
     """Everything ``metrics.json`` holds for a pretrained method (on the main process; under
-    data parallelism every rank extracts a share of the features, the others return ``{}``)."""
+    data parallelism every rank extracts a share of the features, the others return ``{}``).
+    Unlabeled data gets :func:`evaluate_unlabeled`'s report."""
+    if not data.labelled:
+        return evaluate_unlabeled(method, cfg, data, device)
     started = time.perf_counter()
     method.eval()
     feats = extract_eval_features(method, cfg, data, device, cfg.eval.probe_shots, cfg.train.seed)
@@ -191,5 +207,34 @@ def evaluate_method(
         config=to_dict(cfg),
     )
     result.update(method.evaluation_records(counts))
+    result["eval_seconds"] = time.perf_counter() - started
+    return result
+
+
+def evaluate_unlabeled(
+    method: Method, cfg: Config, data: RunData, device: torch.device
+) -> dict[str, Any]:
+    """``metrics.json`` of a run on unlabeled images: no accuracy (there is nothing to be right
+    about), but the statistics of the pretraining images' features, their kNN-cluster summary
+    (``eval.clusters``, ``eval.cluster_neighbours``) and what the method records (GH: its
+    prior's shares)."""
+    started = time.perf_counter()
+    method.eval()
+    idx = data.pretrain_indices
+    feats, _ = extract_split_features(method.backbone, cfg, data, data.train, idx, device)
+    if parallel.rank() != 0:
+        return {}
+    report = unlabeled_report(feats, cfg.eval.clusters, cfg.eval.cluster_neighbours, cfg.train.seed)
+    result: dict[str, Any] = {
+        **method.describe(),
+        "labels": "none",
+        "dataset": data.name,
+        "seed": cfg.train.seed,
+        "schedule": cfg.optim.schedule,
+        **report,
+        "data": data.record(),
+        "config": to_dict(cfg),
+    }
+    result.update(method.evaluation_records([]))
     result["eval_seconds"] = time.perf_counter() - started
     return result

@@ -34,7 +34,7 @@ class KNNMonitor:
     @classmethod
     def maybe_build(cls, cfg: Config, data: RunData, device: torch.device) -> KNNMonitor | None:
         """A monitor for labelled data with ``eval.monitor_every > 0``, else None."""
-        if cfg.eval.monitor_every <= 0:
+        if cfg.eval.monitor_every <= 0 or not data.labelled:
             return None
         return cls(cfg, data, device)
 

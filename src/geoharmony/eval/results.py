@@ -111,18 +111,21 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> None:
+def write_json(
+    path: str | os.PathLike[str], data: Mapping[str, Any], indent: int | None = 2
+) -> None:
     """Write ``data`` as strict JSON, atomically (temp file in the same folder + os.replace).
 
     NaN/inf become ``null``; numpy scalars/arrays and tensors become plain JSON values. Readers
-    never see a partial file, and a crash leaves the previous file intact.
+    never see a partial file, and a crash leaves the previous file intact. ``indent=None``
+    writes it compactly (large machine-read files).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_json_safe(data), f, indent=2, allow_nan=False)
+            json.dump(_json_safe(data), f, indent=indent, allow_nan=False)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())

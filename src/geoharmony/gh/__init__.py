@@ -30,7 +30,7 @@ from geoharmony.gh.priors import (
     effective_number,
 )
 from geoharmony.gh.sinkhorn import sinkhorn
-from geoharmony.gh.term import GHTerm, build_prior, pairing_epoch
+from geoharmony.gh.term import GHTerm, build_prior, gh_data_problems, pairing_epoch
 
 __all__ = [
     "PRIORS",
@@ -47,6 +47,7 @@ __all__ = [
     "UniformPrior",
     "build_prior",
     "effective_number",
+    "gh_data_problems",
     "gh_diagnostics",
     "max_pairwise_cosine",
     "pairing_epoch",

@@ -21,7 +21,7 @@ from geoharmony.gh.loss import GHLoss
 from geoharmony.gh.options import GHConfig
 from geoharmony.gh.priors import PRIORS, PriorData, PriorEstimator, effective_number
 
-__all__ = ["GHTerm", "build_prior", "pairing_epoch"]
+__all__ = ["GHTerm", "build_prior", "gh_data_problems", "pairing_epoch"]
 
 
 def build_prior(
@@ -41,6 +41,31 @@ def pairing_epoch(cfg: GHConfig) -> int:
     """The end of the GH warm-up: a paired +GH run starts from its baseline's checkpoint here
     (the first phase, SSL only, is the same for both)."""
     return cfg.warmup_epochs
+
+
+def gh_data_problems(cfg: GHConfig, num_samples: int, class_counts: Sequence[int]) -> list[str]:
+    """What GH with ``cfg`` cannot do on ``num_samples`` pretraining images (``class_counts``
+    empty: unlabeled); one message per problem, naming the setting and the fix."""
+    problems = []
+    if num_samples < cfg.num_anchors:
+        empty = cfg.num_anchors - num_samples
+        problems.append(
+            f"gh.num_anchors={cfg.num_anchors} is more than the {num_samples} pretraining "
+            f"images: the prior counts images per anchor, so {empty} or more anchors could "
+            f"never hold one; set gh.num_anchors to at most {num_samples} (about the number of "
+            "categories you expect)"
+        )
+    if not class_counts and cfg.prior == "oracle":
+        problems.append(
+            "gh.prior=oracle reads the true class shares, but the data has no labels; use "
+            "gh.prior=bank (the paper's estimator)"
+        )
+    if not class_counts and cfg.targets == "labels":
+        problems.append(
+            "gh.targets=labels uses each image's class, but the data has no labels; use "
+            "gh.targets=sinkhorn"
+        )
+    return problems
 
 
 def _label_targets(cfg: GHConfig, num_samples: int, labels: Sequence[int]) -> Tensor:
@@ -215,8 +240,12 @@ class GHTerm(nn.Module):
         return out
 
     def evaluation_records(self, class_counts: list[int]) -> dict[str, Any]:
-        """``metrics.json``'s ``prior``: the estimate against the true class shares."""
+        """``metrics.json``'s ``prior``: the estimate against the true class shares, or (no
+        ``class_counts``: unlabeled data) the estimate's own shape."""
         prior = self.prior.prior().detach().cpu()
+        if not class_counts:
+            shape = {"effective_anchors": effective_number(prior), "max_share": float(prior.max())}
+            return {"prior": {"estimated": prior.tolist(), **shape}}
         return {
             "prior": {
                 "estimated": prior.tolist(),

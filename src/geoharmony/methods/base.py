@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from geoharmony.config import Config, method_options
 from geoharmony.data.augment import ImageHook, ViewHook
-from geoharmony.gh import GHTerm, pairing_epoch
+from geoharmony.gh import GHTerm, gh_data_problems, pairing_epoch
 from geoharmony.methods.registry import method_name
 from geoharmony.models import Projector, build_backbone
 
@@ -80,13 +80,13 @@ class DataInfo:
     @classmethod
     def of(cls, data: RunData) -> DataInfo:
         """What a method may know about a built run's pretraining data."""
-        labels = data.train.labels_of(data.pretrain_indices)
+        labels = data.train.labels_of(data.pretrain_indices).tolist() if data.labelled else []
         return cls(
             len(data.pretrain_indices),
             data.in_channels,
             data.num_classes,
             tuple(data.class_counts),
-            tuple(labels.tolist()),
+            tuple(labels),
         )
 
 
@@ -178,6 +178,15 @@ class Method(nn.Module):
         return StepOutput(out.loss + gh_loss, {**out.logs, **gh_logs})
 
     # ----- hooks (no-ops unless a method needs them) ---------------------------------------
+    @classmethod
+    def data_problems(cls, cfg: Config, data: DataInfo) -> list[str]:
+        """Why this method cannot train on ``data`` with ``cfg``: one message per problem,
+        naming the setting, the numbers and the fix (empty when it can). Asked before the
+        method is built, so that a run stops at once instead of after hours."""
+        if not cfg.gh.enabled:
+            return []
+        return gh_data_problems(cfg.gh, data.num_samples, data.class_counts)
+
     def observe_sample_losses(self, indices: Tensor, losses: Tensor) -> None:
         """Receives each step's ``[B]`` detached per-image SSL losses (BCL tracks them)."""
 

@@ -31,13 +31,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, Self, cast
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geoharmony import parallel
 from geoharmony.config import Config, choice, method_options
+from geoharmony.eval.clusters import kmeans_assignments
 from geoharmony.losses import nt_xent
 from geoharmony.methods.base import DataInfo, StepOutput, TrainContext
 from geoharmony.methods.registry import register_method
@@ -145,25 +145,6 @@ def distill_regression_loss(prediction: Tensor, target: Tensor) -> Tensor:
     return (p - t).pow(2).sum(dim=1)
 
 
-def kmeans_assignments(features: Tensor, num_clusters: int, seed: int, n_init: int) -> Tensor:
-    """``[N]`` int64 k-means cluster of each row of ``[N, D]`` ``features`` (scikit-learn).
-
-    Runs in float64 on one OpenMP thread: scikit-learn's Lloyd iterations add per-thread partial
-    sums in the order the threads finish, so more threads may change the last bits of a center
-    (and, rarely, an assignment) from one run to the next; a resumed run must cluster exactly as
-    an uninterrupted one.
-    """
-    from sklearn.cluster import KMeans
-    from threadpoolctl import threadpool_limits
-
-    x = features.detach().to("cpu", torch.float64).numpy()
-    if x.shape[0] < num_clusters:
-        raise ValueError(f"cannot form {num_clusters} clusters from {x.shape[0]} images")
-    with threadpool_limits(limits=1):
-        km = KMeans(n_clusters=num_clusters, n_init=n_init, random_state=seed).fit(x)
-    return torch.from_numpy(np.asarray(km.labels_, dtype=np.int64))
-
-
 class _Expert(nn.Module):
     """One cluster's model: a backbone + projector of the base's architecture."""
 
@@ -214,6 +195,18 @@ class DnC(SimCLR):
 
     stage: Tensor
     assignments: Tensor
+
+    @classmethod
+    def data_problems(cls, cfg: Config, data: DataInfo) -> list[str]:
+        problems = super().data_problems(cfg, data)
+        experts = method_options(cfg, "dnc").num_experts
+        if data.num_samples < experts:
+            problems.append(
+                f"method.dnc.num_experts={experts} is more than the {data.num_samples} "
+                f"pretraining images (k-means forms one cluster per expert); set "
+                f"method.dnc.num_experts to at most {data.num_samples}"
+            )
+        return problems
 
     def __init__(self, cfg: Config, data: DataInfo, distributed: bool = False) -> None:
         super().__init__(cfg, data, distributed)

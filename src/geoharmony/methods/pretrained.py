@@ -17,16 +17,25 @@ import torch
 
 from geoharmony.config import Config, ConfigError, from_dict, load_config
 from geoharmony.data.build import RunData, build_run_data
+from geoharmony.data.preflight import PREFLIGHT_CACHE
 from geoharmony.engine.checkpoint import CheckpointError, read_checkpoint
 from geoharmony.methods.base import DataInfo, Method
 from geoharmony.methods.registry import resolve_method
 
-__all__ = ["Pretrained", "build_method", "load_pretrained", "stored_config"]
+__all__ = ["Pretrained", "build_method", "load_pretrained", "preflight_cache_of", "stored_config"]
 
 
 def build_method(cfg: Config, data: DataInfo, distributed: bool = False) -> Method:
     """Instantiate the method ``cfg.method.name`` names (registered, or ``module:Class``)."""
     return resolve_method(cfg.method.name)(cfg, data, distributed)
+
+
+def preflight_cache_of(checkpoint: Path) -> Path | None:
+    """The preflight cache of the run that wrote ``checkpoint`` (``RUN/checkpoints/X.ckpt``), so
+    that rebuilding its data decodes no file again; None for a checkpoint outside a run."""
+    if checkpoint.parent.name != "checkpoints":
+        return None
+    return checkpoint.parent.parent / PREFLIGHT_CACHE
 
 
 def stored_config(path: Path, state: dict[str, Any], overrides: Sequence[str] = ()) -> Config:
@@ -69,7 +78,7 @@ def load_pretrained(
     """
     path, state = read_checkpoint(checkpoint)
     cfg = stored_config(path, state, overrides)
-    data = build_run_data(cfg.data)
+    data = build_run_data(cfg.data, preflight_cache_of(path))
     method = build_method(cfg, DataInfo.of(data))
     method.load_state_dict(state["model"])
     method.to(device).eval()
