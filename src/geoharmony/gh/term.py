@@ -55,9 +55,9 @@ def gh_data_problems(cfg: GHConfig, num_samples: int, class_counts: Sequence[int
             f"never hold one; set gh.num_anchors to at most {num_samples} (about the number of "
             "categories you expect)"
         )
-    if not class_counts and cfg.prior == "oracle":
+    if not class_counts and cfg.prior in ("oracle", "oracle_matched"):
         problems.append(
-            "gh.prior=oracle reads the true class shares, but the data has no labels; use "
+            f"gh.prior={cfg.prior} reads the true class shares, but the data has no labels; use "
             "gh.prior=bank (the paper's estimator)"
         )
     if not class_counts and cfg.targets == "labels":
