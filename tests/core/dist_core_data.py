@@ -2,7 +2,7 @@
 
 import torch
 
-from geoharmony.gh.allocation import AllocationQueue, partial, relaxed
+from geoharmony.gh.allocation import AllocationQueue, Allocator, partial, relaxed
 from geoharmony.gh.sinkhorn import sinkhorn
 
 # Allocations run in distributed mode by the workers and on the whole batch by the test.
@@ -10,6 +10,10 @@ ALLOCATIONS = {
     "balanced": lambda x, **kw: sinkhorn(x, **kw),
     "relaxed": lambda x, **kw: relaxed(x, tau=0.3, **kw),
     "partial": lambda x, **kw: partial(x, 0.6, tau=0.3, **kw).targets,
+    # A second pass with the neighbours' targets: neighbours are searched over every rank's rows.
+    "relaxed_affinity": lambda x, distributed=False: Allocator(
+        "relaxed", tau=0.3, affinity=0.5, neighbours=3
+    )(x, None, distributed),
 }
 QUEUE_BATCHES = 2  # batches held by the allocation queue
 

@@ -10,8 +10,19 @@ import torch
 
 from geoharmony.config import ConfigError, GHConfig, load_config
 from geoharmony.gh import GHLoss, GHTerm, swapped_cross_entropy, uniform_structure
-from geoharmony.gh.allocation import partial, partial_mass, relaxed
-from geoharmony.gh.priors import MatchedOraclePrior, PlanPrior, matched_class_shares
+from geoharmony.gh.allocation import (
+    Allocator,
+    neighbour_targets,
+    partial,
+    partial_mass,
+    relaxed,
+)
+from geoharmony.gh.priors import (
+    MatchedOraclePrior,
+    PlanPrior,
+    PowerLawPrior,
+    matched_class_shares,
+)
 from geoharmony.gh.sinkhorn import sinkhorn
 from tiny_runs import needs_fashion_mnist, pause_resume_states
 
@@ -178,3 +189,46 @@ def test_a_queued_partial_run_resumes_bit_identically(tmp_path: Path) -> None:
     )
     assert int(straight["model"]["gh.queue.filled"]) == 2
     assert not torch.equal(straight["model"]["gh.prior.current"], torch.full((10,), 0.1))
+
+
+def test_neighbour_targets_average_the_nearest_rows_without_oneself() -> None:
+    logits = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 1.0]])
+    targets = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0], [0.2, 0.8]])
+    near = neighbour_targets(logits, targets, neighbours=2)
+    # Row 0's two nearest are rows 1 and 2; row 3's are rows 2 and 1 (cosine).
+    torch.testing.assert_close(near[0], (targets[1] + targets[2]) / 2)
+    torch.testing.assert_close(near[3], (targets[2] + targets[1]) / 2)
+    # Batched leading dims are independent problems.
+    both = neighbour_targets(torch.stack([logits, logits.flip(0)]), torch.stack([targets] * 2), 2)
+    torch.testing.assert_close(both[0], near)
+
+
+def test_affinity_pulls_an_ambiguous_sample_to_its_neighbours_anchor() -> None:
+    # Five samples sit clearly on anchor 0 and five on anchor 1; sample 10 is between, nearer
+    # to the anchor-1 group's direction in angle but its five nearest rows are the anchor-0
+    # group's (they are the only ones close to it).
+    g = torch.Generator().manual_seed(0)
+    group0 = torch.tensor([0.9, -0.2, 0.0]) + 0.01 * torch.randn(5, 3, generator=g)
+    group1 = torch.tensor([-0.9, 0.3, 0.0]) + 0.01 * torch.randn(5, 3, generator=g)
+    ambiguous = torch.tensor([[0.05, 0.1, 0.0]])
+    logits = torch.cat([group0, group1, ambiguous])[None]  # [1, 11, 3]
+    plain = Allocator("relaxed", tau=0.3)
+    pulled = Allocator("relaxed", tau=0.3, affinity=1.0, neighbours=3)
+    before = plain(logits)[0, 10]
+    after = pulled(logits)[0, 10]
+    nearest = neighbour_targets(logits, plain(logits), 3)[0, 10]
+    favoured = int(nearest.argmax())
+    assert after[favoured] > before[favoured] + 0.05
+    # Without affinity the second pass is skipped: the plain result, exactly.
+    assert torch.equal(Allocator("relaxed", tau=0.3, affinity=0.0)(logits), plain(logits))
+
+
+def test_the_power_law_prior_is_fixed_and_long_tailed() -> None:
+    est = PowerLawPrior(4, exponent=1.0)
+    want = torch.tensor([1, 1 / 2, 1 / 3, 1 / 4]) / (1 + 1 / 2 + 1 / 3 + 1 / 4)
+    torch.testing.assert_close(est.prior(), want)
+    est.update(torch.arange(2), torch.rand(2, 4))
+    est.observe_allocation(torch.arange(2), torch.rand(2, 4))
+    est.refresh()
+    torch.testing.assert_close(est.prior(), want)
+    torch.testing.assert_close(PowerLawPrior(3, exponent=0.0).prior(), torch.full((3,), 1 / 3))

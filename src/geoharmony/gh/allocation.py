@@ -34,6 +34,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from geoharmony import parallel
 from geoharmony.gh.sinkhorn import SinkhornMode, _prepare, _Relaxation, _solve, sinkhorn
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "Allocator",
     "PartialPlan",
     "RampKind",
+    "neighbour_targets",
     "partial",
     "partial_mass",
     "relaxed",
@@ -354,6 +356,9 @@ class Allocator:
         weighted: ``partial``'s targets are confidence-weighted (rows sum to each sample's mass
             on the real anchors, P2OT's form) rather than renormalised to sum 1.
         dummy_temperature: ``partial``'s dummy-anchor score temperature.
+        affinity: weight of the neighbours' targets in a second pass (0: one pass); see
+            :func:`neighbour_targets`.
+        neighbours: how many nearest rows each row's second pass looks at.
     """
 
     kind: str = "balanced"
@@ -365,11 +370,17 @@ class Allocator:
     rho: float = 1.0
     weighted: bool = True
     dummy_temperature: float | None = 0.1
+    affinity: float = 0.0
+    neighbours: int = 10
 
     def __post_init__(self) -> None:
         if self.kind not in ALLOCATIONS:
             raise ValueError(
                 f"allocation must be one of {', '.join(ALLOCATIONS)}, got {self.kind!r}"
+            )
+        if self.affinity < 0 or self.neighbours < 1:
+            raise ValueError(
+                f"affinity must be >= 0 and neighbours >= 1, got {self.affinity}, {self.neighbours}"
             )
 
     def with_rho(self, rho: float) -> Allocator:
@@ -380,7 +391,57 @@ class Allocator:
     ) -> Tensor:
         """``[..., N, K]`` logits -> ``[..., N, K]`` surrogate labels (no gradient): rows sum
         to 1, or to the sample's real mass for weighted ``partial`` targets."""
-        return ALLOCATIONS[self.kind](self, logits, prior, distributed)
+        allocate = ALLOCATIONS[self.kind]
+        targets = allocate(self, logits, prior, distributed)
+        if self.affinity == 0:
+            return targets
+        nearby = neighbour_targets(logits, targets, self.neighbours, distributed)
+        return allocate(self, logits + self.affinity * nearby, prior, distributed)
+
+
+@torch.no_grad()
+def neighbour_targets(
+    logits: Tensor, targets: Tensor, neighbours: int = 10, distributed: bool = False
+) -> Tensor:
+    """Mean of the targets of each row's ``neighbours`` nearest rows, itself excluded.
+
+    A kNN-affinity step in the spirit of SP2OT (Zhang et al., 2024): a second allocation on
+    ``logits + affinity * neighbour_targets(...)`` pulls each sample towards the anchors its
+    neighbours were allocated to (one majorise-minimise step of a graph term that rewards
+    neighbours sharing anchors). It helps a rare class only where its images' neighbours are
+    mostly its own class, and only when the problem holds several of them (an allocation queue).
+
+    Args:
+        logits: ``[..., N, K]`` scores; nearness is their cosine.
+        targets: ``[..., N, K]`` a first allocation of those rows.
+        neighbours: ``k``; fewer when there are fewer other rows.
+        distributed: the rows are this rank's equal share of a sample axis sharded in rank
+            order; neighbours are searched among every rank's rows.
+
+    Returns:
+        ``[..., N, K]`` float32 (float64 for float64 ``logits``).
+    """
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        unit = torch.nn.functional.normalize(logits.detach().to(dtype), dim=-1)
+        targets = targets.detach().to(dtype)
+        everyone, every_target, offset = unit, targets, 0
+        if distributed and parallel.is_distributed():
+            # all_gather concatenates dim 0: put the sample axis first, then back.
+            everyone = parallel.all_gather_no_grad(unit.movedim(-2, 0)).movedim(0, -2)
+            every_target = parallel.all_gather_no_grad(targets.movedim(-2, 0)).movedim(0, -2)
+            offset = parallel.rank() * unit.shape[-2]
+        k = min(neighbours, everyone.shape[-2] - 1)
+        if k < 1:
+            return torch.zeros_like(targets)
+        similarity = unit @ everyone.transpose(-2, -1)  # [..., N, N_total]
+        rows = torch.arange(unit.shape[-2], device=unit.device)
+        similarity[..., rows, rows + offset] = -math.inf  # not one's own neighbour
+        nearest = similarity.topk(k, dim=-1).indices  # [..., N, k]
+        flat = nearest.flatten(-2)  # [..., N * k]
+        index = flat.unsqueeze(-1).expand(*flat.shape, every_target.shape[-1])
+        gathered = torch.gather(every_target, -2, index)  # [..., N * k, K]
+        return gathered.unflatten(-2, nearest.shape[-2:]).mean(dim=-2)
 
 
 def _balanced(a: Allocator, logits: Tensor, prior: Tensor | None, distributed: bool) -> Tensor:

@@ -60,7 +60,8 @@ class GHLoss(nn.Module):
         sinkhorn_mode: "auto", "plain" or "log" (see :func:`geoharmony.gh.sinkhorn`).
         distributed: solve the allocation over the batch of all ranks.
         allocation: ``balanced`` (paper), ``relaxed`` or ``partial``; ``marginal_tau``,
-            ``partial_weighted`` and ``dummy_temperature`` are their settings (see
+            ``partial_weighted``, ``dummy_temperature``, ``affinity`` and
+            ``affinity_neighbours`` are their settings (see
             :class:`~geoharmony.gh.allocation.Allocator`); ``partial``'s mass ``rho`` is the
             attribute :attr:`rho`, which a schedule sets.
     """
@@ -81,6 +82,8 @@ class GHLoss(nn.Module):
         marginal_tau: float = 0.5,
         partial_weighted: bool = True,
         dummy_temperature: float | None = 0.1,
+        affinity: float = 0.0,
+        affinity_neighbours: int = 10,
     ) -> None:
         super().__init__()
         if structure.dim() != 2 or structure.shape[0] < 2:
@@ -102,6 +105,8 @@ class GHLoss(nn.Module):
             marginal_tau,
             weighted=partial_weighted,
             dummy_temperature=dummy_temperature,
+            affinity=affinity,
+            neighbours=affinity_neighbours,
         )
 
     @property

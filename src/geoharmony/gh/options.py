@@ -49,8 +49,9 @@ class GHConfig:
     warmup_epochs: int = 500  # SSL only; the prior is estimated meanwhile
     ramp_epochs: int = 10  # linear rise of the weight after the warm-up
     # bank (paper) | streaming | uniform | mixture (EM on the bank) | plan (EMA of the
-    # allocation's anchor masses) | oracle (rank-matched true shares) | oracle_matched (true
-    # shares on the anchors each class is allocated to); the oracles are diagnostics
+    # allocation's anchor masses) | powerlaw (a fixed long-tailed marginal, PMSN) | oracle
+    # (rank-matched true shares) | oracle_matched (true shares on the anchors each class is
+    # allocated to); the oracles are diagnostics
     prior: str = choice("bank", tuple(PRIORS))
     bank_warmup_momentum: float = 0.9
     bank_momentum: float = 0.999
@@ -58,6 +59,7 @@ class GHConfig:
     prior_refresh_every: int = 20  # epochs between bank refreshes after the warm-up
     streaming_momentum: float = 0.99
     plan_momentum: float = 0.99  # prior=plan: EMA momentum per step
+    powerlaw_exponent: float = 0.25  # prior=powerlaw: pi_k ~ (k + 1) ** -exponent (PMSN)
     targets: str = choice("sinkhorn", TARGETS)
     # How surrogate labels are found: balanced (paper: exact anchor marginal) | relaxed (the
     # marginal KL-relaxed, strength marginal_tau) | partial (P2OT: mass rho on the anchors, the
@@ -71,3 +73,7 @@ class GHConfig:
     partial_dummy_temperature: float = 0.1
     # Allocate over the batch plus this many earlier global batches' detached logits
     queue_batches: int = 0
+    # A second allocation pass on logits + affinity * the mean targets of each sample's
+    # affinity_neighbours nearest samples (kNN affinity, after SP2OT); 0: off
+    affinity: float = 0.0
+    affinity_neighbours: int = 10

@@ -28,6 +28,7 @@ __all__ = [
     "MixturePrior",
     "OraclePrior",
     "PlanPrior",
+    "PowerLawPrior",
     "PriorData",
     "PriorEstimator",
     "StreamingPrior",
@@ -398,6 +399,26 @@ class PlanPrior(PriorEstimator):
         self.current.div_(self.current.sum())
 
 
+class PowerLawPrior(PriorEstimator):
+    """A fixed power-law marginal, ``pi_k ~ (k + 1) ** -exponent`` in anchor order (PMSN, Assran
+    et al., ICLR 2023: a long-tailed cluster prior instead of the uniform one). Beyond the paper.
+
+    The anchors are fixed but the network is not: it learns which of them the frequent
+    categories take. Nothing is estimated; ``update`` and ``refresh`` are no-ops.
+    """
+
+    def __init__(self, num_anchors: int, exponent: float = 0.25) -> None:
+        super().__init__(num_anchors)
+        if exponent < 0:
+            raise ValueError(f"exponent must be >= 0, got {exponent}")
+        shares = torch.arange(1, num_anchors + 1, dtype=torch.float64) ** -exponent
+        self.current.copy_((shares / shares.sum()).float())
+
+    @classmethod
+    def from_options(cls, cfg: GHConfig, data: PriorData) -> Self:
+        return cls(cfg.num_anchors, cfg.powerlaw_exponent)
+
+
 class StreamingPrior(PriorEstimator):
     """O(K)-memory estimator: EMA of the batch-mean soft assignment ``softmax(t / temperature)``.
 
@@ -569,6 +590,7 @@ PRIORS: dict[str, type[PriorEstimator]] = {
     "uniform": UniformPrior,
     "mixture": MixturePrior,
     "plan": PlanPrior,
+    "powerlaw": PowerLawPrior,
     "oracle": OraclePrior,
     "oracle_matched": MatchedOraclePrior,
 }

@@ -135,6 +135,8 @@ class GHTerm(nn.Module):
             marginal_tau=cfg.marginal_tau,
             partial_weighted=cfg.partial_targets == "weighted",
             dummy_temperature=cfg.partial_dummy_temperature,
+            affinity=cfg.affinity,
+            affinity_neighbours=cfg.affinity_neighbours,
         )
         self.prior = build_prior(cfg, num_samples, distributed, class_counts, labels)
         self.queue: AllocationQueue | None = None
