@@ -145,6 +145,22 @@ ALLOCATION_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "allocation=balanced,prior=oracle_matched,K=10",
         ("gh.prior=oracle_matched", "gh.num_anchors=10"),
     ),
+    # Added 2026-12-04 after the first pairs (default order, seed 0) of the settings above,
+    # read on the held-out images: the relaxed marginal was the only one to lower the held-out
+    # Few deficit, every queue raised it (and cost ~3.5 points of Avg), so the second wave
+    # varies the relaxed allocation instead of queueing: its strength, a stronger GH weight,
+    # a kNN-affinity second pass, and a power-law prior (PMSN) with either allocation.
+    ("allocation=relaxed,tau=0.1", ("gh.allocation=relaxed", "gh.marginal_tau=0.1")),
+    ("allocation=relaxed,tau=2", ("gh.allocation=relaxed", "gh.marginal_tau=2.0")),
+    ("allocation=relaxed,w=2", ("gh.allocation=relaxed", "gh.weight=2.0")),
+    ("allocation=relaxed,affinity=0.5", ("gh.allocation=relaxed", "gh.affinity=0.5")),
+    ("allocation=balanced,prior=powerlaw", ("gh.prior=powerlaw",)),
+    ("allocation=relaxed,prior=powerlaw", ("gh.allocation=relaxed", "gh.prior=powerlaw")),
+)
+BALANCED_GH_VARIANTS = (
+    "allocation=balanced",
+    "allocation=relaxed",
+    "allocation=relaxed,prior=plan",
 )
 # The setting run for every method; set once the search is read (held-out images only).
 ALLOCATION_CHOICE: str | None = None
@@ -457,12 +473,13 @@ def _allocation_plan() -> list[RunSpec]:
     core = list(CORE_PRIMARY)
     for seed in sorted({seed for seed, _ in core}):
         specs.append(_reference(regime, seed, extra))
-    # Each allocation's GH continued on balanced data too: how far its prior tracks the
-    # imbalance is the long-tailed / balanced ratio of the prior's effective number.
+    # GH continued on balanced data too: how far its prior tracks the imbalance is the
+    # long-tailed / balanced ratio of the prior's effective number (for the paper's allocation,
+    # the relaxed one, and the prior that the allocation estimates; a fixed prior has ratio 1).
+    variants = dict(ALLOCATION_VARIANTS)
     for seed in SENSITIVITY_SEEDS:
-        for label, gh_extra in ALLOCATION_VARIANTS:
-            if label not in DIAGNOSTICS:
-                specs.append(_balanced_gh(regime, seed, extra, gh_extra, label))
+        for label in BALANCED_GH_VARIANTS:
+            specs.append(_balanced_gh(regime, seed, extra, variants[label], label))
     for seed, order in search:
         base = f"allocation__{regime.name}__simclr__{order}__s{seed}"
         for i, (label, gh_extra) in enumerate(ALLOCATION_VARIANTS):
