@@ -494,27 +494,28 @@ def _allocation_plan() -> list[RunSpec]:
                 variant=label,
                 base_id=None if i == 0 else base,
             )
-    if ALLOCATION_CHOICE is not None:
-        chosen = dict(ALLOCATION_VARIANTS)[ALLOCATION_CHOICE]
-        for method in METHODS:
-            for seed, order in core:
-                base = f"allocation__{regime.name}__{method}__{order}__s{seed}"
-                have = {s.run_id for s in specs}
-                specs += [
-                    s
-                    for s in _pair(
-                        "allocation",
-                        regime,
-                        method,
-                        order,
-                        seed,
-                        extra,
-                        chosen,
-                        variant=ALLOCATION_CHOICE,
-                        base_id=base if base in have else None,
-                    )
-                    if s.run_id not in have
-                ]
+    # Every method's baselines at the core's pairs (they do not depend on the choice), and
+    # the chosen setting's +GH runs once it is set.
+    chosen = None if ALLOCATION_CHOICE is None else dict(ALLOCATION_VARIANTS)[ALLOCATION_CHOICE]
+    have = {s.run_id for s in specs}
+    for method in METHODS:
+        for seed, order in core:
+            base = f"allocation__{regime.name}__{method}__{order}__s{seed}"
+            pair = _pair(
+                "allocation",
+                regime,
+                method,
+                order,
+                seed,
+                extra,
+                chosen or (),
+                variant=ALLOCATION_CHOICE or "",
+                base_id=base if base in have else None,
+            )
+            for spec in pair:
+                if spec.run_id not in have and (chosen is not None or not spec.gh):
+                    have.add(spec.run_id)
+                    specs.append(spec)
     return specs
 
 
