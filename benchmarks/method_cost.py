@@ -21,7 +21,7 @@ from geoharmony.data.augment import BatchedSimCLRAugment
 from geoharmony.data.build import build_run_data
 from geoharmony.data.datasets import IndexedImageArray
 from geoharmony.data.normalization import NORM_STATS
-from geoharmony.data.stream import InMemoryTrainStream
+from geoharmony.data.stream import BatchPlan, InMemoryTrainStream
 from geoharmony.methods import DataInfo, Method, TrainContext, build_method
 
 
@@ -39,9 +39,7 @@ def step_seconds(
     stream = InMemoryTrainStream(
         dataset,
         BatchedSimCLRAugment(int(dataset.images.shape[-1]), mean, std),
-        cfg.optim.batch_size,
-        cfg.train.seed,
-        torch.device("cpu"),
+        BatchPlan(cfg.optim.batch_size, cfg.train.seed, torch.device("cpu")),
         view_hook=method.view_hook(),
     )
     optimizer = torch.optim.SGD(method.parameters(), lr=0.05, momentum=0.9)

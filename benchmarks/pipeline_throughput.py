@@ -21,7 +21,7 @@ from geoharmony.data.augment import BatchedSimCLRAugment, TwoViewTransform
 from geoharmony.data.build import build_run_data
 from geoharmony.data.datasets import IndexedImageArray
 from geoharmony.data.normalization import NORM_STATS
-from geoharmony.data.stream import InMemoryTrainStream
+from geoharmony.data.stream import BatchPlan, InMemoryTrainStream
 from geoharmony.methods import DataInfo, build_method
 
 
@@ -83,9 +83,8 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
-    stream = InMemoryTrainStream(
-        dataset, BatchedSimCLRAugment(size, mean, std), batch, cfg.train.seed, device
-    )
+    plan = BatchPlan(batch, cfg.train.seed, device)
+    stream = InMemoryTrainStream(dataset, BatchedSimCLRAugment(size, mean, std), plan)
     loader = DataLoader(
         _PerImage(dataset.images, reference_torchvision_two_view(size, mean, std)),
         batch_size=batch,

@@ -12,6 +12,7 @@ Paired +GH runs continue their baseline's checkpoint at the end of the GH warm-u
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
@@ -306,17 +307,12 @@ def _balanced_gh(
     """SimCLR+GH continuing the balanced reference at the end of the GH warm-up (no deficit of
     its own: it tells what GH's prior estimate looks like without an imbalance)."""
     reference = _reference(regime, seed, extra)
-    return RunSpec(
+    return dataclasses.replace(
+        reference,
         run_id=f"ref__{regime.name}__simclr_gh_{variant_slug(variant)}__s{seed}",
-        group="reference",
-        regime=regime.name,
-        method="simclr",
         gh=True,
-        seed=seed,
-        class_order="balanced",
         config=f"{PRESETS}/simclr_gh.yaml",
         overrides=(*reference.overrides, *gh_extra),
-        imbalance_ratio=1.0,
         variant=variant,
         init_from=reference.run_id,
         pair_epoch=regime.warmup_epochs,

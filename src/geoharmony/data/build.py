@@ -25,7 +25,7 @@ from geoharmony.data.longtail import (
 from geoharmony.data.normalization import Stats, norm_stats
 from geoharmony.data.preflight import preflight
 from geoharmony.data.sources import default_profile, image_size, load_splits
-from geoharmony.data.splits import FileList, ImageSplit
+from geoharmony.data.splits import FileList, ImageSplit, Preparation
 
 __all__ = ["RunData", "build_run_data", "class_order_for"]
 
@@ -83,9 +83,12 @@ class RunData:
     ) -> Iterator[Tensor]:
         """``split[indices]`` prepared for a model of this run, clean, in order (see
         :meth:`ImageSplit.eval_batches`)."""
-        return split.eval_batches(
-            indices, self.image_size, self.stats, batch_size, device, self.workers
-        )
+        return split.eval_batches(indices, self.preparation, batch_size, device)
+
+    @property
+    def preparation(self) -> Preparation:
+        """How a model of this run sees its images."""
+        return Preparation(self.image_size, self.stats, self.workers)
 
     def record(self) -> dict[str, Any]:
         """What every result file records about its data."""

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from geoharmony.data.normalization import normalize_only
 
-__all__ = ["DataFormatError", "FileList", "ImageArray", "ImageSplit"]
+__all__ = ["DataFormatError", "FileList", "ImageArray", "ImageSplit", "Preparation"]
 
 # Side of the crops taken from decoded files when the config gives no ``data.image_size``.
 DEFAULT_FILE_SIZE = 224
@@ -30,6 +30,16 @@ DEFAULT_FILE_SIZE = 224
 
 class DataFormatError(ValueError):
     """Input data is missing, malformed, truncated or inconsistent. The message names the file."""
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """How a model's images are prepared: side ``size``, per-channel ``stats`` ``(mean, std)``,
+    and the loader processes that decode files (``workers``; unused for in-memory images)."""
+
+    size: int
+    stats: tuple[Sequence[float], Sequence[float]]
+    workers: int = 0
 
 
 class ImageSplit(Protocol):
@@ -66,16 +76,10 @@ class ImageSplit(Protocol):
         ...
 
     def eval_batches(
-        self,
-        indices: np.ndarray,
-        size: int,
-        stats: tuple[Sequence[float], Sequence[float]],
-        batch_size: int,
-        device: torch.device,
-        workers: int = 0,
+        self, indices: np.ndarray, prep: Preparation, batch_size: int, device: torch.device
     ) -> Iterator[Tensor]:
-        """The images ``indices``, clean (no augmentation), as normalised float32 batches
-        ``[b, C, size, size]`` on ``device``, in order."""
+        """The images ``indices``, clean (no augmentation), prepared as ``prep`` says:
+        normalised float32 batches ``[b, C, size, size]`` on ``device``, in order."""
         ...
 
 
@@ -134,19 +138,14 @@ class ImageArray:
         return type(self)(self.images, torch.full_like(self.labels, -1), [], self.source)
 
     def eval_batches(
-        self,
-        indices: np.ndarray,
-        size: int,
-        stats: tuple[Sequence[float], Sequence[float]],
-        batch_size: int,
-        device: torch.device,
-        workers: int = 0,
+        self, indices: np.ndarray, prep: Preparation, batch_size: int, device: torch.device
     ) -> Iterator[Tensor]:
         """Batches normalised on ``device`` (the copy there is of uint8 data), resized with
-        antialiasing when ``size`` differs from the stored side; ``workers`` is unused."""
+        antialiasing when ``prep.size`` differs from the stored side (no worker processes)."""
         images = self.images[torch.from_numpy(np.asarray(indices, dtype=np.int64))]
         for start in range(0, len(images), batch_size):
-            x = normalize_only(images[start : start + batch_size].to(device), *stats)
+            x = normalize_only(images[start : start + batch_size].to(device), *prep.stats)
+            size = prep.size
             if x.shape[-1] != size or x.shape[-2] != size:
                 x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
             yield x
@@ -201,21 +200,15 @@ class FileList:
         return type(self)(self.root, list(self.paths), labels, [], self.source)
 
     def eval_batches(
-        self,
-        indices: np.ndarray,
-        size: int,
-        stats: tuple[Sequence[float], Sequence[float]],
-        batch_size: int,
-        device: torch.device,
-        workers: int = 0,
+        self, indices: np.ndarray, prep: Preparation, batch_size: int, device: torch.device
     ) -> Iterator[Tensor]:
-        """Files decoded by ``workers`` loader processes: short side resized to
+        """Files decoded by ``prep.workers`` loader processes: short side resized to
         ``size / 0.875``, centre crop ``size``, normalised."""
         # datasets.py builds on this module's classes.
         from geoharmony.data.augment import eval_transform
         from geoharmony.data.datasets import IndexedFileDataset
 
-        dataset = IndexedFileDataset(self, indices, eval_transform(size, *stats))
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+        dataset = IndexedFileDataset(self, indices, eval_transform(prep.size, *prep.stats))
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=prep.workers)
         for images, _, _ in loader:
             yield images.to(device, non_blocking=True)

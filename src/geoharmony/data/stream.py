@@ -9,7 +9,8 @@ batch ``b`` see what one process with batch ``R * b`` sees.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -27,12 +28,13 @@ from geoharmony.data.augment import (
     imagenet_two_view_transform,
 )
 from geoharmony.data.datasets import IndexedFileDataset, IndexedImageArray
-from geoharmony.data.splits import FileList, ImageArray, ImageSplit
+from geoharmony.data.splits import FileList, ImageArray, ImageSplit, Preparation
 
 if TYPE_CHECKING:
     from geoharmony.data.build import RunData
 
 __all__ = [
+    "BatchPlan",
     "FileTrainStream",
     "InMemoryTrainStream",
     "LabelledBatches",
@@ -57,6 +59,32 @@ def epoch_order(num_samples: int, seed: int, epoch: int) -> Tensor:
     return torch.randperm(num_samples, generator=generator)
 
 
+@dataclass(frozen=True)
+class BatchPlan:
+    """How every epoch is cut into steps: ``global_batch`` images per step over all ranks (the
+    last partial batch is dropped), orders and augmentations seeded by ``seed``, and this
+    process's slice (``rank`` of ``world_size``) on ``device``."""
+
+    global_batch: int
+    seed: int
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.global_batch % self.world_size:
+            raise ValueError(
+                f"batch size {self.global_batch} is not divisible by {self.world_size} ranks"
+            )
+
+    @property
+    def local_batch(self) -> int:
+        return self.global_batch // self.world_size
+
+    def steps_per_epoch(self, num_samples: int) -> int:
+        return num_samples // self.global_batch
+
+
 class TrainStream(Protocol):
     """What the trainer iterates: ``steps_per_epoch`` batches per epoch."""
 
@@ -72,10 +100,8 @@ class InMemoryTrainStream:
     Args:
         dataset: the pretraining images; indices are positions in it.
         augment: the two-view recipe.
-        global_batch: images per step over all ranks (the last partial batch is dropped).
-        seed: run seed.
-        device: training device (the images are copied there once).
-        rank, world_size: this process's slice of each global batch.
+        plan: batch size, seed and this process's slice (the images are copied to its device
+            once).
         view_hook: optional per-sample uint8 transform of each view, applied last (BCL).
     """
 
@@ -83,24 +109,17 @@ class InMemoryTrainStream:
         self,
         dataset: IndexedImageArray,
         augment: BatchedSimCLRAugment,
-        global_batch: int,
-        seed: int,
-        device: torch.device,
-        rank: int = 0,
-        world_size: int = 1,
+        plan: BatchPlan,
         view_hook: ViewHook | None = None,
     ) -> None:
-        if global_batch % world_size:
-            raise ValueError(f"batch size {global_batch} is not divisible by {world_size} ranks")
-        if global_batch > len(dataset):
-            raise ValueError(f"batch size {global_batch} exceeds the {len(dataset)} images")
-        self.images = dataset.images.to(device)
-        self.augment = augment.to(device)
+        if plan.global_batch > len(dataset):
+            raise ValueError(f"batch size {plan.global_batch} exceeds the {len(dataset)} images")
+        self.images = dataset.images.to(plan.device)
+        self.augment = augment.to(plan.device)
         self.num_samples = len(dataset)
-        self.global_batch = global_batch
-        self.local_batch = global_batch // world_size
-        self.steps_per_epoch = self.num_samples // global_batch
-        self.seed, self.device, self.rank = seed, device, rank
+        self.global_batch, self.local_batch = plan.global_batch, plan.local_batch
+        self.steps_per_epoch = plan.steps_per_epoch(self.num_samples)
+        self.seed, self.device, self.rank = plan.seed, plan.device, plan.rank
         self.view_hook = view_hook
 
     def batches(self, epoch: int) -> Iterator[TrainBatch]:
@@ -151,22 +170,15 @@ class FileTrainStream:
         self,
         dataset: IndexedFileDataset,
         transform: TwoViewTransform | IndexedTwoViewTransform,
-        global_batch: int,
-        seed: int,
-        device: torch.device,
-        rank: int = 0,
-        world_size: int = 1,
+        plan: BatchPlan,
         num_workers: int = 2,
     ) -> None:
-        if global_batch % world_size:
-            raise ValueError(f"batch size {global_batch} is not divisible by {world_size} ranks")
         dataset.transform = transform
         self.dataset = dataset
         self.num_samples = len(dataset)
-        self.global_batch = global_batch
-        self.local_batch = global_batch // world_size
-        self.steps_per_epoch = self.num_samples // global_batch
-        self.seed, self.device, self.rank = seed, device, rank
+        self.global_batch, self.local_batch = plan.global_batch, plan.local_batch
+        self.steps_per_epoch = plan.steps_per_epoch(self.num_samples)
+        self.seed, self.device, self.rank = plan.seed, plan.device, plan.rank
         self.sampler = _GlobalSliceSampler(self)
         self.num_workers = num_workers
 
@@ -192,40 +204,22 @@ class FileTrainStream:
 
 def train_stream(
     data: RunData,
-    global_batch: int,
-    seed: int,
-    device: torch.device,
-    rank: int = 0,
-    world_size: int = 1,
+    plan: BatchPlan,
     view_hook: ViewHook | None = None,
     image_hook: ImageHook | None = None,
 ) -> TrainStream:
-    """The two-view stream over ``data``'s pretraining images: batched on ``device`` for an
+    """The two-view stream over ``data``'s pretraining images: batched on the device for an
     in-memory split (with ``view_hook``), per image in loader workers for files (with
     ``image_hook``)."""
     mean, std = data.stats
     if isinstance(data.train, ImageArray):
-        return InMemoryTrainStream(
-            IndexedImageArray(data.train, data.pretrain_indices),
-            BatchedSimCLRAugment(data.image_size, mean, std),
-            global_batch,
-            seed,
-            device,
-            rank,
-            world_size,
-            view_hook=view_hook,
-        )
+        dataset = IndexedImageArray(data.train, data.pretrain_indices)
+        augment = BatchedSimCLRAugment(data.image_size, mean, std)
+        return InMemoryTrainStream(dataset, augment, plan, view_hook=view_hook)
     assert isinstance(data.train, FileList)
-    return FileTrainStream(
-        IndexedFileDataset(data.train, data.pretrain_indices),
-        imagenet_two_view_transform(data.image_size, mean, std, hook=image_hook),
-        global_batch,
-        seed,
-        device,
-        rank,
-        world_size,
-        data.workers,
-    )
+    files = IndexedFileDataset(data.train, data.pretrain_indices)
+    transform = imagenet_two_view_transform(data.image_size, mean, std, hook=image_hook)
+    return FileTrainStream(files, transform, plan, data.workers)
 
 
 # ``batches(epoch)`` -> the epoch's ``(images [b, C, S, S], labels [b])`` batches, augmented.
@@ -235,31 +229,29 @@ LabelledBatches = Callable[[int], Iterator[tuple[Tensor, Tensor]]]
 def labelled_batches(
     split: ImageSplit,
     indices: np.ndarray,
-    size: int,
-    stats: tuple[Sequence[float], Sequence[float]],
-    batch_size: int,
-    seed: int,
-    device: torch.device,
-    workers: int = 0,
+    prep: Preparation,
+    plan: BatchPlan,
     crop_scale: tuple[float, float] = (0.35, 1.0),
 ) -> LabelledBatches:
     """Seeded, shuffled, mildly augmented (random resized crop of ``crop_scale``, flip) labelled
-    batches of ``split[indices]`` for supervised training: batched on ``device`` for an
-    in-memory split, per image in ``workers`` loader processes for files. A last batch of one
-    image is dropped (BatchNorm cannot train on it)."""
+    batches of ``split[indices]`` for supervised training (``plan``: batch size, seed, device;
+    one process): batched on the device for an in-memory split, per image in
+    ``prep.workers`` loader processes for files. A last batch of one image is dropped
+    (BatchNorm cannot train on it)."""
     if isinstance(split, ImageArray):
-        return _memory_labelled(split, indices, size, stats, batch_size, seed, device, crop_scale)
+        return _memory_labelled(split, indices, prep, plan, crop_scale)
     assert isinstance(split, FileList)
     transform = v2.Compose(
         [
             v2.ToImage(),
-            v2.RandomResizedCrop(size, scale=crop_scale, antialias=True),
+            v2.RandomResizedCrop(prep.size, scale=crop_scale, antialias=True),
             v2.RandomHorizontalFlip(),
             v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(list(stats[0]), list(stats[1])),
+            v2.Normalize(list(prep.stats[0]), list(prep.stats[1])),
         ]
     )
     dataset = IndexedFileDataset(split, indices, transform)
+    batch_size, seed, device = plan.global_batch, plan.seed, plan.device
 
     def epoch_batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         # The generator fixes the order and each worker's seed, hence every random crop.
@@ -270,7 +262,7 @@ def labelled_batches(
             shuffle=True,
             drop_last=len(dataset) % batch_size == 1,
             generator=gen,
-            num_workers=workers,
+            num_workers=prep.workers,
             pin_memory=device.type == "cuda",
         )
         for images, labels, _ in loader:
@@ -282,19 +274,17 @@ def labelled_batches(
 def _memory_labelled(
     split: ImageArray,
     indices: np.ndarray,
-    size: int,
-    stats: tuple[Sequence[float], Sequence[float]],
-    batch_size: int,
-    seed: int,
-    device: torch.device,
+    prep: Preparation,
+    plan: BatchPlan,
     crop_scale: tuple[float, float],
 ) -> LabelledBatches:
+    batch_size, seed, device = plan.global_batch, plan.seed, plan.device
     idx = torch.from_numpy(indices)
     images = split.images[idx].to(device)
     labels = split.labels[idx].to(device)
-    augment = BatchedSimCLRAugment(size, *stats, scale=crop_scale, jitter_p=0.0, gray_p=0.0).to(
-        device
-    )
+    augment = BatchedSimCLRAugment(
+        prep.size, *prep.stats, scale=crop_scale, jitter_p=0.0, gray_p=0.0
+    ).to(device)
 
     def epoch_batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         order = torch.randperm(

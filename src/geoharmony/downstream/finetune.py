@@ -33,8 +33,8 @@ from tqdm import tqdm
 
 from geoharmony.config import ConfigError, to_dict
 from geoharmony.data.build import RunData
-from geoharmony.data.splits import ImageSplit
-from geoharmony.data.stream import derived_seed, labelled_batches
+from geoharmony.data.splits import ImageSplit, Preparation
+from geoharmony.data.stream import BatchPlan, derived_seed, labelled_batches
 from geoharmony.downstream.backbone import PretrainedBackbone
 from geoharmony.downstream.logit_adjust import LogitAdjustedLoss, class_prior_from_counts
 from geoharmony.engine.numerics import (
@@ -121,9 +121,8 @@ def split_features(
     prepared as the backbone's pretraining images were (size, normalisation)."""
     cfg = pb.cfg
     pb.backbone.to(device)
-    batches = split.eval_batches(
-        indices, pb.size, (pb.mean, pb.std), cfg.eval.batch_size, device, cfg.data.num_workers
-    )
+    prep = Preparation(pb.size, (pb.mean, pb.std), cfg.data.num_workers)
+    batches = split.eval_batches(indices, prep, cfg.eval.batch_size, device)
     feats = extract_features(
         pb.backbone,
         batches,
@@ -249,16 +248,9 @@ def _train_full(
     assert s.epochs is not None and s.lr is not None and s.seed is not None
     indices = data.pretrain_indices
     assert s.batch_size is not None
+    prep = Preparation(pb.size, (pb.mean, pb.std), pb.cfg.data.num_workers)
     batches = labelled_batches(
-        data.train,
-        indices,
-        pb.size,
-        (pb.mean, pb.std),
-        s.batch_size,
-        s.seed,
-        device,
-        pb.cfg.data.num_workers,
-        crop_scale=CROP_SCALE,
+        data.train, indices, prep, BatchPlan(s.batch_size, s.seed, device), CROP_SCALE
     )
     head = _seeded_linear(pb.feature_dim, data.num_classes, s.seed)
     model = _Classifier(pb.backbone, head).to(device)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from geoharmony import parallel
 from geoharmony.config import Config, to_dict
 from geoharmony.data.build import RunData
-from geoharmony.data.stream import TrainBatch, TrainStream, train_stream
+from geoharmony.data.stream import BatchPlan, TrainBatch, TrainStream, train_stream
 from geoharmony.engine.checkpoint import checkpoint_path, list_checkpoints, save_checkpoint
 from geoharmony.engine.logger import RunLogger
 from geoharmony.engine.memory_format import MIN_STRIDED_1X1_IN_CHANNELS, channels_last_blockers
@@ -107,15 +107,11 @@ class Trainer:
             enabled=self.autocast_dtype == torch.float16 and self.device.type == "cuda",
         )
         self.state = TrainState()
+        plan = BatchPlan(
+            cfg.optim.batch_size, cfg.train.seed, self.device, runtime.rank, runtime.world_size
+        )
         self.stream: TrainStream = train_stream(
-            data,
-            cfg.optim.batch_size,
-            cfg.train.seed,
-            self.device,
-            runtime.rank,
-            runtime.world_size,
-            view_hook=self.method.view_hook(),
-            image_hook=self.method.image_hook(),
+            data, plan, view_hook=self.method.view_hook(), image_hook=self.method.image_hook()
         )
         self.logger = RunLogger(self.output_dir, enabled=runtime.is_main)
         self.monitor = KNNMonitor.maybe_build(cfg, data, self.device)

@@ -219,61 +219,48 @@ class ResNet(nn.Module):
         return torch.flatten(self.avgpool(self.forward_maps(x)), 1)
 
 
-def cifar_resnet18(
-    width: float = 1.0,
-    in_channels: int = 3,
-    *,
-    zero_init_residual: bool = False,
-    seed: int | None = None,
-) -> ResNet:
-    """ResNet-18 for 32x32 images: 3x3 stride-1 stem, no max-pool; ``out_dim = round(512*w)``."""
-    return ResNet(
-        BasicBlock,
-        (2, 2, 2, 2),
-        in_channels=in_channels,
-        width=width,
-        stem="cifar",
-        zero_init_residual=zero_init_residual,
-        seed=seed,
-    )
+def _named(block: Block, layers: tuple[int, ...], stem: Stem, doc: str) -> Callable[..., ResNet]:
+    """A constructor of one ResNet variant (keyword arguments as :class:`ResNet`'s)."""
+
+    def build(
+        *,
+        in_channels: int = 3,
+        width: float = 1.0,
+        zero_init_residual: bool = False,
+        seed: int | None = None,
+    ) -> ResNet:
+        return ResNet(
+            block,
+            layers,
+            in_channels=in_channels,
+            width=width,
+            stem=stem,
+            zero_init_residual=zero_init_residual,
+            seed=seed,
+        )
+
+    build.__doc__ = doc
+    return build
 
 
-def imagenet_resnet18(
-    in_channels: int = 3,
-    *,
-    width: float = 1.0,
-    zero_init_residual: bool = False,
-    seed: int | None = None,
-) -> ResNet:
-    """torchvision-layout ResNet-18 (7x7 stem + max-pool); ``out_dim = 512`` at width 1."""
-    return ResNet(
-        BasicBlock,
-        (2, 2, 2, 2),
-        in_channels=in_channels,
-        width=width,
-        stem="imagenet",
-        zero_init_residual=zero_init_residual,
-        seed=seed,
-    )
-
-
-def imagenet_resnet50(
-    in_channels: int = 3,
-    *,
-    width: float = 1.0,
-    zero_init_residual: bool = False,
-    seed: int | None = None,
-) -> ResNet:
-    """torchvision-layout ResNet-50 (7x7 stem + max-pool); ``out_dim = 2048`` at width 1."""
-    return ResNet(
-        Bottleneck,
-        (3, 4, 6, 3),
-        in_channels=in_channels,
-        width=width,
-        stem="imagenet",
-        zero_init_residual=zero_init_residual,
-        seed=seed,
-    )
+cifar_resnet18 = _named(
+    BasicBlock,
+    (2, 2, 2, 2),
+    "cifar",
+    "ResNet-18 for 32x32 images: 3x3 stride-1 stem, no max-pool; ``out_dim = round(512*w)``.",
+)
+imagenet_resnet18 = _named(
+    BasicBlock,
+    (2, 2, 2, 2),
+    "imagenet",
+    "torchvision-layout ResNet-18 (7x7 stem + max-pool); ``out_dim = 512`` at width 1.",
+)
+imagenet_resnet50 = _named(
+    Bottleneck,
+    (3, 4, 6, 3),
+    "imagenet",
+    "torchvision-layout ResNet-50 (7x7 stem + max-pool); ``out_dim = 2048`` at width 1.",
+)
 
 
 BACKBONES: dict[str, Callable[..., ResNet]] = {
