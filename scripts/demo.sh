@@ -4,7 +4,7 @@
 # paired with it (it continues SimCLR's run from the end of the GH warm-up, so the difference is
 # GH's alone); SimCLR on a balanced set of the same image count, the reference that takes class
 # difficulty out of the comparison. Then the tables, the per-class deficit plot and a reading.
-# About 10 minutes on 2 CPU cores with native bf16 (README.md gives the measured time).
+# About 8 minutes on 2 free CPU cores with native bf16 (README.md gives the measured time).
 # Usage: bash scripts/demo.sh [OUTPUT_DIR] [key=value ...]   (overrides apply to all three runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
