@@ -2,7 +2,9 @@
 run's pretraining counts, aggregated over class orders and seeds.
 
 Pure functions over plain dicts (the ``metrics.json`` / ``fewshot.json`` contents that the run
-records of :mod:`.records` hold), so the maths is testable on synthetic metrics.
+records of :mod:`.records` hold), so the maths is testable on synthetic metrics. The per-run
+deficit itself is the library's (:func:`geoharmony.eval.deficit.group_deficits`, here as
+``deficits``), the one ``geoharmony compare --reference`` prints.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from benchmarks.quality.stats import (
     share_ruled_out,
 )
 
+from geoharmony.eval.deficit import group_deficits as deficits
 from geoharmony.eval.geometry import cosine_summary
 from geoharmony.eval.metrics import GROUP_NAMES, class_groups
 
@@ -94,22 +97,6 @@ def group_summary(
     out = {name: float(values[groups == g].mean()) for g, name in enumerate(GROUP_NAMES)}
     out["std"] = float(np.std([out[n] for n in GROUP_NAMES]))
     out["avg"] = float(values.mean())
-    return out
-
-
-def deficits(
-    run_acc: Sequence[float],
-    ref_acc: Sequence[float],
-    counts: Sequence[int],
-    rule: str = "thirds",
-) -> dict[str, float]:
-    """Per-group deficit = reference accuracy - run accuracy, per class, then the group mean,
-    with groups from the *run's* pretraining ``counts`` (the reference is balanced)."""
-    diff = np.asarray(ref_acc, dtype=np.float64) - np.asarray(run_acc, dtype=np.float64)
-    g = group_summary(diff, counts, rule)
-    out = {f"deficit_{n}": g[n] for n in GROUP_NAMES}
-    out["deficit_avg"] = g["avg"]
-    out["deficit_few_minus_many"] = g["few"] - g["many"]
     return out
 
 

@@ -165,13 +165,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     markdown = "### Linear probe\n\n" + table_markdown(results)
     if all("knn" in r for r in results):
         markdown += "\n\n### kNN\n\n" + table_markdown(results, "knn")
-    print(markdown)
     prefix = Path(args.output)
+    written = [f"{prefix}.md", f"{prefix}.csv", f"{prefix}_per_class.png"]
+    if args.reference:
+        markdown += "\n\n" + _compare_reference(results, args, prefix)
+        written += [f"{prefix}_deficit.csv", f"{prefix}_deficit.json", f"{prefix}_deficit.png"]
+    print(markdown)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{prefix}.md").write_text(markdown + "\n")
     Path(f"{prefix}.csv").write_text(table_csv(results))
     plot_per_class(results, f"{prefix}_per_class.png")
-    print(f"\nwrote {prefix}.md, {prefix}.csv and {prefix}_per_class.png")
+    print(f"\nwrote {', '.join(written)}")
     return 0
 
 
@@ -198,6 +202,45 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         plot_class_counts(report, written[1])
     print(f"wrote {' and '.join(map(str, written))}")
     return 0
+
+
+def _compare_reference(results: list[dict], args: argparse.Namespace, prefix: Path) -> str:
+    """The deficit tables against ``--reference`` and their reading (markdown); writes the
+    deficit CSV, JSON and plot. Refuses, before writing anything, a reference that cannot serve
+    every run (:func:`geoharmony.eval.deficit.check_reference`)."""
+    from geoharmony.eval import write_json
+    from geoharmony.eval.compare import (
+        deficit_csv,
+        deficit_markdown,
+        load_results,
+        plot_deficits,
+        run_label,
+    )
+    from geoharmony.eval.deficit import PROBES, check_reference, run_deficits
+    from geoharmony.eval.reading import load_study, write_reading
+
+    (reference,) = load_results([args.reference])
+    for r in results:
+        check_reference(r, reference)
+    deficits = {p: [run_deficits(r, reference, p) for r in results] for p in PROBES}
+    study = load_study(args.study)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{prefix}_deficit.csv").write_text(deficit_csv(results, deficits))
+    records = [
+        {"run": run_label(r), "path": r["_path"], **{p: deficits[p][i] for p in PROBES}}
+        for i, r in enumerate(results)
+    ]
+    write_json(f"{prefix}_deficit.json", {"reference": reference["_path"], "runs": records})
+    plot_deficits(results, deficits, f"{prefix}_deficit.png")
+    return (
+        f"### Deficit against the balanced reference ({reference['_path']})\n\n"
+        "Reference accuracy minus run accuracy per class, in points (above 0: accuracy the long "
+        "tail cost), averaged within Many/Medium/Few as grouped by each run's own pretraining "
+        "counts.\n\n"
+        + deficit_markdown(results, deficits)
+        + "\n\n### Reading\n\n"
+        + write_reading(results, deficits, study)
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,9 +301,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("compare", help="paper-style table and per-class plot of several runs")
+    p = sub.add_parser(
+        "compare",
+        help="paper-style table and per-class plot of several runs",
+        description="Tables (Many/Med/Few/Std/Avg) and a per-class plot of several runs. With "
+        "--reference, also the deficit against a balanced run of the same data, probe protocol "
+        "and image count (reference minus run accuracy per class, grouped by each run's own "
+        "pretraining counts), its per-class plot, and a short reading of the result.",
+    )
     p.add_argument("runs", nargs="+", help="run directories (or metrics.json files)")
     p.add_argument("--output", default="comparison", help="output prefix (default: comparison)")
+    p.add_argument(
+        "--reference",
+        metavar="BALANCED_RUN",
+        help="balanced-pretraining run (data.imbalance_ratio=1, same total image count)",
+    )
+    p.add_argument(
+        "--study",
+        metavar="RESULTS_JSON",
+        help="the quality study's records, for the reading's noise levels "
+        "(default: the repository's docs/results.json)",
+    )
     p.set_defaults(func=cmd_compare)
     add_downstream_commands(sub)
     return parser
@@ -281,6 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from geoharmony.engine.checkpoint import CheckpointError
     from geoharmony.engine.numerics import NonFiniteLossError
     from geoharmony.engine.run_lock import RunFolderBusy
+    from geoharmony.eval.compare import ResultFileError
+    from geoharmony.eval.deficit import ReferenceMismatchError
     from geoharmony.eval.features import NonFiniteFeaturesError
 
     args = build_parser().parse_args(argv)
@@ -296,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         RunFolderBusy,
         FileNotFoundError,
         NonFiniteFeaturesError,
+        ReferenceMismatchError,
+        ResultFileError,
     ) as err:
         print(f"geoharmony: error: {err}", file=sys.stderr)
         return 2

@@ -5,14 +5,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from geoharmony.eval.metrics import FEW, class_groups
+
 __all__ = [
+    "ResultFileError",
+    "deficit_csv",
+    "deficit_markdown",
+    "deficit_rows",
     "load_results",
+    "plot_deficits",
     "plot_per_class",
     "run_label",
     "table_csv",
@@ -21,6 +28,18 @@ __all__ = [
 ]
 
 _ROWS = (("Many", "many"), ("Med", "medium"), ("Few", "few"), ("Std", "std"), ("Avg", "avg"))
+_DEFICIT_ROWS = (
+    ("Many", "many"),
+    ("Med", "medium"),
+    ("Few", "few"),
+    ("Few - Many", "few_minus_many"),
+    ("Avg", "avg"),
+)
+_PROBE_TITLES = {"linear": "Linear probe", "knn": "kNN"}
+
+
+class ResultFileError(ValueError):
+    """A result file (``metrics.json``, the study's ``results.json``) cannot be read."""
 
 
 def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
@@ -34,13 +53,13 @@ def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
         try:
             result = json.loads(file.read_text())
         except json.JSONDecodeError as err:
-            raise ValueError(f"{file} is not valid JSON: {err}") from err
+            raise ResultFileError(f"{file} is not valid JSON: {err}") from err
         result.setdefault("_path", str(path))
         results.append(result)
     return results
 
 
-def run_label(result: dict[str, Any]) -> str:
+def run_label(result: Mapping[str, Any]) -> str:
     """Column name: method name, with ``+GH`` when GH was enabled."""
     from geoharmony.methods import display_name  # the registry knows the display names
 
@@ -65,14 +84,61 @@ def table_rows(
 
 
 def table_markdown(results: Sequence[dict[str, Any]], source: str | None = None) -> str:
-    header, rows = table_rows(results, source)
+    return _markdown(*table_rows(results, source))
+
+
+def table_csv(results: Sequence[dict[str, Any]], source: str | None = None) -> str:
+    return _csv(*table_rows(results, source))
+
+
+def deficit_rows(
+    results: Sequence[dict[str, Any]], deficits: Sequence[dict[str, Any]]
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (Many/Med/Few/Few - Many/Avg) of one probe's deficits, a column a run.
+
+    ``deficits[i]`` is :func:`geoharmony.eval.deficit.run_deficits` of ``results[i]`` (N runs):
+    the header has N + 1 cells, each of the 5 rows a title and N numbers (``-`` for NaN).
+    """
+    header = ["", *(run_label(r) for r in results)]
+    rows = [
+        [title, *(_cell(d[f"deficit_{key}"]) for d in deficits)] for title, key in _DEFICIT_ROWS
+    ]
+    return header, rows
+
+
+def deficit_markdown(
+    results: Sequence[dict[str, Any]], deficits: dict[str, list[dict[str, Any]]]
+) -> str:
+    """A deficit table per probe (``deficits``: probe -> one ``run_deficits`` a run)."""
+    return "\n\n".join(
+        f"#### {_PROBE_TITLES.get(probe, probe)}\n\n" + _markdown(*deficit_rows(results, ds))
+        for probe, ds in deficits.items()
+    )
+
+
+def deficit_csv(
+    results: Sequence[dict[str, Any]], deficits: dict[str, list[dict[str, Any]]]
+) -> str:
+    """The deficit tables as one CSV, the probe in the first column."""
+    body = []
+    header: list[str] = []
+    for probe, ds in deficits.items():
+        header, rows = deficit_rows(results, ds)
+        body += [[probe, *row] for row in rows]
+    return _csv(["probe", *header], body)
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None or np.isnan(value) else f"{float(value):.2f}"
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def table_csv(results: Sequence[dict[str, Any]], source: str | None = None) -> str:
-    header, rows = table_rows(results, source)
+def _csv(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
@@ -102,3 +168,39 @@ def plot_per_class(results: Sequence[dict[str, Any]], path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_deficits(
+    results: Sequence[dict[str, Any]], deficits: dict[str, list[dict[str, Any]]], path: str | Path
+) -> None:
+    """Per-class deficit against the class's pretraining image count (log x, head on the left),
+    a panel a probe and a series a run; the Few classes of the first run are shaded."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
+    from matplotlib.ticker import FuncFormatter
+
+    fig = Figure(figsize=(5.2 * len(deficits), 4.2))
+    axes = fig.subplots(1, len(deficits), squeeze=False, sharey=True)[0]
+    for ax, (probe, ds) in zip(axes, deficits.items(), strict=True):
+        counts = np.asarray(ds[0]["class_counts"], dtype=float)
+        few = counts[class_groups(counts.astype(np.int64), ds[0]["group_rule"]) == FEW]
+        if few.size:
+            ax.axvspan(few.min() / 1.15, few.max() * 1.15, color="grey", alpha=0.12, lw=0)
+            ax.text(few.max() * 1.1, 0.98, "Few", transform=ax.get_xaxis_transform(), va="top")
+        for r, d in zip(results, ds, strict=True):
+            x = np.asarray(d["class_counts"], dtype=float)
+            y = np.asarray(d["per_class_deficit"], dtype=float)
+            order = np.argsort(-x, kind="stable")
+            label = f"{run_label(r)} (Few {d['deficit_few']:+.1f})"
+            ax.plot(x[order], y[order], marker="o", ms=4, lw=1.2, label=label)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1000, not 10^3
+        ax.invert_xaxis()
+        ax.set_title(_PROBE_TITLES.get(probe, probe))
+        ax.set_xlabel("pretraining images of the class (log scale)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("deficit: balanced reference - run (points)")
+    fig.suptitle("What the long tail costs each class (above 0: lost accuracy)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

@@ -1,0 +1,267 @@
+"""Deficits against a balanced reference (geoharmony.eval.deficit) and ``geoharmony compare
+--reference`` on synthetic metrics.json files: the arithmetic, the grouping by each run's own
+pretraining counts, the refusal of a reference that cannot serve, the written reading."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from geoharmony.cli import main
+from geoharmony.eval import deficit, reading
+from geoharmony.eval.deficit import ReferenceMismatchError, check_reference, group_deficits
+
+COUNTS = [1000, 599, 359, 215, 129, 77, 46, 27, 16, 10]  # the fmnist_lt preset, 2,478 images
+REF_LINEAR = [80.0] * 10
+REF_KNN = [50.0 + 5 * c for c in range(10)]
+# Deficits (reference - run) per class id that each synthetic run is built with.
+DEFICITS = {
+    "simclr": ([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 1, 1, 1, 2, 2, 2, 10, 10, 13]),
+    "simclr_gh": ([0, 1, 2, 3, 4, 5, 6, 7, 8, 6], [1, 1, 1, 1, 2, 2, 2, 10, 10, 10]),
+    "focal": ([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 1, 1, 1, 2, 2, 2, 10, 10, 13]),
+}
+
+
+def metrics(
+    counts: list[int], linear: list[float], knn: list[float], method: str = "simclr", gh=False
+) -> dict[str, Any]:
+    """A metrics.json with the fields compare --reference reads (the schema of a real run)."""
+    return {
+        "per_class": linear,
+        "knn": {"per_class": knn},
+        "class_counts": counts,
+        "group_rule": "thirds",
+        "method": method,
+        "gh": gh,
+        "imbalance_ratio": max(counts) / min(counts),
+        "precision": "fp32",
+        "probe": {
+            "preset": "adam",
+            "shots": 1000,
+            "disjoint": True,
+            "train_images": 10000,
+            "test_images": 10000,
+        },
+        "data": {
+            "dataset": "fashion_mnist-lt",
+            "source": "fashion_mnist:/usr/share/datasets/fashion-mnist:train",
+            "num_pretrain_images": sum(counts),
+            "class_counts": counts,
+            "class_order": list(range(len(counts))),
+        },
+        "config": {
+            "model": {"width": 0.25},
+            "optim": {"epochs": 80},
+            "eval": {
+                "probe_epochs": None,
+                "probe_source": "train",
+                "knn_k": 200,
+                "knn_temperature": 0.1,
+            },
+        },
+    }
+
+
+def run_metrics(name: str, counts: list[int] = COUNTS) -> dict[str, Any]:
+    d_linear, d_knn = DEFICITS[name]
+    return metrics(
+        counts,
+        [r - d for r, d in zip(REF_LINEAR, d_linear, strict=True)],
+        [r - d for r, d in zip(REF_KNN, d_knn, strict=True)],
+        method=name.removesuffix("_gh"),
+        gh=name.endswith("_gh"),
+    )
+
+
+def write(folder: Path, result: dict[str, Any]) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(result))
+    return str(folder)
+
+
+STUDY = [
+    {
+        "group": "primary",
+        "regime": "r100_e80",
+        "method": "simclr",
+        "gh": gh,
+        "variant": "",
+        "probe": probe,
+        "runs": 7,
+        "deficit_few_mean": mean,
+        "deficit_few_sd": sd,
+    }
+    for probe in ("knn", "linear")
+    for gh, mean, sd in ((False, 4.8, 2.25), (True, 4.3, 2.4))
+]
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> dict[str, str]:
+    """SimCLR and SimCLR+GH (class 0 the head), Focal with the class order reversed (class 9
+    the head), the balanced reference (248 a class: 2,480 images) and the study's records."""
+    paths = {
+        "simclr": write(tmp_path / "simclr", run_metrics("simclr")),
+        "simclr_gh": write(tmp_path / "simclr_gh", run_metrics("simclr_gh")),
+        "focal": write(tmp_path / "focal", run_metrics("focal", COUNTS[::-1])),
+        "ref": write(tmp_path / "ref", metrics([248] * 10, REF_LINEAR, REF_KNN)),
+        "study": str(tmp_path / "results.json"),
+        "out": str(tmp_path / "out" / "cmp"),
+    }
+    Path(paths["study"]).write_text(json.dumps(STUDY))
+    return paths
+
+
+def compare(runs: dict[str, str], *names: str, reference: str | None = None) -> int:
+    args = ["compare", *(runs[n] for n in names), "--reference", reference or runs["ref"]]
+    return main([*args, "--output", runs["out"], "--study", runs["study"]])
+
+
+def test_deficit_tables_are_reference_minus_run_grouped_by_each_runs_counts(runs) -> None:
+    assert compare(runs, "simclr", "simclr_gh", "focal") == 0
+    out = json.loads(Path(f"{runs['out']}_deficit.json").read_text())
+    assert [r["run"] for r in out["runs"]] == ["SimCLR", "SimCLR+GH", "Focal"]
+    for record, name in zip(out["runs"], ("simclr", "simclr_gh", "focal"), strict=True):
+        assert record["linear"]["per_class_deficit"] == DEFICITS[name][0]
+        assert record["knn"]["per_class_deficit"] == DEFICITS[name][1]
+    # Thirds of 10 classes are 4/3/3. SimCLR (class 0 the head): Many = classes 0-3, Medium
+    # 4-6, Few 7-9. Focal's head is class 9: Many = 9-6, Medium 5-3, Few 2-0.
+    expected = {
+        # probe: [(many, medium, few, few - many, avg) of SimCLR, SimCLR+GH, Focal]
+        "linear": [(1.5, 5, 8, 6.5, 4.5), (1.5, 5, 7, 5.5, 4.2), (7.5, 4, 1, -6.5, 4.5)],
+        "knn": [(1, 2, 11, 10, 4.3), (1, 2, 10, 9, 4.0), (8.75, 5 / 3, 1, -7.75, 4.3)],
+    }
+    keys = ("deficit_many", "deficit_medium", "deficit_few", "deficit_few_minus_many")
+    for probe, rows in expected.items():
+        for record, want in zip(out["runs"], rows, strict=True):
+            got = [record[probe][k] for k in (*keys, "deficit_avg")]
+            assert got == pytest.approx(want, abs=1e-12), (probe, record["run"])
+    table = Path(f"{runs['out']}.md").read_text()
+    assert (
+        "#### Linear probe\n\n"
+        "|  | SimCLR | SimCLR+GH | Focal |\n|---|---|---|---|\n"
+        "| Many | 1.50 | 1.50 | 7.50 |\n| Med | 5.00 | 5.00 | 4.00 |\n"
+        "| Few | 8.00 | 7.00 | 1.00 |\n| Few - Many | 6.50 | 5.50 | -6.50 |\n"
+        "| Avg | 4.50 | 4.20 | 4.50 |"
+    ) in table
+    rows = list(csv.reader(Path(f"{runs['out']}_deficit.csv").read_text().splitlines()))
+    assert rows[0] == ["probe", "", "SimCLR", "SimCLR+GH", "Focal"]
+    assert ["knn", "Few", "11.00", "10.00", "1.00"] in rows
+    assert Path(f"{runs['out']}_deficit.png").stat().st_size > 0
+
+
+def test_reading_names_the_group_that_lost_most_gh_change_and_the_studys_noise(runs) -> None:
+    assert compare(runs, "simclr", "simclr_gh") == 0
+    text = Path(f"{runs['out']}.md").read_text().split("### Reading")[1]
+    assert "SimCLR, kNN: the Few classes lost most, 11.00 points" in text
+    assert "GH changed the Few deficit by -1.00 points (11.00 -> 10.00, 9% of it closed)" in text
+    assert "4.80 ± 2.25 (mean ± sd over 7 runs" in text and "4.30 ± 2.40" in text
+    # |-1.00| < sd 2.25: one pair is within the noise of one seed.
+    assert "smaller than one run's sd there (2.25): within the noise of one seed" in text
+    assert "unknown" not in text
+
+
+def test_reading_says_the_noise_is_unknown_without_the_study(runs, monkeypatch) -> None:
+    monkeypatch.setattr(reading, "STUDY_FILE", Path(runs["study"]).with_name("absent.json"))
+    assert (
+        main(
+            [
+                "compare",
+                runs["simclr"],
+                runs["simclr_gh"],
+                "--reference",
+                runs["ref"],
+                "--output",
+                runs["out"],
+            ]
+        )
+        == 0
+    )
+    text = Path(f"{runs['out']}.md").read_text().split("### Reading")[1]
+    assert "The noise of these numbers is unknown here" in text
+    assert "±" not in text
+
+
+def _mutated(result: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    out = copy.deepcopy(result)
+    *parents, last = dotted.split(".")
+    block = out
+    for part in parents:
+        block = block[part]
+    block[last] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("data.source", "cifar10:/data/cifar:train", "data.source"),
+        ("probe.shots", 100, "probe.shots"),
+        ("probe.disjoint", False, "probe.disjoint"),
+        ("probe.preset", "sgd", "probe.preset"),
+        ("probe.test_images", 5000, "probe.test_images"),
+        ("config.eval.knn_k", 20, "config.eval.knn_k"),
+        ("data.num_pretrain_images", 2490, "data.num_pretrain_images"),  # 12 > 1 a class
+        ("data.class_counts", [249, 248, 248, 248, 248, 248, 248, 248, 248, 248], "not balanced"),
+        ("data.class_counts", [248] * 9, "number of classes"),
+    ],
+)
+def test_compare_refuses_a_reference_that_differs_naming_the_key(
+    runs, tmp_path: Path, capsys, key: str, value: Any, named: str
+) -> None:
+    ref = json.loads((Path(runs["ref"]) / "metrics.json").read_text())
+    bad = write(tmp_path / "bad_ref", _mutated(ref, key, value))
+    assert compare(runs, "simclr", reference=bad) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("geoharmony: error: reference ") and named in err
+    assert not Path(f"{runs['out']}_deficit.json").exists()  # refused before writing
+
+
+@pytest.mark.parametrize(
+    ("per_class", "serves"), [(246, False), (247, True), (248, True), (249, False)]
+)
+def test_a_reference_within_one_image_per_class_serves(per_class: int, serves: bool) -> None:
+    run = run_metrics("simclr")  # 2,478 images of 10 classes: a reference at most 10 apart
+    ref = metrics([per_class] * 10, REF_LINEAR, REF_KNN)  # 2,460 / 2,470 / 2,480 / 2,490
+    if serves:
+        check_reference(run, ref)
+    else:
+        with pytest.raises(ReferenceMismatchError, match=r"data\.num_pretrain_images"):
+            check_reference(run, ref)
+
+
+def test_a_metrics_file_without_a_needed_field_is_named() -> None:
+    old = run_metrics("simclr")
+    del old["probe"]
+    with pytest.raises(ReferenceMismatchError, match=r"has no probe\.preset"):
+        check_reference(old, metrics([248] * 10, REF_LINEAR, REF_KNN))
+
+
+def test_group_deficits_leave_out_classes_without_accuracy_and_empty_groups() -> None:
+    ref = np.full(6, 90.0)
+    run = np.array([90.0, 80.0, math.nan, 70.0, 60.0, 50.0])
+    # thresholds: Many > 100 (classes 0, 1), Medium 20..100 (none), Few < 20 (2-5).
+    d = group_deficits(run, ref, [500, 200, 19, 10, 5, 1], "thresholds")
+    assert d["deficit_many"] == 5.0
+    assert math.isnan(d["deficit_medium"])
+    assert d["deficit_few"] == 30.0  # (20 + 30 + 40) / 3, class 2 left out
+    assert d["deficit_few_minus_many"] == 25.0
+    assert d["deficit_avg"] == 20.0  # (0 + 10 + 20 + 30 + 40) / 5
+    with pytest.raises(ValueError, match="equal length"):
+        group_deficits(run[:5], ref, [1] * 6)
+
+
+def test_probe_accuracies_read_both_probes_and_null_as_nan() -> None:
+    result = {"per_class": [1.0, None], "knn": {"per_class": [3.0, 4.0]}, "_path": "r"}
+    assert deficit.probe_accuracies(result, "knn").tolist() == [3.0, 4.0]
+    linear = deficit.probe_accuracies(result, "linear")
+    assert linear[0] == 1.0 and math.isnan(linear[1])
+    with pytest.raises(ReferenceMismatchError, match=r"r: metrics.json has no knn\.per_class"):
+        deficit.probe_accuracies({"per_class": [1.0], "_path": "r"}, "knn")
