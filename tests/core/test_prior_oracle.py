@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from geoharmony.config import GHConfig, load_config
-from geoharmony.gh.priors import OraclePrior
+from geoharmony.gh.oracles import OraclePrior
 from geoharmony.gh.term import build_prior
 
 

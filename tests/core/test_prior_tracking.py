@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from geoharmony.config import GHConfig, load_config
-from geoharmony.gh.priors import BankPrior, MixturePrior, effective_number, fit_vmf_mixture_weights
+from geoharmony.gh.mixture import MixturePrior, fit_vmf_mixture_weights
+from geoharmony.gh.priors import BankPrior, effective_number
 from geoharmony.gh.term import build_prior
 
 K = 10

@@ -17,12 +17,8 @@ from geoharmony.gh.allocation import (
     partial_mass,
     relaxed,
 )
-from geoharmony.gh.priors import (
-    MatchedOraclePrior,
-    PlanPrior,
-    PowerLawPrior,
-    matched_class_shares,
-)
+from geoharmony.gh.oracles import MatchedOraclePrior, matched_class_shares
+from geoharmony.gh.priors import PlanPrior, PowerLawPrior
 from geoharmony.gh.sinkhorn import sinkhorn
 from tiny_runs import needs_fashion_mnist, pause_resume_states
 

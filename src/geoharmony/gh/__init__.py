@@ -3,7 +3,10 @@
 * :mod:`~geoharmony.gh.anchors`: the fixed geometric uniform structure (simplex ETF, or spread
   anchors when K > d + 1);
 * :mod:`~geoharmony.gh.sinkhorn`: surrogate labels by entropic optimal transport;
-* :mod:`~geoharmony.gh.priors`: estimators of the anchor marginal;
+* :mod:`~geoharmony.gh.priors`: estimators of the anchor marginal (with :mod:`.mixture`, the
+  label-reading diagnostics of :mod:`.oracles`, and the registry :mod:`.estimators`);
+* :mod:`~geoharmony.gh.allocation`: allocations beyond the paper (relaxed, partial, queue, kNN
+  affinity);
 * :mod:`~geoharmony.gh.loss`: :class:`GHLoss`, a plain ``nn.Module`` for any training loop;
 * :mod:`~geoharmony.gh.term`: :class:`GHTerm`, what a geoharmony method composes (schedule,
   prior refresh, priming, logs);
@@ -17,13 +20,15 @@ from geoharmony.gh.anchors import (
     structure_report,
     uniform_structure,
 )
+from geoharmony.gh.estimators import PRIORS
 from geoharmony.gh.loss import GHLoss, GHOutput, gh_diagnostics, swapped_cross_entropy
+from geoharmony.gh.mixture import MixturePrior
 from geoharmony.gh.options import GHConfig
+from geoharmony.gh.oracles import MatchedOraclePrior, OraclePrior
 from geoharmony.gh.priors import (
-    PRIORS,
     BankPrior,
-    MixturePrior,
-    OraclePrior,
+    PlanPrior,
+    PowerLawPrior,
     PriorEstimator,
     StreamingPrior,
     UniformPrior,
@@ -39,8 +44,11 @@ __all__ = [
     "GHLoss",
     "GHOutput",
     "GHTerm",
+    "MatchedOraclePrior",
     "MixturePrior",
     "OraclePrior",
+    "PlanPrior",
+    "PowerLawPrior",
     "PriorEstimator",
     "StreamingPrior",
     "StructureReport",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geoharmony.gh.allocation import ALLOCATIONS
-from geoharmony.gh.priors import PRIORS
+from geoharmony.gh.estimators import PRIORS
 
 __all__ = ["LOGITS", "PARTIAL_RAMPS", "PARTIAL_TARGETS", "TARGETS", "GHConfig", "choice"]
 

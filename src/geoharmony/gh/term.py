@@ -17,9 +17,10 @@ from geoharmony import parallel
 from geoharmony.eval.geometry import prior_agreement
 from geoharmony.gh.allocation import AllocationQueue, RampKind, partial_mass
 from geoharmony.gh.anchors import uniform_structure
+from geoharmony.gh.estimators import PRIORS
 from geoharmony.gh.loss import GHLoss
 from geoharmony.gh.options import GHConfig
-from geoharmony.gh.priors import PRIORS, PriorData, PriorEstimator, effective_number
+from geoharmony.gh.priors import PriorData, PriorEstimator, effective_number
 
 __all__ = ["GHTerm", "build_prior", "gh_data_problems", "pairing_epoch"]
 
