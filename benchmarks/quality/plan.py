@@ -157,6 +157,14 @@ ALLOCATION_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("allocation=relaxed,affinity=0.5", ("gh.allocation=relaxed", "gh.affinity=0.5")),
     ("allocation=balanced,prior=powerlaw", ("gh.prior=powerlaw",)),
     ("allocation=relaxed,prior=powerlaw", ("gh.allocation=relaxed", "gh.prior=powerlaw")),
+    # Added 2026-12-04 with the second wave, once the neighbour-purity check on the first
+    # baseline's checkpoints showed that a Few image's 10 nearest pretraining images are about
+    # half its own class (0.51-0.55) while within a batch of 256 there is about one image of
+    # each Few class: the kNN affinity over every sample's latest targets, not the batch's.
+    (
+        "allocation=relaxed,affinity=1,memory",
+        ("gh.allocation=relaxed", "gh.affinity=1.0", "gh.affinity_source=memory"),
+    ),
 )
 # Decided 2026-12-04 after the queue settings' first pairs (both orders at seed 0 for relaxed
 # and partial, the default order for balanced): each cost 0.3-3.8 points of held-out Avg and

@@ -98,13 +98,23 @@ def test_loss_curve_on_two_ranks_follows_one_process(tmp_path: Path, method: str
         torch.testing.assert_close(first[1]["scores"], first[0]["scores"], rtol=1e-3, atol=1e-4)
 
 
-def test_a_queued_partial_allocation_on_two_ranks_follows_one_process(tmp_path: Path) -> None:
-    # Beyond the paper: the allocation balances over the batch and a queue of the last global
-    # batches, with a dummy anchor taking part of the mass. Each rank queues every rank's rows
-    # and allocates over its own share of them, so the queued problem is the single process's.
-    queued = ["gh.allocation=partial", "gh.queue_batches=2", "gh.prior=plan"]
+BEYOND = {
+    # The allocation balances over the batch and a queue of the last global batches, with a
+    # dummy anchor taking part of the mass. Each rank queues every rank's rows and allocates
+    # over its own share of them, so the queued problem is the single process's.
+    "queue": ["gh.allocation=partial", "gh.queue_batches=2", "gh.prior=plan"],
+    # Each sample's allocation is biased towards its nearest remembered samples' targets; every
+    # rank remembers every rank's rows.
+    "memory": ["gh.allocation=relaxed", "gh.affinity=1.0", "gh.affinity_source=memory"],
+}
+
+
+@pytest.mark.parametrize("option", sorted(BEYOND))
+def test_allocations_beyond_the_paper_on_two_ranks_follow_one_process(
+    tmp_path: Path, option: str
+) -> None:
     one, two = _run_both(
-        tmp_path, "data.n_max=40", "optim.epochs=2", "train.checkpoint_every=1", *queued
+        tmp_path, "data.n_max=40", "optim.epochs=2", "train.checkpoint_every=1", *BEYOND[option]
     )
     curves = [_step_losses(one), _step_losses(two)]
     assert len(curves[0]) == len(curves[1]) == 4
@@ -113,8 +123,17 @@ def test_a_queued_partial_allocation_on_two_ranks_follows_one_process(tmp_path: 
     # After epoch 1 (2 steps; later steps are chaotic, see above) every rank holds the whole
     # queue: rank 0's checkpoint has both ranks' rows, equal to the single process's.
     a, b = (load_checkpoint(d / "checkpoints" / "epoch_00001.ckpt")["model"] for d in (one, two))
-    assert int(a["gh.queue.filled"]) == int(b["gh.queue.filled"]) == 2
     # Logits lie in [-1, 1]; step 2's come from a model one update apart from rounding (the
-    # difference measured: 4e-5). Queueing the wrong rows would differ by O(1).
-    torch.testing.assert_close(b["gh.queue.history"], a["gh.queue.history"], rtol=0, atol=2e-4)
-    torch.testing.assert_close(b["gh.prior.current"], a["gh.prior.current"], rtol=1e-4, atol=1e-6)
+    # difference measured: 4e-5). Storing the wrong rows would differ by O(1).
+    if option == "queue":
+        assert int(a["gh.queue.filled"]) == int(b["gh.queue.filled"]) == 2
+        torch.testing.assert_close(b["gh.queue.history"], a["gh.queue.history"], rtol=0, atol=2e-4)
+        torch.testing.assert_close(
+            b["gh.prior.current"], a["gh.prior.current"], rtol=1e-4, atol=1e-6
+        )
+    else:
+        assert int(a["gh.memory.seen"].sum()) == int(b["gh.memory.seen"].sum()) == 64  # 2 steps
+        torch.testing.assert_close(b["gh.memory.logits"], a["gh.memory.logits"], rtol=0, atol=2e-4)
+        torch.testing.assert_close(
+            b["gh.memory.targets"], a["gh.memory.targets"], rtol=0, atol=2e-3
+        )

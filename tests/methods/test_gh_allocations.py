@@ -12,6 +12,7 @@ from geoharmony.config import ConfigError, GHConfig, load_config
 from geoharmony.gh import GHLoss, GHTerm, swapped_cross_entropy, uniform_structure
 from geoharmony.gh.allocation import (
     Allocator,
+    NeighbourMemory,
     neighbour_targets,
     partial,
     partial_mass,
@@ -228,3 +229,36 @@ def test_the_power_law_prior_is_fixed_and_long_tailed() -> None:
     est.refresh()
     torch.testing.assert_close(est.prior(), want)
     torch.testing.assert_close(PowerLawPrior(3, exponent=0.0).prior(), torch.full((3,), 1 / 3))
+
+
+def test_neighbour_memory_averages_remembered_neighbours_but_not_oneself() -> None:
+    memory = NeighbourMemory(num_samples=5, num_anchors=2, neighbours=2)
+    logits = torch.tensor([[1.0, 0.0], [0.95, 0.05], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    targets = torch.eye(2)[[0, 0, 1, 1, 1]]
+    current = logits[[0]].unsqueeze(0)  # [V=1, B=1, K]
+    # Nothing remembered yet: no bias.
+    assert torch.equal(memory.neighbour_targets(current, torch.tensor([0])), torch.zeros(1, 1, 2))
+    memory.store(torch.arange(5), logits, targets)
+    # Sample 0's two nearest remembered samples are 1 and 2 (itself excluded).
+    torch.testing.assert_close(
+        memory.neighbour_targets(current, torch.tensor([0])),
+        ((targets[1] + targets[2]) / 2)[None, None],
+    )
+    # A sample not stored is no one's neighbour.
+    partial_memory = NeighbourMemory(5, 2, neighbours=2)
+    partial_memory.store(torch.tensor([2, 3]), logits[[2, 3]], targets[[2, 3]])
+    got = partial_memory.neighbour_targets(current, torch.tensor([0]))
+    torch.testing.assert_close(got, ((targets[2] + targets[3]) / 2)[None, None])
+
+
+def test_memory_affinity_biases_the_allocation_once_samples_are_remembered() -> None:
+    t = term(allocation="relaxed", affinity=2.0, affinity_source="memory", affinity_neighbours=3)
+    plain = term(allocation="relaxed")
+    assert t.memory is not None and t.loss.allocator.affinity == 0.0  # a bias, not a 2nd pass
+    z1, z2 = embeddings(5)
+    first, _ = t(z1, z2, torch.arange(B), epoch=2.5)
+    torch.testing.assert_close(first, plain(z1, z2, torch.arange(B), epoch=2.5)[0])  # empty
+    assert int(t.memory.seen.sum()) == B
+    z1, z2 = embeddings(6)
+    second, _ = t(z1, z2, torch.arange(B, 2 * B), epoch=2.6)
+    assert not torch.allclose(second, plain(z1, z2, torch.arange(B, 2 * B), epoch=2.6)[0])

@@ -41,6 +41,7 @@ __all__ = [
     "ALLOCATIONS",
     "AllocationQueue",
     "Allocator",
+    "NeighbourMemory",
     "PartialPlan",
     "RampKind",
     "neighbour_targets",
@@ -340,6 +341,75 @@ class AllocationQueue(nn.Module):
             f"num_batches={self.num_batches}, batch_size={self.batch_size}, K={k}, V={v}, "
             f"shards={self.shards}"
         )
+
+
+class NeighbourMemory(nn.Module):
+    """Every pretraining sample's latest logits and surrogate labels, for a kNN-affinity bias
+    over the whole data set rather than the batch.
+
+    Within a batch a rare class has about one image, so a sample's nearest rows there belong to
+    other classes; among all ``N`` samples a rare image's neighbours are often its own class.
+    :meth:`neighbour_targets` gives each current sample the mean latest targets of its
+    ``neighbours`` nearest remembered samples (cosine of the logits, itself and samples not seen
+    yet excluded); the allocation then runs on ``logits + affinity * that`` (a one-step,
+    data-set-wide form of the affinity pass of :func:`neighbour_targets`). Under data
+    parallelism every rank stores every rank's rows, so the memory is the same everywhere; its
+    buffers are persistent (checkpoints carry them).
+
+    Args:
+        num_samples: ``N``.
+        num_anchors: ``K``.
+        neighbours: ``k``.
+        distributed: gather every rank's rows in :meth:`store`.
+    """
+
+    logits: Tensor
+    targets: Tensor
+    seen: Tensor
+
+    def __init__(
+        self, num_samples: int, num_anchors: int, neighbours: int = 10, distributed: bool = False
+    ) -> None:
+        super().__init__()
+        if num_samples < 2 or num_anchors < 1 or neighbours < 1:
+            raise ValueError(
+                "need num_samples >= 2 and num_anchors, neighbours >= 1, got "
+                f"{num_samples}, {num_anchors}, {neighbours}"
+            )
+        self.neighbours, self.distributed = neighbours, distributed
+        self.register_buffer("logits", torch.zeros(num_samples, num_anchors))
+        self.register_buffer("targets", torch.zeros(num_samples, num_anchors))
+        self.register_buffer("seen", torch.zeros(num_samples, dtype=torch.bool))
+
+    @torch.no_grad()
+    def neighbour_targets(self, logits: Tensor, indices: Tensor) -> Tensor:
+        """``[V, B, K]`` current logits of the samples ``indices`` ``[B]`` -> ``[V, B, K]``
+        mean remembered targets of each one's nearest remembered samples (zeros while fewer
+        than one other sample is remembered)."""
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            unit = torch.nn.functional.normalize(logits.detach().float(), dim=-1)
+            memory = torch.nn.functional.normalize(self.logits, dim=-1)
+            similarity = unit @ memory.T  # [V, B, N]
+            excluded = ~self.seen
+            excluded = excluded.unsqueeze(0).expand(logits.shape[-2], -1).clone()
+            excluded[torch.arange(len(indices), device=indices.device), indices] = True
+            similarity = similarity.masked_fill(excluded, -math.inf)
+            k = min(self.neighbours, int((~excluded).sum(dim=-1).min()))
+            if k < 1:
+                return torch.zeros_like(unit)
+            nearest = similarity.topk(k, dim=-1).indices  # [V, B, k]
+            return self.targets[nearest].mean(dim=-2)
+
+    @torch.no_grad()
+    def store(self, indices: Tensor, logits: Tensor, targets: Tensor) -> None:
+        """Remember ``[B, K]`` logits and targets of the samples ``indices`` ``[B]``."""
+        if self.distributed:
+            indices = parallel.all_gather_no_grad(indices)
+            logits = parallel.all_gather_no_grad(logits.detach())
+            targets = parallel.all_gather_no_grad(targets.detach())
+        self.logits[indices] = logits.detach().to(self.logits)
+        self.targets[indices] = targets.detach().to(self.targets)
+        self.seen[indices] = True
 
 
 @dataclass(frozen=True)

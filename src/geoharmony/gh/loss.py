@@ -147,6 +147,7 @@ class GHLoss(nn.Module):
         prior: Tensor | None = None,
         targets: Tensor | None = None,
         history: Tensor | None = None,
+        bias: Tensor | None = None,
     ) -> GHOutput:
         """Loss plus the intermediate tensors (for prior estimation and diagnostics).
 
@@ -157,6 +158,8 @@ class GHLoss(nn.Module):
                 the allocation's; the diagnostic ``gh.targets=labels`` passes the true classes.
             history: ``[2, M, K]`` detached logits of earlier samples (an allocation queue) that
                 the allocation also balances over; only the batch's own targets are used.
+            bias: ``[2, B, K]`` added to the batch's scores for the allocation only (not to the
+                predictions): e.g. its neighbours' targets (:class:`NeighbourMemory`).
         """
         if z1.shape != z2.shape:
             raise ValueError(f"z1 and z2 shapes differ: {list(z1.shape)} vs {list(z2.shape)}")
@@ -171,6 +174,12 @@ class GHLoss(nn.Module):
             return GHOutput(loss, logits1, logits2, given, given)
         # Both views in one batched call: [2, B, K], then any queued rows: [2, B + M, K].
         scores = torch.stack([logits1, logits2]).detach()
+        if bias is not None:
+            if bias.shape != scores.shape:
+                raise ValueError(
+                    f"bias must be [2, B, K] = {list(scores.shape)}, got {list(bias.shape)}"
+                )
+            scores = scores + bias.detach().to(scores.dtype)
         if history is not None:
             scores = torch.cat([scores, history.to(scores.dtype)], dim=1)
         plan = self.allocator(scores, prior, self.distributed).to(logits1.dtype)

@@ -12,13 +12,22 @@ from typing import Any
 from geoharmony.gh.allocation import ALLOCATIONS
 from geoharmony.gh.estimators import PRIORS
 
-__all__ = ["LOGITS", "PARTIAL_RAMPS", "PARTIAL_TARGETS", "TARGETS", "GHConfig", "choice"]
+__all__ = [
+    "AFFINITY_SOURCES",
+    "LOGITS",
+    "PARTIAL_RAMPS",
+    "PARTIAL_TARGETS",
+    "TARGETS",
+    "GHConfig",
+    "choice",
+]
 
 LOGITS = ("projected", "cosine")
 # sinkhorn (paper) | labels: a diagnostic upper bound, not self-supervised: each image's
 # surrogate label is its true class (anchor k = class k), so it needs num_anchors >= classes.
 TARGETS = ("sinkhorn", "labels")
 PARTIAL_RAMPS = ("sigmoid", "linear")
+AFFINITY_SOURCES = ("batch", "memory")
 # weighted: rows keep each sample's mass on the real anchors (P2OT) | renormalised: rows sum to 1
 PARTIAL_TARGETS = ("weighted", "renormalised")
 
@@ -73,7 +82,9 @@ class GHConfig:
     partial_dummy_temperature: float = 0.1
     # Allocate over the batch plus this many earlier global batches' detached logits
     queue_batches: int = 0
-    # A second allocation pass on logits + affinity * the mean targets of each sample's
-    # affinity_neighbours nearest samples (kNN affinity, after SP2OT); 0: off
+    # kNN affinity (after SP2OT): the allocation runs on logits + affinity * the mean targets of
+    # each sample's affinity_neighbours nearest samples; 0: off. affinity_source: batch (a
+    # second pass over the allocation's own rows) | memory (every sample's latest targets)
     affinity: float = 0.0
     affinity_neighbours: int = 10
+    affinity_source: str = choice("batch", AFFINITY_SOURCES)

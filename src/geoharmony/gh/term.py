@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from geoharmony import parallel
 from geoharmony.eval.geometry import prior_agreement
-from geoharmony.gh.allocation import AllocationQueue, RampKind, partial_mass
+from geoharmony.gh.allocation import AllocationQueue, NeighbourMemory, RampKind, partial_mass
 from geoharmony.gh.anchors import uniform_structure
 from geoharmony.gh.estimators import PRIORS
 from geoharmony.gh.loss import GHLoss
@@ -136,10 +136,15 @@ class GHTerm(nn.Module):
             marginal_tau=cfg.marginal_tau,
             partial_weighted=cfg.partial_targets == "weighted",
             dummy_temperature=cfg.partial_dummy_temperature,
-            affinity=cfg.affinity,
+            affinity=cfg.affinity if cfg.affinity_source == "batch" else 0.0,
             affinity_neighbours=cfg.affinity_neighbours,
         )
         self.prior = build_prior(cfg, num_samples, distributed, class_counts, labels)
+        self.memory: NeighbourMemory | None = None
+        if cfg.affinity > 0 and cfg.affinity_source == "memory":
+            self.memory = NeighbourMemory(
+                num_samples, cfg.num_anchors, cfg.affinity_neighbours, distributed
+            )
         self.queue: AllocationQueue | None = None
         if cfg.queue_batches:
             shards = parallel.world_size() if distributed else 1
@@ -185,9 +190,17 @@ class GHTerm(nn.Module):
             self.loss.rho = self.partial_mass(epoch)
             logs["gh_rho"] = z1.new_tensor(self.loss.rho)
         history = None if self.queue is None else self.queue.queued(parallel.rank())
-        out = self.loss.compute(z1, z2, self.prior.prior(), targets, history)
+        bias = None
+        if self.memory is not None:
+            with torch.no_grad():
+                current = torch.stack([self.loss.logits(z) for z in (z1.detach(), z2.detach())])
+                bias = self.cfg.affinity * self.memory.neighbour_targets(current, indices)
+        out = self.loss.compute(z1, z2, self.prior.prior(), targets, history, bias)
         self.prior.update(indices, out.logits1.detach())
-        self.prior.observe_allocation(indices, 0.5 * (out.targets1 + out.targets2))
+        mean_targets = 0.5 * (out.targets1 + out.targets2)
+        self.prior.observe_allocation(indices, mean_targets)
+        if self.memory is not None:
+            self.memory.store(indices, out.logits1.detach(), mean_targets)
         if self.queue is not None:
             self.queue.push(self._global_rows(torch.stack([out.logits1, out.logits2]).detach()))
         logs = {"gh_loss": out.loss.detach(), "gh_weight": z1.new_tensor(weight), **logs}
