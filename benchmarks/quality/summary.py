@@ -12,12 +12,18 @@ import numpy as np
 from benchmarks.quality import plan as plan_mod
 from benchmarks.quality.analysis import find_cell, geometry_pairs
 from benchmarks.quality.formatting import num, percent, pm
-from benchmarks.quality.goal import regime_goal_rows
+from benchmarks.quality.goal import goal_rows, regime_goal_rows
 from benchmarks.quality.prior_records import checkpoint_kind, ratio_epochs, tracking_ratio
 from benchmarks.quality.selection import held_out_choice, held_out_pairs
 from benchmarks.quality.stats import MIN_PAIRS_FOR_T, deficit_t
 
-__all__ = ["choice_sentence", "goal_change", "regime_search_sentence", "summary"]
+__all__ = [
+    "allocation_sentences",
+    "choice_sentence",
+    "goal_change",
+    "regime_search_sentence",
+    "summary",
+]
 
 
 def summary(
@@ -42,6 +48,7 @@ def summary(
         _search_gh_sentence(diffs, regimes, regime),
         _choice_summary(rows_by_probe, regime),
         _geometry_sentence(geo_rows, regime),
+        *allocation_sentences(cells, diffs, rows_by_probe),
     ]
     return [s for s in out if s] or ["_no finished runs yet_"]
 
@@ -240,3 +247,41 @@ def _geometry_sentence(geo_rows: Sequence[dict[str, Any]], regime: str) -> str |
         f"SimCLR (mean cosine {lt:.3f}) than the same classes' after balanced pretraining "
         f"({ref:.3f}); +GH leaves them at {gh:.3f} ({len(pairs)} pairs)."
     )
+
+
+def allocation_sentences(
+    cells: Sequence[dict[str, Any]],
+    diffs: Sequence[dict[str, Any]],
+    rows_by_probe: dict[str, list[dict[str, Any]]],
+) -> list[str]:
+    """The allocation study (issue 27) in a few sentences: its baselines' deficit, the setting
+    the held-out images choose and what the test split says of it, the goal per method with
+    that setting, and the corrected oracle; none before the study has pairs."""
+    regime = plan_mod.ALLOCATION.name
+    base = find_cell(
+        cells, group="allocation", regime=regime, method="simclr", gh=False, variant="", probe="knn"
+    )
+    goal = [r for r in goal_rows(diffs, regime, groups=("allocation",)) if r["probe"] == "knn"]
+    if base is None or not goal:
+        return []
+    out = [
+        f"- Allocations beyond the paper (regime `{regime}`, bf16, own references): long-tailed "
+        f"SimCLR's kNN Few deficit there is {pm(base['deficit_few_mean'], base['deficit_few_sd'])} "
+        f"({base['runs']} runs, t = {num(deficit_t(base), '+.1f')})."
+    ]
+    choice = held_out_choice(*held_out_pairs(rows_by_probe, regime, ("allocation",)))
+    if choice:
+        out.append("- " + choice_sentence(choice))
+    methods = [r for r in goal if not r["diagnostic"] and r["pairs"] >= MIN_PAIRS_FOR_T]
+    if methods:
+        best = min(methods, key=lambda r: r["change"])
+        out.append(
+            f"- Goal met by {sum(r['met'] for r in methods)} of {len(methods)} kNN cells of the "
+            f"allocation study with {MIN_PAIRS_FOR_T}+ pairs; the largest reduction: "
+            f"{best['name']}, {goal_change(best)}; halving ruled out in "
+            f"{sum(bool(r['halving_ruled_out']) for r in methods)} of them."
+        )
+    oracle = [r for r in goal if r["diagnostic"]]
+    for r in oracle:
+        out.append(f"- Corrected oracle prior (a diagnostic): {r['name']}, {goal_change(r)}.")
+    return out
