@@ -271,3 +271,46 @@ def test_figures_are_drawn_only_with_data_and_leave_pyplot_alone(tmp_path: Path)
     assert figures.make_figures({}, rows, tmp_path / "figures", "r") == ["deficit_vs_frequency.png"]
     assert (tmp_path / "figures" / "deficit_vs_frequency.png").read_bytes()[:4] == b"\x89PNG"
     assert plt.get_fignums() == []
+
+
+def test_allocation_section_from_synthetic_runs(tmp_path: Path) -> None:
+    """The allocation study's section: baseline deficits, paired changes, the goal, and the
+    prior's long-tailed / balanced ratio, on synthetic runs of its search."""
+    regime = plan.ALLOCATION.name
+    wanted = ("allocation=balanced", "allocation=relaxed")
+    specs = [
+        s
+        for s in plan.build_plan()
+        if s.regime == regime
+        and s.method == "simclr"
+        and s.seed in plan.SENSITIVITY_SEEDS
+        and (not s.gh or s.variant in wanted)
+    ]
+    assert {s.group for s in specs} == {"reference", "allocation"}
+    for spec in specs:
+        _write_run(tmp_path / "runs", spec)
+    for spec in specs:  # balanced +GH runs: a prior twice as spread as the long-tailed runs'
+        if spec.balanced and spec.gh:
+            path = tmp_path / "runs" / spec.run_id / "metrics.json"
+            metrics = json.loads(path.read_text())
+            metrics["prior"] |= {"effective_number_estimated": 18.0, "effective_number_true": 10.0}
+            path.write_text(json.dumps(metrics))
+    store = tmp_path / "records"
+    records.sync_records(specs, tmp_path / "runs", store)
+    report.write_report(specs, store, tmp_path / "docs")
+    text = (tmp_path / "docs" / "results.md").read_text()
+    section = text.split("## Surrogate-label allocations beyond the paper")[1].split("\n## ")[0]
+    # Baselines lose 4 + seed points on their 3 tail classes (see _write_run): Few deficit
+    # 4.50 ± 0.58, Avg 75.45 - 0.3 (4 + seed) = 74.10 ± 0.15 sqrt(4/3) = 0.17 over 4 runs.
+    baselines = [r for r in section.splitlines() if r.startswith("| SimCLR | knn |")]
+    assert baselines == [
+        "| SimCLR | knn | 4 | 4.50 ± 0.58 | 0.00 ± 0.00 | 4.50 ± 0.58 | 74.10 ± 0.17 | +15.6 |"
+    ]
+    # +GH runs lose 2 + seed: every pair closes exactly 2 points.
+    paired = [r for r in section.splitlines() if "(allocation=relaxed) | knn | 4 |" in r]
+    assert paired and paired[0].split(" | ")[3] == "-2.00 ± 0.00"
+    # Long-tailed prior 9 effective anchors, balanced 18: ratio 0.50; the truth 5.2 / 10.
+    ratios = [r for r in section.splitlines() if r.startswith("| allocation=relaxed | 4 / 2 |")]
+    assert ratios and ratios[0].endswith("| 0.50 |")
+    assert "long-tailed / balanced: 0.52." in section
+    assert "Allocations beyond the paper (regime `r100_e80_bf16`" in text.split("## Protocol")[0]
