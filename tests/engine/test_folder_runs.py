@@ -128,6 +128,26 @@ def test_resumed_run_decodes_no_file_again(tmp_path: Path, monkeypatch: pytest.M
     assert decoded == [] and (out / "checkpoints" / "epoch_00002.ckpt").is_file()
 
 
+def test_resume_on_changed_folder_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The checkpoint's per-sample state (e.g. GH's bank) is indexed by image: more images
+    # later would silently shift it, so the run refuses and names what changed.
+    root = tmp_path / "images"
+    write_class_folders(root, {"a": 8, "b": 8})
+    out = tmp_path / "run"
+    flags = ["optim.epochs=2", "data.num_workers=0"]
+    assert _pretrain(SMOKE, out, root, *flags, flags=("--stop-after", "1", "--no-eval")) == 0
+    write_class_folders(tmp_path / "more", {"a": 2})
+    for extra in (tmp_path / "more" / "a").iterdir():
+        extra.rename(root / "a" / f"added_{extra.name}")
+    capsys.readouterr()
+    assert _pretrain(SMOKE, out, root, *flags, flags=("--no-eval",)) == 2
+    err = capsys.readouterr().err  # 20% of the images are held out for the probes
+    assert "made on other data" in err
+    assert "num_pretrain_images: 12 in the checkpoint, 14 now" in err
+
+
 def test_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "images"
     write_class_folders(root, {"cat": 12, "dog": 6, "owl": 3})

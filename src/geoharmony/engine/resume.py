@@ -16,6 +16,10 @@ __all__ = ["RESUME_POLICIES", "RUNTIME_KEYS", "StartingPoint", "TrainState", "st
 
 RESUME_POLICIES = ("auto", "never", "must")
 
+# The data record's keys that must match for a checkpoint's per-sample state (the GH bank, the
+# loss averages, the allocation memory) to mean the same images; the data's location may move.
+DATA_KEYS = ("dataset", "num_pretrain_images", "class_counts", "class_order", "bad_files")
+
 # Config keys that may change between a run and its resumption without changing the result.
 RUNTIME_KEYS = {
     "train.device",
@@ -58,6 +62,7 @@ def starting_point(
     device: torch.device,
     resume: str = "auto",
     init_from: str | Path | None = None,
+    data_record: dict[str, Any] | None = None,
 ) -> StartingPoint:
     """Apply the resume policy.
 
@@ -66,10 +71,12 @@ def starting_point(
             there is one; ``never`` refuses a directory that has checkpoints; ``must`` requires
             one.
         init_from: another run's checkpoint, used when this run has none of its own.
+        data_record: this run's :meth:`RunData.record`; a checkpoint made on other data (the
+            :data:`DATA_KEYS` both records hold) is refused.
 
     Raises:
         ConfigError: the run's own checkpoint was made with another config (outside
-            :data:`RUNTIME_KEYS`).
+            :data:`RUNTIME_KEYS`), or either checkpoint on other data.
         RuntimeError: the policy forbids what was found, or every checkpoint is corrupt.
     """
     if resume not in RESUME_POLICIES:
@@ -89,9 +96,35 @@ def starting_point(
             raise ConfigError(
                 f"cannot resume {path}: the config differs from the stored one: " + "; ".join(diffs)
             )
+        _check_same_data(path, state, data_record)
         return StartingPoint(path, state, own=True)
     if resume == "must":
         raise RuntimeError(f"resume was required but {checkpoint_dir} has no checkpoint")
     if init_from is not None:
-        return StartingPoint(Path(init_from), load_checkpoint(init_from, device), own=False)
+        state = load_checkpoint(init_from, device)
+        _check_same_data(Path(init_from), state, data_record)
+        return StartingPoint(Path(init_from), state, own=False)
     return StartingPoint()
+
+
+def _check_same_data(path: Path, state: dict[str, Any], data_record: dict[str, Any] | None) -> None:
+    """Refuse a checkpoint whose data record differs from this run's in a :data:`DATA_KEYS`
+    entry that both hold (older checkpoints lack some keys: those are not compared)."""
+    stored = state.get("data")
+    if data_record is None or not isinstance(stored, dict):
+        return
+    diffs = [
+        f"data {key}: {_short(stored[key])} in the checkpoint, {_short(data_record[key])} now"
+        for key in DATA_KEYS
+        if key in stored and key in data_record and stored[key] != data_record[key]
+    ]
+    if diffs:
+        raise ConfigError(
+            f"cannot start from {path}: it was made on other data (images added, removed or "
+            "left out as unreadable since?): " + "; ".join(diffs)
+        )
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -115,7 +115,9 @@ class Trainer:
         )
         self.logger = RunLogger(self.output_dir, enabled=runtime.is_main)
         self.monitor = KNNMonitor.maybe_build(cfg, data, self.device)
-        start = starting_point(self.checkpoint_dir, cfg, self.device, resume, init_from)
+        start = starting_point(
+            self.checkpoint_dir, cfg, self.device, resume, init_from, data.record()
+        )
         needs_priming = self._start_from(start) if start.state is not None else False
         context = TrainContext(self._pretrain_features, self._replay_batches, self._autocast)
         self.method.bind(context)
