@@ -88,6 +88,14 @@ def test_labelled_folder_without_test_split_holds_out(tmp_path: Path) -> None:
         (["data.holdout_fraction=1"], r"data.holdout_fraction=1.0: .*between 0 and 1"),
         (["broken"], r"2 of 30 image files cannot be read.*data.skip_bad_files=true"),
         (["data.labels=none", "data.profile=ldam"], r"data.profile=ldam draws .*no labels"),
+        (
+            ["gh.enabled=true", "gh.marginal_tau=0", "gh.partial_end=1.5"],
+            r"gh.marginal_tau=0.0 must be positive.*gh.partial_end=1.5 must be in \(0, 1\]",
+        ),
+        (
+            ["data.labels=none", "eval.clusters=0"],
+            r"eval.clusters=0: .* of 28 pretraining .*1 to 28",
+        ),
     ],
 )
 def test_mismatches_are_clean_errors(

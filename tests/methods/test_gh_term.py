@@ -7,9 +7,10 @@ import torch
 from geoharmony.config import ConfigError, GHConfig, load_config
 from geoharmony.data.build import build_run_data
 from geoharmony.gh import swapped_cross_entropy
+from geoharmony.gh.options import option_problems
 from geoharmony.gh.term import GHTerm
 from geoharmony.methods import DataInfo
-from tiny_runs import SMOKE, TINY, needs_fashion_mnist
+from tiny_runs import REPO, SMOKE, TINY, needs_fashion_mnist
 
 LABELS = (2, 0, 1, 1, 2, 0)
 
@@ -57,3 +58,32 @@ def test_data_info_labels_follow_the_pretraining_indices() -> None:
     assert len(info.labels) == info.num_samples
     counts = np.bincount(np.asarray(info.labels), minlength=data.num_classes)
     assert counts.tolist() == list(data.class_counts)
+
+
+def test_every_preset_gh_section_is_in_range() -> None:
+
+    assert option_problems(GHConfig()) == []
+    for preset in sorted((REPO / "configs").rglob("*.yaml")):
+        assert option_problems(load_config(preset).gh) == [], preset
+
+
+def test_out_of_range_gh_options_are_named() -> None:
+
+    cfg = GHConfig(epsilon=0.0, sinkhorn_iters=0, affinity=-1.0, bank_momentum=1.0)
+    assert option_problems(cfg) == [
+        "gh.epsilon=0.0 must be positive",
+        "gh.sinkhorn_iters=0 must be at least 1",
+        "gh.affinity=-1.0 must not be negative",
+        "gh.bank_momentum=1.0 must be in [0, 1)",
+    ]
+
+
+def test_a_warmup_as_long_as_the_run_is_warned(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = GHConfig(enabled=True, num_anchors=3, warmup_epochs=5)
+    with caplog.at_level("WARNING", logger="geoharmony.gh.term"):
+        GHTerm(cfg, embed_dim=8, num_samples=6, total_epochs=5)
+    assert "GH never turns on" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="geoharmony.gh.term"):
+        GHTerm(cfg, embed_dim=8, num_samples=6, total_epochs=6)
+    assert caplog.text == ""

@@ -100,8 +100,20 @@ def size_problems(
                 "eval.monitor_test_per_class", e.monitor_test_per_class, data.test, held_out, off
             )
         )
-    if not data.labelled and evaluate and n < 2:
-        problems.append(f"the unlabeled report needs two or more images, there are {n}")
+    if not data.labelled and evaluate:
+        if n < 2:
+            problems.append(f"the unlabeled report needs two or more images, there are {n}")
+        # k-means needs a sample per cluster; an image's neighbours are the other images.
+        limits = {
+            "clusters": (cfg.eval.clusters, n),
+            "cluster_neighbours": (cfg.eval.cluster_neighbours, n - 1),
+        }
+        for key, (value, most) in limits.items():
+            if not 1 <= value <= most:
+                problems.append(
+                    f"eval.{key}={value}: the unlabeled report of {n} pretraining images needs "
+                    f"1 to {most}"
+                )
     problems += resolve_method(cfg.method.name).data_problems(cfg, DataInfo.of(data))
     return [p for p in problems if p is not None]
 

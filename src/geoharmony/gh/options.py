@@ -20,6 +20,7 @@ __all__ = [
     "TARGETS",
     "GHConfig",
     "choice",
+    "option_problems",
 ]
 
 LOGITS = ("projected", "cosine")
@@ -88,3 +89,43 @@ class GHConfig:
     affinity: float = 0.0
     affinity_neighbours: int = 10
     affinity_source: str = choice("batch", AFFINITY_SOURCES)
+
+
+def option_problems(cfg: GHConfig) -> list[str]:
+    """Values of ``cfg`` outside their range, one message each naming the ``gh.`` key: checked
+    before training starts, since the allocation would refuse them only at the first GH step,
+    after the whole warm-up."""
+    positive = ("epsilon", "temperature", "marginal_tau", "partial_dummy_temperature")
+    at_least = {
+        "sinkhorn_iters": 1,
+        "affinity_neighbours": 1,
+        "num_anchors": 1,
+        "queue_batches": 0,
+        "warmup_epochs": 0,
+        "ramp_epochs": 0,
+        "prior_refresh_every": 1,
+    }
+    problems = [
+        f"gh.{name}={getattr(cfg, name)} must be positive"
+        for name in positive
+        if not getattr(cfg, name) > 0
+    ]
+    problems += [
+        f"gh.{name}={getattr(cfg, name)} must be at least {low}"
+        for name, low in at_least.items()
+        if getattr(cfg, name) < low
+    ]
+    problems += [
+        f"gh.{name}={getattr(cfg, name)} must not be negative"
+        for name in ("weight", "affinity", "prior_floor", "powerlaw_exponent")
+        if getattr(cfg, name) < 0
+    ]
+    for name in ("partial_start", "partial_end"):
+        if not 0 < getattr(cfg, name) <= 1:
+            problems.append(f"gh.{name}={getattr(cfg, name)} must be in (0, 1]")
+    for name in ("bank_warmup_momentum", "bank_momentum", "streaming_momentum", "plan_momentum"):
+        if not 0 <= getattr(cfg, name) < 1:
+            problems.append(f"gh.{name}={getattr(cfg, name)} must be in [0, 1)")
+    if cfg.sinkhorn_tol is not None and not cfg.sinkhorn_tol > 0:
+        problems.append(f"gh.sinkhorn_tol={cfg.sinkhorn_tol} must be positive (or null: off)")
+    return problems

@@ -5,6 +5,7 @@ runs branch from (docs/design.md section 3)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, cast
@@ -19,10 +20,12 @@ from geoharmony.gh.allocation import AllocationQueue, NeighbourMemory, RampKind,
 from geoharmony.gh.anchors import uniform_structure
 from geoharmony.gh.estimators import PRIORS
 from geoharmony.gh.loss import GHLoss
-from geoharmony.gh.options import GHConfig
+from geoharmony.gh.options import GHConfig, option_problems
 from geoharmony.gh.priors import PriorData, PriorEstimator, effective_number
 
 __all__ = ["GHTerm", "build_prior", "gh_data_problems", "pairing_epoch"]
+
+log = logging.getLogger(__name__)
 
 
 def build_prior(
@@ -47,7 +50,7 @@ def pairing_epoch(cfg: GHConfig) -> int:
 def gh_data_problems(cfg: GHConfig, num_samples: int, class_counts: Sequence[int]) -> list[str]:
     """What GH with ``cfg`` cannot do on ``num_samples`` pretraining images (``class_counts``
     empty: unlabeled); one message per problem, naming the setting and the fix."""
-    problems = []
+    problems = option_problems(cfg)
     if num_samples < cfg.num_anchors:
         empty = cfg.num_anchors - num_samples
         problems.append(
@@ -124,6 +127,13 @@ class GHTerm(nn.Module):
             raise ValueError("gh.queue_batches needs the global batch size")
         self.cfg = cfg
         self.total_epochs = total_epochs
+        if 0 < total_epochs <= cfg.warmup_epochs:
+            log.warning(
+                "gh.warmup_epochs=%d is not below optim.epochs=%d: GH never turns on and this "
+                "run trains the plain method (lower gh.warmup_epochs for a +GH run)",
+                cfg.warmup_epochs,
+                total_epochs,
+            )
         self.loss = GHLoss(
             uniform_structure(cfg.num_anchors, embed_dim, seed=cfg.structure_seed),
             epsilon=cfg.epsilon,
@@ -189,7 +199,9 @@ class GHTerm(nn.Module):
         if self.cfg.allocation == "partial":
             self.loss.rho = self.partial_mass(epoch)
             logs["gh_rho"] = z1.new_tensor(self.loss.rho)
-        history = None if self.queue is None else self.queue.queued(parallel.rank())
+        history = None
+        if self.queue is not None:  # this rank's shard only when the queue is sharded
+            history = self.queue.queued(parallel.rank() if self.queue.shards > 1 else 0)
         bias = None
         if self.memory is not None:
             with torch.no_grad():
