@@ -155,6 +155,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from geoharmony.config import ConfigError
     from geoharmony.eval.compare import load_results, plot_per_class, table_csv, table_markdown
 
+    if args.study and not args.reference:
+        raise ConfigError("--study gives the reading's noise levels, which need --reference")
     results = load_results(args.runs)
     unlabeled = [r["_path"] for r in results if "per_class" not in r]
     if unlabeled:

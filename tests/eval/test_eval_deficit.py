@@ -265,3 +265,21 @@ def test_probe_accuracies_read_both_probes_and_null_as_nan() -> None:
     assert linear[0] == 1.0 and math.isnan(linear[1])
     with pytest.raises(ReferenceMismatchError, match=r"r: metrics.json has no knn\.per_class"):
         deficit.probe_accuracies({"per_class": [1.0], "_path": "r"}, "knn")
+
+
+def test_reading_skips_empty_groups_and_names_a_gh_variant() -> None:
+    nan = float("nan")
+    d = {"deficit_many": 1.0, "deficit_medium": nan, "deficit_few": 3.0}
+    d["deficit_few_minus_many"] = 2.0
+    text = reading._lost_most(d, None)
+    assert "the Few classes lost most, 3.00 points" in text and "nan" not in text
+    base = {**d, "deficit_few": nan, "deficit_few_minus_many": nan}
+    assert "cannot be read" in reading._gh_change(d, base, None, None)
+    relaxed = {"config": {"gh": {"allocation": "relaxed", "prior": "bank"}}}
+    assert reading._settings_differ([relaxed]) == "allocation relaxed"
+
+
+def test_study_without_reference_is_refused(runs, capsys) -> None:
+    args = ["compare", runs["simclr"], "--study", runs["study"], "--output", runs["out"]]
+    assert main(args) == 2
+    assert "--study" in capsys.readouterr().err

@@ -7,7 +7,7 @@ the difficulty: for every class c,
     deficit[c] = reference_acc[c] - run_acc[c]          (percentage points)
 
 where the reference is pretrained on a *balanced* set of (nearly) the same total image count,
-with the same data and probe protocol (DESIGN.md section 6). The deficits are then grouped into
+with the same data and probe protocol (docs/design.md section 6). The deficits are then grouped into
 Many/Medium/Few by the *run's* pretraining counts and group rule (the reference has no tail).
 A positive deficit is accuracy the long tail cost; Few - Many says how much more the tail lost.
 
@@ -37,7 +37,7 @@ __all__ = [
 
 # The probes every metrics.json holds: kNN (its block) and the full linear probe (top level).
 # kNN first: on Fashion-MNIST-LT a full linear probe with 1,000 labels a class hides much of the
-# tail deficit that kNN shows (DESIGN.md section 6), so kNN carries the headline there.
+# tail deficit that kNN shows (docs/design.md section 6), so kNN carries the headline there.
 PROBES: tuple[str, ...] = ("knn", "linear")
 DEFICIT_KEYS: tuple[str, ...] = (
     "deficit_many",

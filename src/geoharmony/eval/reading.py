@@ -8,6 +8,7 @@ module only reads the cells of its primary regime and never makes up a noise lev
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ _STUDY_SETTINGS: dict[str, tuple[tuple[str, ...], Any]] = {
     "width": (("config", "model", "width"), 0.25),
     "epochs": (("config", "optim", "epochs"), 80),
     "precision": (("precision",), "fp32"),
+    # GH beyond the paper: a run with another allocation is not the study's +GH cell
+    "allocation": (("config", "gh", "allocation"), "balanced"),
+    "prior": (("config", "gh", "prior"), "bank"),
+    "queue": (("config", "gh", "queue_batches"), 0),
+    "affinity": (("config", "gh", "affinity"), 0.0),
 }
 _PROBE_NAMES = {"knn": "kNN", "linear": "linear"}
 
@@ -106,7 +112,11 @@ def write_reading(
 
 def _lost_most(d: Mapping[str, Any], study: Mapping[str, Any] | None) -> str:
     """Which group lost most in one run's deficits ``d``, with the study's Few deficit."""
-    groups = {"Many": d["deficit_many"], "Medium": d["deficit_medium"], "Few": d["deficit_few"]}
+    named = {"Many": d["deficit_many"], "Medium": d["deficit_medium"], "Few": d["deficit_few"]}
+    # A group can be empty (group_rule=thresholds): its deficit is NaN and it is left out.
+    groups = {g: v for g, v in named.items() if not math.isnan(v)}
+    if not groups:
+        return "no group has classes, so there is no deficit to read."
     worst = max(groups, key=lambda g: groups[g])
     others = ", ".join(f"{g} {v:+.2f}" for g, v in groups.items() if g != worst)
     if groups[worst] <= 0:
@@ -131,6 +141,8 @@ def _gh_change(
     falls against the noise of one run in the study (its cells without and with GH)."""
     before, after = base["deficit_few"], d["deficit_few"]
     change = after - before
+    if math.isnan(change):
+        return "no Few classes in this run's groups, so GH's change there cannot be read."
     share = ""
     if before > 0:
         share = (

@@ -23,7 +23,8 @@ class GHOutput(NamedTuple):
     loss: Tensor  # scalar, differentiable
     logits1: Tensor  # view-1 geometric logits t, differentiable
     logits2: Tensor
-    targets1: Tensor  # surrogate labels of view 1 (rows sum to 1), no gradient
+    targets1: Tensor  # surrogate labels of view 1, no gradient; rows sum to 1 except for
+    # allocation=partial with weighted targets (each row keeps its mass on the real anchors)
     targets2: Tensor
 
 

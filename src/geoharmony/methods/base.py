@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from geoharmony.config import Config, method_options
 from geoharmony.data.augment import ImageHook, ViewHook
+from geoharmony.data.stream import TrainBatch
 from geoharmony.gh import GHTerm, gh_data_problems, pairing_epoch
 from geoharmony.methods.registry import method_name
 from geoharmony.models import Projector, build_backbone
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
     from geoharmony.data.build import RunData
 
 __all__ = ["DataInfo", "Method", "StepOutput", "TrainContext"]
-
-TrainBatch = tuple[Tensor, Tensor, Tensor]  # view1 [b,C,S,S], view2 [b,C,S,S], indices [b]
 
 
 @dataclass
