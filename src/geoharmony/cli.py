@@ -65,26 +65,40 @@ def _print_summary(result: dict) -> None:
 
 def _run_data(cfg: Config, out: Path, runtime: Runtime) -> RunData:
     """The run's data, its files checked once: rank 0 first (writing the preflight cache in the
-    run folder), then the other ranks, which read its verdicts."""
+    run folder), then the other ranks, which read its verdicts. Rank 0 tells the others whether
+    it succeeded, so that its error (e.g. unreadable files) stops them instead of leaving them
+    waiting."""
     from geoharmony import parallel
+    from geoharmony.config import ConfigError
     from geoharmony.data.build import build_run_data
     from geoharmony.data.preflight import PREFLIGHT_CACHE, write_bad_files
 
+    def build() -> RunData:
+        return build_run_data(
+            cfg.data, out / PREFLIGHT_CACHE, cfg.train.progress and runtime.is_main
+        )
+
     if not runtime.is_main:
-        parallel.barrier()
-    data = build_run_data(cfg.data, out / PREFLIGHT_CACHE, cfg.train.progress and runtime.is_main)
-    if runtime.is_main:
-        parallel.barrier()
-        listing = out / "bad_files.txt"
-        if data.bad_files:
-            write_bad_files(listing, data.bad_files)
-            log.warning(
-                "left out %d unreadable image files (data.skip_bad_files=true), listed in %s",
-                len(data.bad_files),
-                listing,
-            )
-        else:
-            listing.unlink(missing_ok=True)
+        failure = parallel.broadcast_object(None)
+        if failure is not None:
+            raise ConfigError(f"rank 0 could not prepare the data: {failure}")
+        return build()
+    try:
+        data = build()
+    except Exception as err:
+        parallel.broadcast_object(str(err) or type(err).__name__)
+        raise
+    parallel.broadcast_object(None)
+    listing = out / "bad_files.txt"
+    if data.bad_files:
+        write_bad_files(listing, data.bad_files)
+        log.warning(
+            "left out %d unreadable image files (data.skip_bad_files=true), listed in %s",
+            len(data.bad_files),
+            listing,
+        )
+    else:
+        listing.unlink(missing_ok=True)
     return data
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "all_reduce_max",
     "all_reduce_sum",
     "barrier",
+    "broadcast_object",
     "is_distributed",
     "rank",
     "world_size",
@@ -35,6 +36,15 @@ def barrier() -> None:
     """Wait until every rank arrives here."""
     if is_distributed():
         dist.barrier()
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    """Rank ``src``'s ``obj`` (any picklable value) on every rank; ``obj`` itself alone."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
 
 
 def all_reduce_sum(tensor: Tensor) -> Tensor:
