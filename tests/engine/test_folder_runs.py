@@ -93,6 +93,10 @@ def test_labelled_folder_without_test_split_holds_out(tmp_path: Path) -> None:
             r"gh.marginal_tau=0.0 must be positive.*gh.partial_end=1.5 must be in \(0, 1\]",
         ),
         (
+            ["eval.probe_shots=null", "eval.probe_disjoint=true"],
+            r"eval.probe_shots=null: class 'a' has only 0 images .*eval.probe_disjoint=false",
+        ),
+        (
             ["data.labels=none", "eval.clusters=0"],
             r"eval.clusters=0: .* of 28 pretraining .*1 to 28",
         ),

@@ -29,25 +29,28 @@ def shots_problem(
     exclude: np.ndarray | None = None,
 ) -> str | None:
     """Why ``shots`` images of every class of ``split`` (outside ``exclude``) cannot be drawn,
-    naming the setting ``key`` and the ``alternative`` fix; None when they can."""
-    if shots is None:
+    naming the setting ``key`` and the ``alternative`` fix; None when they can. ``shots`` None
+    (every image) still needs one image of each class outside ``exclude``."""
+    if shots is None and exclude is None:
         return None
+    needed = 1 if shots is None else shots
+    shown = "null" if shots is None else shots
     labels = split.labels_of()
     allowed = np.ones(labels.shape[0], dtype=bool)
     if exclude is not None:
         allowed[exclude] = False
     present = np.unique(labels)
     if not present.size:
-        return f"{key}={shots}: the {where} holds no images; {alternative}"
+        return f"{key}={shown}: the {where} holds no images; {alternative}"
     available = np.bincount(labels[allowed], minlength=split.num_classes)[present]
     fewest = int(available.argmin())
     have = int(available[fewest])
-    if shots <= have:
+    if needed <= have:
         return None
     name = split.class_names[int(present[fewest])]
     fix = f"set {key} to at most {have}, or {alternative}" if have else alternative
     return (
-        f"{key}={shots}: class {name!r} has only {have} image{'' if have == 1 else 's'} in the "
+        f"{key}={shown}: class {name!r} has only {have} image{'' if have == 1 else 's'} in the "
         f"{where} (the fewest of its {present.size} classes); {fix}"
     )
 
@@ -79,7 +82,10 @@ def size_problems(
                 cfg.eval.probe_shots,
                 data.train,
                 "training split" + (" outside pretraining" if exclude is not None else ""),
-                "eval.probe_shots=null to use every image",
+                "eval.probe_shots=null to use every image"
+                if cfg.eval.probe_shots is not None
+                else "eval.probe_disjoint=false to probe on pretraining images too, or a "
+                "data.profile that leaves images out of pretraining",
                 exclude,
             )
         )
