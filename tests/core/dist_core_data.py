@@ -45,7 +45,8 @@ def queued_targets(
     rows = slice(rank * b // world, (rank + 1) * b // world)
     out = []
     for logits in steps:
-        joint = queue.with_history(logits[:, rows], rank)
-        out.append(queue.targets(allocate(joint, distributed=distributed)))
+        current = logits[:, rows]
+        joint = torch.cat([current, queue.queued(rank)], dim=1)  # as GHLoss.compute does
+        out.append(allocate(joint, distributed=distributed)[:, : current.shape[1]])
         queue.push(logits)  # every rank queues the global batch
     return out

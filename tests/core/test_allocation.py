@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from geoharmony.gh.allocation import AllocationQueue, partial, partial_mass, relaxed
+from geoharmony.gh.anchors import simplex_etf
+from geoharmony.gh.loss import GHLoss
 from geoharmony.gh.sinkhorn import sinkhorn
 
 INF = float("inf")
@@ -462,7 +464,7 @@ def _batches(n: int, b: int, k: int, seed: int) -> list[torch.Tensor]:
 def test_queue_starts_empty_and_fills_in_slot_order() -> None:
     queue = AllocationQueue(3, 8, 5, dtype=torch.float64)
     batches = _batches(6, 8, 5, seed=22)
-    assert torch.equal(queue.with_history(batches[0]), batches[0])
+    assert queue.queued().shape == (2, 0, 5)
     expected_slots = []
     for step, batch in enumerate(batches[:-1]):
         queue.push(batch)
@@ -471,33 +473,39 @@ def test_queue_starts_empty_and_fills_in_slot_order() -> None:
             expected_slots.append(batch)
         else:
             expected_slots[slot] = batch
-        current = batches[step + 1]
-        rows = queue.with_history(current)
-        assert torch.equal(rows, torch.cat([current, *expected_slots], dim=1))
-    assert rows.shape == (2, 32, 5)  # full: current batch + 3 queued
+        rows = queue.queued()
+        assert torch.equal(rows, torch.cat(expected_slots, dim=1))
+    assert rows.shape == (2, 24, 5)  # full: 3 queued batches
     assert int(queue.filled) == 3
 
 
 @pytest.mark.parametrize(
-    "allocate",
+    ("allocation", "allocate"),
     [
-        lambda x: sinkhorn(x),
-        lambda x: relaxed(x, tau=0.3),
-        lambda x: partial(x, 0.5).targets,
+        ("balanced", lambda x: sinkhorn(x)),
+        ("relaxed", lambda x: relaxed(x, tau=0.5)),
+        ("partial", lambda x: partial(x, 1.0, dummy_temperature=0.1).targets),
     ],
-    ids=["balanced", "relaxed", "partial"],
 )
-def test_queue_targets_are_the_current_rows_of_the_joint_plan(allocate) -> None:
-    queue = AllocationQueue(2, 16, 6, dtype=torch.float64)
-    batches = _batches(4, 16, 6, seed=23)
-    for step, batch in enumerate(batches):
-        joint = queue.with_history(batch)
-        targets = queue.targets(allocate(joint))
-        assert targets.shape == (2, 16, 6)
-        torch.testing.assert_close(targets.sum(-1), torch.ones(2, 16, dtype=torch.float64))
-        torch.testing.assert_close(targets, allocate(joint)[:, :16], atol=1e-14, rtol=0)
+def test_gh_loss_targets_are_the_current_rows_of_the_plan_over_the_queue(
+    allocation, allocate
+) -> None:
+    # The path training takes: GHLoss allocates over the batch followed by the queued rows
+    # and keeps the batch's own targets.
+    b, k = 16, 6
+    loss = GHLoss(simplex_etf(k, 8).double(), allocation=allocation)
+    queue = AllocationQueue(2, b, k, dtype=torch.float64)
+    g = torch.Generator().manual_seed(23)
+    for step in range(4):
+        z1, z2 = (torch.randn(b, 8, generator=g, dtype=torch.float64) for _ in range(2))
+        out = loss.compute(z1, z2, history=queue.queued())
+        batch = torch.stack([out.logits1, out.logits2]).detach()
+        joint = torch.cat([batch, queue.queued()], dim=1)
+        expected = allocate(joint)[:, :b]
+        torch.testing.assert_close(out.targets1, expected[0], atol=1e-12, rtol=0)
+        torch.testing.assert_close(out.targets2, expected[1], atol=1e-12, rtol=0)
         if step > 0:  # the history changes the allocation of the current rows
-            assert float((targets - allocate(batch)).abs().max()) > 1e-4
+            assert float((expected - allocate(batch)).abs().max()) > 1e-4
         queue.push(batch)
 
 
@@ -513,9 +521,7 @@ def test_queue_state_dict_round_trip_is_bit_identical() -> None:
     resumed = AllocationQueue(3, 8, 5)
     resumed.load_state_dict(torch.load(buffer))
     for batch in batches[4:]:
-        assert torch.equal(
-            sinkhorn(resumed.with_history(batch)), sinkhorn(queue.with_history(batch))
-        )
+        assert torch.equal(resumed.queued(), queue.queued())
         queue.push(batch)
         resumed.push(batch)
     for key, value in queue.state_dict().items():
@@ -526,13 +532,11 @@ def test_queue_without_history_and_bad_shapes() -> None:
     queue = AllocationQueue(0, 4, 3)
     batch = torch.rand(2, 4, 3)
     queue.push(batch)
-    assert torch.equal(queue.with_history(batch), batch)
+    assert queue.queued().shape == (2, 0, 3)
     queue = AllocationQueue(2, 4, 3)
     for bad in (torch.rand(2, 5, 3), torch.rand(1, 4, 3), torch.rand(2, 4, 4)):
         with pytest.raises(ValueError, match="V, B, K"):
             queue.push(bad)
-        with pytest.raises(ValueError, match="V, B, K"):
-            queue.with_history(bad)
     with pytest.raises(ValueError, match="num_batches"):
         AllocationQueue(-1, 4, 3)
 
@@ -543,6 +547,6 @@ def test_queue_stores_detached_copies() -> None:
     queue.push(batch)
     with torch.no_grad():
         batch.mul_(0)
-    rows = queue.with_history(torch.zeros(2, 4, 3))
+    rows = queue.queued()
     assert not rows.requires_grad
-    assert float(rows[:, 4:].abs().sum()) > 0
+    assert float(rows.abs().sum()) > 0

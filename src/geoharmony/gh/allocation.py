@@ -234,12 +234,12 @@ def partial_mass(
 class AllocationQueue(nn.Module):
     """The last ``num_batches`` global batches' detached logits, to allocate over more samples.
 
-    ``with_history(logits, shard)`` puts the current (local) batch's rows first and this
-    process's share of the queued rows after them (in storage order; the allocations treat
-    samples symmetrically, so the order only affects rounding); allocate over that, take the
-    current batch's targets with ``targets(plan)`` (or ``current(...)`` for other per-sample
-    outputs), then ``push`` the *global* batch's logits. Until the queue fills it holds fewer
-    rows (none at first: the allocation runs on the batch alone).
+    ``queued(shard)`` is this process's share of the queued rows (in storage order; the
+    allocations treat samples symmetrically, so the order only affects rounding):
+    :meth:`GHLoss.compute <geoharmony.gh.loss.GHLoss.compute>` allocates over the current
+    batch's rows followed by these and keeps the current rows' targets; then ``push`` the
+    *global* batch's logits. Until the queue fills it holds fewer rows (none at first: the
+    allocation runs on the batch alone).
 
     Under data parallelism the queue holds every rank's rows, so it is the same on every rank
     (like the prior bank: DDP's buffer broadcast and rank 0's checkpoint keep it right) and
@@ -303,24 +303,6 @@ class AllocationQueue(nn.Module):
         v, _, k = self.history.shape
         held = self.history[:, : int(self.filled) * self.batch_size]
         return held.reshape(v, -1, self.shards, self.local_batch, k)[:, :, shard].reshape(v, -1, k)
-
-    @torch.no_grad()
-    def with_history(self, logits: Tensor, shard: int = 0) -> Tensor:
-        """``[V, b, K]`` current local logits -> ``[V, b + filled * b, K]``: current rows
-        first, then :meth:`queued` rows."""
-        logits = self._checked(logits, self.local_batch)
-        return torch.cat([logits, self.queued(shard).to(logits.dtype)], dim=1)
-
-    def current(self, rows: Tensor) -> Tensor:
-        """``[V, N, ...]`` per-sample output of an allocation over ``with_history`` ->
-        ``[V, b, ...]``: the current batch's rows."""
-        return rows[:, : self.local_batch]
-
-    def targets(self, plan: Tensor) -> Tensor:
-        """``[V, N, K]`` plan over ``with_history`` -> ``[V, b, K]`` current rows, each rescaled
-        to sum 1 (the solvers' rows already do, up to rounding)."""
-        rows = self.current(plan)
-        return rows / rows.sum(dim=-1, keepdim=True)
 
     @torch.no_grad()
     def push(self, logits: Tensor) -> None:
