@@ -54,10 +54,12 @@ def _print_summary(result: dict) -> None:
     if "per_class" not in result:  # unlabeled
         _print_unlabeled(result)
         return
+    from geoharmony.eval.metrics import format_group_value
+
     keys = ("many", "medium", "few", "std", "avg")
-    line = "  ".join(f"{k} {result[k]:.2f}" for k in keys if result.get(k) is not None)
+    line = "  ".join(f"{k} {format_group_value(result.get(k))}" for k in keys)
     knn = result.get("knn", {})
-    knn_line = "  ".join(f"{k} {knn[k]:.2f}" for k in keys if knn.get(k) is not None)
+    knn_line = "  ".join(f"{k} {format_group_value(knn.get(k))}" for k in keys if k in knn)
     print(f"linear probe ({result.get('group_rule')}): {line}")
     if knn_line:
         print(f"kNN: {knn_line}")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from geoharmony.cli import main
+from geoharmony.cli import _print_summary, main
 from geoharmony.config import load_config
 from geoharmony.data.build import build_run_data
 from geoharmony.data.splits import FileList
@@ -31,7 +31,9 @@ def _pretrain(config: str, out: Path, root: Path, *extra: str, flags: tuple[str,
     return main([*args, "data.source=folder", f"data.root={root}", *extra])
 
 
-def test_unlabeled_folder_with_bad_files(tmp_path: Path) -> None:
+def test_unlabeled_folder_with_bad_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # One folder of images, nothing to say which class any is; GH on (the folder preset).
     write_images(tmp_path / "images", 24)
     broken = write_broken(tmp_path / "images")
@@ -57,6 +59,7 @@ def test_unlabeled_folder_with_bad_files(tmp_path: Path) -> None:
     embed = ["embed", "--checkpoint", str(out), "--images", str(tmp_path / "images")]
     embed += ["--output", str(tmp_path / "features.npy"), "--device", "cpu", "--workers", "0"]
     assert main(embed) == 2
+    assert "add --skip-bad-files" in capsys.readouterr().err  # embed's own flag, not pretrain's
     assert main([*embed, "--skip-bad-files"]) == 0
     assert np.load(tmp_path / "features.npy").shape[0] == 24
     sidecar = json.loads((tmp_path / "features.json").read_text())
@@ -187,3 +190,15 @@ def test_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", "--root", str(tmp_path / "flat"), "--output", str(flat)]) == 0
     assert json.loads(flat.with_suffix(".json").read_text())["labelled"] is False
     assert not flat.with_suffix(".png").exists()
+
+
+def test_summary_marks_an_empty_group(capsys: pytest.CaptureFixture[str]) -> None:
+    # A folder whose largest class has at most 100 images has no Many class under the paper's
+    # thresholds: the group's accuracy is NaN in memory (null in metrics.json), printed as a dash.
+    nan = float("nan")
+    groups = {"many": nan, "medium": 91.666, "few": 37.5, "std": 27.08, "avg": 55.55}
+    _print_summary({"per_class": [91.7, 0.0], "group_rule": "thresholds", **groups, "knn": groups})
+    assert capsys.readouterr().out.splitlines() == [
+        "linear probe (thresholds): many -  medium 91.67  few 37.50  std 27.08  avg 55.55",
+        "kNN: many -  medium 91.67  few 37.50  std 27.08  avg 55.55",
+    ]

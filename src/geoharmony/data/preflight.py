@@ -202,9 +202,10 @@ def preflight(
     cache: Path | None = None,
     workers: int = 0,
     progress: bool = False,
+    skip_hint: str = "set data.skip_bad_files=true to leave them out (listed in RUN/bad_files.txt)",
 ) -> tuple[list[FileList], list[dict[str, str]]]:
     """Check every file of ``splits``; return them without the unreadable files, and those
-    files (``{"path", "error"}``).
+    files (``{"path", "error"}``). ``skip_hint`` names the caller's setting that skips them.
 
     Raises:
         DataFormatError: unreadable files and not ``skip_bad_files``; the message lists them all.
@@ -228,8 +229,8 @@ def preflight(
     if bad and not skip_bad_files:
         listed = "\n".join(f"  {b['path']}: {b['error']}" for b in bad)
         raise DataFormatError(
-            f"{len(bad)} of {len(paths)} image files cannot be read; fix or remove them, or set "
-            f"data.skip_bad_files=true to leave them out (listed in RUN/bad_files.txt):\n{listed}"
+            f"{len(bad)} of {len(paths)} image files cannot be read; fix or remove them, or "
+            f"{skip_hint}:\n{listed}"
         )
     kept: list[FileList] = []
     offset = 0

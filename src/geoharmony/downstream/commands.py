@@ -12,7 +12,9 @@ _KEYS = ("many", "medium", "few", "std", "avg")
 
 
 def _summary(title: str, result: dict[str, Any]) -> None:
-    line = "  ".join(f"{k} {result[k]:.2f}" for k in _KEYS if result.get(k) is not None)
+    from geoharmony.eval.metrics import format_group_value
+
+    line = "  ".join(f"{k} {format_group_value(result.get(k))}" for k in _KEYS)
     print(f"{title} ({result.get('group_rule')}): {line}  accuracy {result['accuracy']:.2f}")
 
 

@@ -58,7 +58,12 @@ def embed_folder(
     found = list_images(root)
     files = FileList(root, found, np.full(len(found), -1, dtype=np.int64), [], f"embed:{root}")
     (readable,), unreadable = preflight(
-        [files], skip_bad_files, preflight_cache_of(pb.path), workers, progress=True
+        [files],
+        skip_bad_files,
+        preflight_cache_of(pb.path),
+        workers,
+        progress=True,
+        skip_hint="add --skip-bad-files to leave them out (listed in the .json beside the output)",
     )
     paths = readable.paths
     feats = file_features(pb, root, paths, resolve_device(device), batch_size, workers)

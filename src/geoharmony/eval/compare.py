@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from geoharmony.eval.metrics import FEW, class_groups
+from geoharmony.eval.metrics import FEW, class_groups, format_group_value
 
 __all__ = [
     "ResultFileError",
@@ -74,12 +74,8 @@ def table_rows(
     header = ["", *(run_label(r) for r in results)]
     rows = []
     for title, key in _ROWS:
-        cells = []
-        for r in results:
-            block = r.get(source, {}) if source else r
-            value = block.get(key)
-            cells.append("-" if value is None else f"{float(value):.2f}")
-        rows.append([title, *cells])
+        blocks = [r.get(source, {}) if source else r for r in results]
+        rows.append([title, *(format_group_value(b.get(key)) for b in blocks)])
     return header, rows
 
 
@@ -101,7 +97,8 @@ def deficit_rows(
     """
     header = ["", *(run_label(r) for r in results)]
     rows = [
-        [title, *(_cell(d[f"deficit_{key}"]) for d in deficits)] for title, key in _DEFICIT_ROWS
+        [title, *(format_group_value(d[f"deficit_{key}"]) for d in deficits)]
+        for title, key in _DEFICIT_ROWS
     ]
     return header, rows
 
@@ -126,10 +123,6 @@ def deficit_csv(
         header, rows = deficit_rows(results, ds)
         body += [[probe, *row] for row in rows]
     return _csv(["probe", *header], body)
-
-
-def _cell(value: float | None) -> str:
-    return "-" if value is None or np.isnan(value) else f"{float(value):.2f}"
 
 
 def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

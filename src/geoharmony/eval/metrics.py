@@ -16,6 +16,7 @@ __all__ = [
     "MEDIUM",
     "GroupRule",
     "class_groups",
+    "format_group_value",
     "group_metrics",
     "per_class_accuracy",
 ]
@@ -132,3 +133,8 @@ def group_metrics(per_class_acc: ArrayLike, groups: ArrayLike) -> dict[str, floa
     out["avg"] = float(acc[valid].mean())
     out["worst"] = float(acc[valid].min())
     return out
+
+
+def format_group_value(value: float | None) -> str:
+    """Two decimals, or ``-`` for a group without classes (``None`` in JSON, NaN in memory)."""
+    return "-" if value is None or np.isnan(value) else f"{float(value):.2f}"
