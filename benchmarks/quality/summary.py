@@ -67,6 +67,13 @@ def goal_change(row: dict[str, Any]) -> str:
     return f"{row['change']:+.2f} ({share}{t}, {pairs})"
 
 
+def _best_label(best: dict[str, Any], deficit: str) -> str:
+    """How to name the cell with the lowest change: a reduction only if it is one."""
+    if best["change"] < 0:
+        return f"the largest reduction of {deficit}"
+    return f"no cell reduces {deficit}; the smallest rise"
+
+
 def choice_sentence(choice: dict[str, Any]) -> str:
     """What the held-out images choose (:func:`.selection.held_out_choice`) and its test score."""
     return (
@@ -127,6 +134,7 @@ def _goal_sentences(goal: Sequence[dict[str, Any]]) -> list[str]:
     if not knn:
         return []
     best = min(knn, key=lambda r: r["change"])
+    label = _best_label(best, "the kNN Few deficit")
 
     def ruled_out(rows: Sequence[dict[str, Any]]) -> str:
         return f"{sum(bool(r['halving_ruled_out']) for r in rows)} of {len(rows)}"
@@ -137,7 +145,8 @@ def _goal_sentences(goal: Sequence[dict[str, Any]]) -> list[str]:
     return [
         f"- Goal met by {sum(r['met'] for r in methods)} of {len(methods)} paired cells of "
         f"methods with {MIN_PAIRS_FOR_T}+ pairs (all probes; the label-reading diagnostics "
-        f"apart). Largest kNN Few-deficit reduction: {best['name']}, {goal_change(best)}; "
+        f"apart). {label[0].upper()}{label[1:]}: {best['name']}, "
+        f"{goal_change(best)}; "
         f"the best of {len(knn)} kNN cells, so its t is not corrected for the choice.",
         "- Is the miss a lack of seeds? The pairs rule out a halving of the Few deficit "
         "(one-sided paired test at 5%, the noise of both deficits counted) in "
@@ -277,7 +286,7 @@ def allocation_sentences(
         best = min(methods, key=lambda r: r["change"])
         out.append(
             f"- Goal met by {sum(r['met'] for r in methods)} of {len(methods)} kNN cells of the "
-            f"allocation study with {MIN_PAIRS_FOR_T}+ pairs; the largest reduction: "
+            f"allocation study with {MIN_PAIRS_FOR_T}+ pairs; {_best_label(best, 'it')}: "
             f"{best['name']}, {goal_change(best)}; halving ruled out in "
             f"{sum(bool(r['halving_ruled_out']) for r in methods)} of them."
         )

@@ -447,7 +447,7 @@ def test_summary_keeps_label_reading_diagnostics_apart_from_methods() -> None:
     text = "\n".join(summary.summary([], goal, [], [], {}, "r"))
     # The diagnostics neither count towards the goal nor win "largest reduction".
     assert "Goal met by 0 of 1 paired cells of methods with 3+ pairs" in text
-    assert "Largest kNN Few-deficit reduction: SimCLR+GH, -0.50 (10% of the deficit" in text
+    assert "The largest reduction of the kNN Few deficit: SimCLR+GH, -0.50 (10% of the" in text
     assert "the best of 1 kNN cells" in text
     assert "surrogate labels (no Sinkhorn" in text
     # Only the method counts for the power sentence (the diagnostics' halving is not ruled out).
@@ -457,6 +457,9 @@ def test_summary_keeps_label_reading_diagnostics_apart_from_methods() -> None:
         "probes" in text
     )
     assert "knn -3.00 (60% of the deficit, t = -3.0, 4 pairs), Many -1.00, Few - Many -2.00" in text
+    # Where every method raises the deficit, the best cell is not called a reduction.
+    rises = "\n".join(summary.summary([], [row("SimCLR+GH", 0.4, False)], [], [], {}, "r"))
+    assert "No cell reduces the kNN Few deficit; the smallest rise: SimCLR+GH, +0.40" in rises
     table = tables.goal_table(goal)
     assert "| SimCLR+GH (targets=labels,K=10) [diagnostic] | knn |" in table
 
