@@ -30,7 +30,33 @@ def _subset(indices: np.ndarray | torch.Tensor | None, n: int, what: str) -> np.
     return idx.astype(np.int64, copy=False)
 
 
-class IndexedImageArray(Dataset[tuple[torch.Tensor, int, int]]):
+class _LabelledSubset:
+    """What both subset kinds share: labels int64 [n], class names, and index checking."""
+
+    labels: torch.Tensor
+    class_names: list[str]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def _position(self, i: int) -> int:
+        """``i`` as a position in ``[0, n)`` (negative counts from the end)."""
+        i = int(i)
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} samples")
+        return i % len(self)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def class_counts(self) -> list[int]:
+        """Images per class in the subset (length ``num_classes``)."""
+        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
+
+
+class IndexedImageArray(_LabelledSubset, Dataset[tuple[torch.Tensor, int, int]]):
     """A subset of an in-memory :class:`ImageArray`.
 
     ``dataset[i]`` is ``(image uint8 [C, H, W], label, i)``. For batched on-device augmentation
@@ -50,14 +76,8 @@ class IndexedImageArray(Dataset[tuple[torch.Tensor, int, int]]):
         self.class_names = list(data.class_names)
         self.source = data.source
 
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
-        i = int(i)
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"index {i} out of range for {len(self)} samples")
-        i %= len(self)
+        i = self._position(i)
         return self.images[i], int(self.labels[i]), i
 
     def get_batch(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -71,17 +91,8 @@ class IndexedImageArray(Dataset[tuple[torch.Tensor, int, int]]):
         """
         return self.images[positions], self.labels[positions], positions
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
-    @property
-    def class_counts(self) -> list[int]:
-        """Images per class in the subset (length ``num_classes``)."""
-        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
-
-
-class IndexedFileDataset(Dataset[tuple[Any, int, int]]):
+class IndexedFileDataset(_LabelledSubset, Dataset[tuple[Any, int, int]]):
     """A subset of a :class:`FileList`, decoded with PIL (converted to RGB) per item.
 
     ``dataset[i]`` is ``(transform(image), label, i)``; ``transform`` may return a tuple of views.
@@ -110,9 +121,6 @@ class IndexedFileDataset(Dataset[tuple[Any, int, int]]):
         self.source = files.source
         self.transform = transform
 
-    def __len__(self) -> int:
-        return len(self.paths)
-
     def load_image(self, i: int) -> Image.Image:
         """Decode subset item ``i`` as an RGB PIL image."""
         path = self.root / self.paths[i]
@@ -125,10 +133,7 @@ class IndexedFileDataset(Dataset[tuple[Any, int, int]]):
             raise DataFormatError(f"{path}: cannot read image ({e})") from e
 
     def __getitem__(self, i: int) -> tuple[Any, int, int]:
-        i = int(i)
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"index {i} out of range for {len(self)} samples")
-        i %= len(self)
+        i = self._position(i)
         image = self.load_image(i)
         if self.transform is None:
             out: Any = image
@@ -137,12 +142,3 @@ class IndexedFileDataset(Dataset[tuple[Any, int, int]]):
         else:
             out = self.transform(image)
         return out, int(self.labels[i]), i
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def class_counts(self) -> list[int]:
-        """Images per class in the subset (length ``num_classes``)."""
-        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
