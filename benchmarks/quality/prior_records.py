@@ -17,8 +17,10 @@ from benchmarks.quality.formatting import cell_name
 __all__ = [
     "PRIOR_CHECK_FILE",
     "checkpoint_kind",
+    "effective_ratio",
     "estimates_of",
     "load_prior_checks",
+    "prior_tracking",
     "ratio_epochs",
     "tracking_ratio",
 ]
@@ -91,3 +93,32 @@ def ratio_epochs(records: Sequence[dict[str, Any]]) -> list[int]:
     kinds = {checkpoint_kind(r) for r in records}
     epochs = sorted({r["epoch"] for r in records})
     return [e for e in epochs if {f"SimCLR @{e}", f"balanced ref. @{e}"} <= kinds]
+
+
+def prior_tracking(
+    runs: dict[str, dict[str, Any]], regime: str
+) -> tuple[dict[str, dict[bool, list[float]]], float]:
+    """Per SimCLR+GH setting of ``regime`` with runs on both kinds of data, the final prior's
+    effective numbers ``{balanced: [...]}``, and the true class prior's long-tailed / balanced
+    ratio (NaN without such a setting). A prior that tracks the imbalance has the true ratio;
+    one blind to it has 1."""
+    found: dict[str, dict[bool, list[float]]] = {}
+    truth: dict[bool, list[float]] = {}
+    for entry in runs.values():
+        spec = entry["spec"]
+        prior = entry["metrics"].get("prior")
+        if not spec.gh or prior is None or spec.regime != regime or spec.method != "simclr":
+            continue
+        found.setdefault(spec.variant, {True: [], False: []})[spec.balanced].append(
+            prior["effective_number_estimated"]
+        )
+        truth.setdefault(spec.balanced, []).append(prior["effective_number_true"])
+    rows = {v: d for v, d in found.items() if d[True] and d[False]}
+    if not rows:
+        return {}, math.nan
+    return rows, float(np.mean(truth[False]) / np.mean(truth[True]))
+
+
+def effective_ratio(by_data: dict[bool, list[float]]) -> float:
+    """Long-tailed / balanced mean effective number of one setting of :func:`prior_tracking`."""
+    return float(np.mean(by_data[False]) / np.mean(by_data[True]))

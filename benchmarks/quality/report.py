@@ -3,8 +3,8 @@
 Everything numeric in the report is computed from the committed run records (:mod:`.records`)
 by :mod:`.analysis`, :mod:`.stats`, :mod:`.goal` and :mod:`.selection`; nothing is typed by
 hand. This module loads the records and writes the files; :mod:`.sections` words each section,
-with the tables of :mod:`.tables`, the sentences of :mod:`.summary` and the figures of
-:mod:`.figures`.
+with the tables of :mod:`.tables`, the sentences of :mod:`.summary` and :mod:`.shortfall` (why
+the allocation study misses its goal) and the figures of :mod:`.figures`.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from benchmarks.quality.plan import RunSpec
 from benchmarks.quality.probes import VALIDATION_SHOTS
 from benchmarks.quality.records import machine_description
 from benchmarks.quality.selection import held_out_choice, held_out_pairs
+from benchmarks.quality.shortfall import shortfall_reading
 from benchmarks.quality.stats import MIN_PAIRS_FOR_T, correlation
 from benchmarks.quality.summary import choice_sentence, summary
 
@@ -317,6 +318,7 @@ def allocation_section(s: Study) -> list[str]:
     if not any(c["group"] == "allocation" for c in s.cells):
         return []
     checks = [r for r in s.prior_records if r["run"].split("__")[1] == regime]
+    allocation_goal = goal_rows(s.diffs, regime, groups=("allocation",))
     return [
         f"## Surrogate-label allocations beyond the paper (regime `{regime}`)",
         "",
@@ -342,13 +344,17 @@ def allocation_section(s: Study) -> list[str]:
         *selection_section(s.rows_by_probe, regime, ("allocation",)),
         "### The goal: at least half of the baseline's Few deficit closed",
         "",
-        tables.goal_table(goal_rows(s.diffs, regime, groups=("allocation",))),
+        tables.goal_table(allocation_goal),
         "### Does the estimated prior track the imbalance?",
         "",
         tables.prior_tracking_table(s.runs, regime),
         "### How each allocation treats the classes (final checkpoints)",
         "",
         tables.assignment_table(checks),
+        "### Why the goal is not met",
+        "",
+        *shortfall_reading(s.goal, allocation_goal, checks, s.runs, regime),
+        "",
     ]
 
 

@@ -23,7 +23,9 @@ from benchmarks.quality.formatting import (
 from benchmarks.quality.plan import RunSpec
 from benchmarks.quality.prior_records import (
     checkpoint_kind,
+    effective_ratio,
     estimates_of,
+    prior_tracking,
     ratio_epochs,
     tracking_ratio,
 )
@@ -430,20 +432,9 @@ def prior_tracking_table(runs: dict[str, dict[str, Any]], regime: str) -> str:
     """Per +GH setting of ``regime``: the final prior's effective number on long-tailed and on
     balanced data, and their ratio (the true class prior's ratio is the target; 1 means the
     estimate is blind to the imbalance)."""
-    found: dict[str, dict[bool, list[float]]] = {}
-    truth: dict[bool, list[float]] = {}
-    for entry in runs.values():
-        spec: RunSpec = entry["spec"]
-        prior = entry["metrics"].get("prior")
-        if not spec.gh or prior is None or spec.regime != regime or spec.method != "simclr":
-            continue
-        by_data = found.setdefault(spec.variant, {True: [], False: []})
-        by_data[spec.balanced].append(prior["effective_number_estimated"])
-        truth.setdefault(spec.balanced, []).append(prior["effective_number_true"])
-    rows = {v: d for v, d in found.items() if d[True] and d[False]}
+    rows, true_ratio = prior_tracking(runs, regime)
     if not rows:
         return "_no setting has both long-tailed and balanced +GH runs yet_\n"
-    true_ratio = float(np.mean(truth[False]) / np.mean(truth[True]))
     lines = md_head(
         [
             "SimCLR+GH setting",
@@ -454,7 +445,7 @@ def prior_tracking_table(runs: dict[str, dict[str, Any]], regime: str) -> str:
         ]
     )
     for variant, d in sorted(rows.items()):
-        ratio = float(np.mean(d[False]) / np.mean(d[True]))
+        ratio = effective_ratio(d)
         cols = [
             f"{len(d[False])} / {len(d[True])}",
             mean_sd_cell(d[False]),

@@ -20,6 +20,7 @@ from benchmarks.quality import (  # noqa: E402
     report,
     sections,
     selection,
+    shortfall,
     summary,
     tables,
 )
@@ -314,3 +315,64 @@ def test_allocation_section_from_synthetic_runs(tmp_path: Path) -> None:
     assert ratios and ratios[0].endswith("| 0.50 |")
     assert "long-tailed / balanced: 0.52." in section
     assert "Allocations beyond the paper (regime `r100_e80_bf16`" in text.split("## Protocol")[0]
+
+
+def _goal_row(name: str, change: float, closed: float, gap: float, diagnostic: bool = False):
+    return {
+        "name": name,
+        "diagnostic": diagnostic,
+        "probe": "knn",
+        "pairs": 4,
+        "change": change,
+        "closed": closed,
+        "gap_change": gap,
+        "met": False,
+        "t": -11.2 if diagnostic else 2.0,
+        "closed_bound": 0.9,
+    }
+
+
+def _check(variant_slug: str, order: str, owned: float, few_purity: float) -> dict:
+    run = f"allocation__{plan.ALLOCATION.name}__simclr_gh_{variant_slug}__{order}__s0"
+    assignments = {
+        "nmi_assigned_anchor": 0.4,
+        "anchors_per_class": {"few": 2.0, "many": 10.0},
+        "few_on_many_owned_anchors": owned,
+    }
+    purity = {"backbone": {"few": few_purity, "many": 0.9, "medium": 0.6}}
+    return {"run": run, "epoch": 80, "assignments": assignments, "neighbour_purity": purity}
+
+
+def test_shortfall_reading_computes_its_sentences_from_the_diagnostics() -> None:
+    """Why the allocation study misses its goal: the share-closed range, the labels diagnostic,
+    the allocation checks, the owned-anchor correlation and the neighbour purity by class order;
+    a sentence without its numbers is left out."""
+    names = ("allocation=balanced", "allocation=relaxed", "allocation=partial")
+    rows = [
+        _goal_row(f"SimCLR+GH ({n})", change, closed, gap)
+        for n, change, closed, gap in zip(
+            names, (0.4, 0.8, 1.2), (-0.07, -0.14, -0.21), (0.6, 1.0, 1.4), strict=True
+        )
+    ]
+    labels = _goal_row("SimCLR+GH (targets=labels)", -5.9, 1.08, -5.0, diagnostic=True)
+    checks = [
+        _check(plan.variant_slug(n), order, owned, purity)
+        for n, owned in zip(names, (0.7, 0.5, 0.3), strict=True)
+        for order, purity in (("default", 0.6), ("reversed", 0.3))
+    ]
+    lines = shortfall.shortfall_reading([labels], rows, checks, {}, plan.ALLOCATION.name)
+    text = "\n".join(lines)
+    assert "The 3 allocation settings with 3+ pairs close -21% to -7% of it" in text
+    assert "3 of 3 widen it, 0 meet the goal" in text
+    assert "+0.60 to +1.40 points" in text
+    assert "changes by -5.90 (108% of the deficit, t = -11.2, 4 pairs)" in text
+    assert "no allocation tried here does" in text
+    # The more Few images leave Many-owned anchors, the larger the rise: correlation -1.
+    assert "correlate at -1.00" in text
+    assert "SimCLR+GH (allocation=partial) puts the fewest there (0.30)" in text
+    assert "0.60 in the default class order (Many: 0.90), 0.30 in the reversed" in text
+    assert "55% of the neighbours" in text  # 1 - mean(0.6, 0.3)
+    assert "prior stays near blind" not in text  # no balanced +GH runs: no ratio to read
+    assert shortfall.shortfall_reading([labels], [], checks, {}, plan.ALLOCATION.name) == []
+    without_labels = shortfall.shortfall_reading([], rows, [], {}, plan.ALLOCATION.name)
+    assert len(without_labels) == 1 and without_labels[0].startswith("- By how much")
