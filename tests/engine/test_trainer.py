@@ -161,6 +161,26 @@ def test_end_to_end_smoke_run_writes_metrics(tmp_path: Path) -> None:
     assert Path(f"{prefix}_per_class.png").stat().st_size > 0
 
 
+def test_epoch_log_splits_the_loss_into_its_terms(tmp_path: Path) -> None:
+    """Each epoch line carries the mean of every ``*_loss`` term over the steps that logged
+    it: the SSL loss in every epoch, GH's only once its warm-up has ended."""
+    assert pretrain(tmp_path, *GH, "train.log_every=1") == 0
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if r["kind"] == "train"]
+    epochs = [r for r in log if r["kind"] == "epoch"]
+    assert len(epochs) == 2
+    for row in epochs:
+        own = [r for r in steps if int(r["epoch"]) == row["epoch"] - 1]
+        for term in ("ssl_loss", "gh_loss"):
+            logged = [r[term] for r in own if term in r]
+            if logged:
+                assert row[term] == pytest.approx(sum(logged) / len(logged), rel=1e-5)
+            else:
+                assert term not in row
+    assert "gh_loss" not in epochs[0] and "gh_loss" in epochs[1]  # warm-up: 1 epoch
+    assert epochs[1]["loss"] > epochs[1]["ssl_loss"]  # the total holds the GH term too
+
+
 @pytest.mark.parametrize("probe", ["sgd"])
 def test_evaluate_command_reads_a_checkpoint(tmp_path: Path, probe: str) -> None:
     assert pretrain(tmp_path) == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -230,6 +230,7 @@ class Trainer:
         started = time.perf_counter()
         images_seen = 0
         loss_sum = torch.zeros((), device=self.device)
+        terms = _TermMeans()
         for step, (view1, view2, indices) in enumerate(self.stream.batches(epoch)):
             fractional = epoch + step / steps
             lr = learning_rate(cfg, fractional)
@@ -253,6 +254,7 @@ class Trainer:
             self.state.global_step += 1
             images_seen += view1.shape[0] * self.runtime.world_size
             loss_sum += out.loss.detach()
+            terms.add(out.logs)
             if self.state.global_step % max(cfg.train.log_every, 1) == 0:
                 rate = images_seen / max(time.perf_counter() - started, 1e-9)
                 logged = self._global_means({"loss": out.loss.detach(), **out.logs})
@@ -271,6 +273,7 @@ class Trainer:
             "seconds": time.perf_counter() - started,
             "images_per_s": images_seen / max(time.perf_counter() - started, 1e-9),
         }
+        summary.update(terms.means(self._global_means))
         summary.update(method.epoch_logs())
         if (
             self.monitor is not None
@@ -347,3 +350,28 @@ class Trainer:
             if old not in milestones:
                 old.unlink(missing_ok=True)
         return path
+
+
+class _TermMeans:
+    """Per-epoch means of the loss terms a method logs (``out.logs`` keys ending ``_loss``), so
+    that the epoch line splits the total: a total that jumps as GH's weight ramps up reads as
+    the GH term joining, not as the SSL loss diverging. A term is averaged over the steps that
+    logged it (GH logs nothing before its warm-up ends)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.steps: dict[str, int] = {}
+
+    def add(self, logs: dict[str, Tensor]) -> None:
+        for key, value in logs.items():
+            if key.endswith("_loss"):
+                total = self.sums.get(key)
+                value = value.detach().float()
+                self.sums[key] = value if total is None else total + value
+                self.steps[key] = self.steps.get(key, 0) + 1
+
+    def means(
+        self, over_ranks: Callable[[dict[str, Tensor]], dict[str, Tensor]]
+    ) -> dict[str, float]:
+        """``{term: mean}``, each sum first averaged over ranks by ``over_ranks``."""
+        return {k: float(v) / self.steps[k] for k, v in over_ranks(self.sums).items()}
