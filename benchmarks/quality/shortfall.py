@@ -134,7 +134,8 @@ def _owned_sentence(
     change = [rows[k]["change"] for k in names]
     fewest = names[int(np.argmin(owned))]
     text = (
-        f"- Over these {len(names)} settings, the share of Few images on Many-owned anchors and "
+        f"- Over the {len(names)} settings with {MIN_PAIRS_FOR_T}+ pairs, the share of Few images "
+        "on Many-owned anchors and "
         f"the kNN Δ Few deficit correlate at {correlation(owned, change):+.2f}. {fewest} puts "
         f"the fewest there ({min(owned):.2f}) and changes the deficit by "
         f"{rows[fewest]['change']:+.2f}"
