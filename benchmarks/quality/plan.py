@@ -165,6 +165,12 @@ ALLOCATION_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "allocation=relaxed,affinity=1,memory",
         ("gh.allocation=relaxed", "gh.affinity=1.0", "gh.affinity_source=memory"),
     ),
+    # Added 2026-12-04 (21:35 UTC), after the search: the labels-as-targets diagnostic in this
+    # regime. The paper's GH narrows the Few deficit in fp32 (primary regime, -0.49 over the
+    # same four order/seed pairs) but widens it here in bf16 (+0.42); whether the loss with
+    # correct targets still closes the deficit in bf16 tells an allocation failure from a
+    # precision one. It reads the labels, so it is never a candidate for the choice.
+    ("targets=labels,K=10", ("gh.targets=labels", "gh.num_anchors=10")),
 )
 # Decided 2026-12-04 after the queue settings' first pairs (both orders at seed 0 for relaxed
 # and partial, the default order for balanced): each cost 0.3-3.8 points of held-out Avg and

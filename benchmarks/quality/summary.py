@@ -290,7 +290,12 @@ def allocation_sentences(
             f"{best['name']}, {goal_change(best)}; halving ruled out in "
             f"{sum(bool(r['halving_ruled_out']) for r in methods)} of them."
         )
-    oracle = [r for r in goal if r["diagnostic"]]
-    for r in oracle:
-        out.append(f"- Corrected oracle prior (a diagnostic): {r['name']}, {goal_change(r)}.")
+    for r in goal:
+        if r["diagnostic"] and "targets=labels" in r["name"]:
+            out.append(
+                f"- True classes as GH's targets in this regime (a diagnostic, no allocation): "
+                f"{r['name']}, {goal_change(r)}."
+            )
+        elif r["diagnostic"]:
+            out.append(f"- Corrected oracle prior (a diagnostic): {r['name']}, {goal_change(r)}.")
     return out

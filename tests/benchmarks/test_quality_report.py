@@ -365,8 +365,18 @@ def test_shortfall_reading_computes_its_sentences_from_the_diagnostics() -> None
     assert "The 3 allocation settings with 3+ pairs close -21% to -7% of it" in text
     assert "3 of 3 widen it, 0 meet the goal" in text
     assert "+0.60 to +1.40 points" in text
-    assert "changes by -5.90 (108% of the deficit, t = -11.2, 4 pairs)" in text
+    assert "in the fp32 primary regime by -5.90 (108% of the deficit, t = -11.2, 4 pairs)" in text
     assert "no allocation tried here does" in text
+    # The same diagnostic in the allocation regime comes first and decides the conclusion.
+    weak_labels = _goal_row("SimCLR+GH (targets=labels,K=10)", -1.0, 0.2, -0.8, diagnostic=True)
+    both = shortfall.shortfall_reading(
+        [labels], [*rows, weak_labels], checks, {}, plan.ALLOCATION.name
+    )
+    said = next(line for line in both if "true classes" in line)
+    assert "changes in this regime by -1.00 (20% of the deficit" in said
+    assert "and in the fp32 primary regime by -5.90" in said
+    assert "Even with the true classes the loss closes 20% of the deficit here" in said
+    assert both[0] == lines[0]  # diagnostics stay out of the settings' range
     # The more Few images leave Many-owned anchors, the larger the rise: correlation -1.
     assert "correlate at -1.00" in text
     assert "SimCLR+GH (allocation=partial) puts the fewest there (0.30)" in text
