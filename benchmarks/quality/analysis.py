@@ -30,6 +30,7 @@ from geoharmony.eval.metrics import GROUP_NAMES, class_groups
 __all__ = [
     "GEOMETRY_KEYS",
     "PROBES",
+    "SAME_SETTING_KEYS",
     "STAT_KEYS",
     "VALIDATION_PROBE",
     "aggregate",
@@ -43,6 +44,8 @@ __all__ = [
     "paired_differences",
     "per_class",
     "run_summaries",
+    "same_setting_cells",
+    "same_setting_rows",
 ]
 
 # probe name -> how to read its per-class accuracies (see per_class)
@@ -124,6 +127,60 @@ def run_summaries(runs: dict[str, dict[str, Any]], probe: str) -> list[dict[str,
     return rows
 
 
+def same_setting_rows(runs: dict[str, dict[str, Any]], probe: str) -> list[dict[str, Any]]:
+    """One row per long-tailed +GH run whose GH setting also ran on balanced data (its balanced
+    reference continued with the same variant, seed and method): its deficits against that
+    balanced +GH run instead of the plain reference.
+
+    Against the plain reference, a setting that lifts every class alike (the true classes as
+    targets are a supervised signal) closes the Few deficit without narrowing the disparity;
+    against a balanced run of the same setting only what the long tail still costs counts."""
+    balanced = {
+        (s.regime, s.method, s.variant, s.seed): e
+        for e in runs.values()
+        if (s := e["spec"]).balanced and s.gh
+    }
+    rows = []
+    for entry in runs.values():
+        spec: RunSpec = entry["spec"]
+        ref = balanced.get((spec.regime, spec.method, spec.variant, spec.seed))
+        if spec.balanced or not spec.gh or ref is None:
+            continue
+        acc = per_class(entry["metrics"], entry["fewshot"], probe)
+        ref_acc = per_class(ref["metrics"], ref["fewshot"], probe)
+        if acc is None or ref_acc is None:
+            continue
+        counts, rule = (
+            entry["metrics"]["class_counts"],
+            entry["metrics"].get("group_rule", "thirds"),
+        )
+        row = {**spec.record(), "probe": probe, "same_setting_reference": ref["spec"].run_id}
+        row.update(deficits(acc, ref_acc, counts, rule))
+        rows.append(row)
+    return rows
+
+
+SAME_SETTING_KEYS = ("deficit_few", "deficit_many", "deficit_few_minus_many")
+
+
+def same_setting_cells(runs: dict[str, dict[str, Any]], regime: str) -> list[dict[str, Any]]:
+    """:func:`same_setting_rows` of ``regime`` per (method, variant, probe): ``runs`` and the
+    mean / sd of each ``SAME_SETTING_KEYS`` key over class orders and seeds."""
+    cells: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for probe in PROBES:
+        for row in same_setting_rows(runs, probe):
+            if row["regime"] == regime:
+                cells.setdefault((row["method"], row["variant"], probe), []).append(row)
+    out = []
+    for (method, variant, probe), members in sorted(cells.items()):
+        rec: dict[str, Any] = {"method": method, "variant": variant, "probe": probe}
+        rec["runs"] = len(members)
+        for key in SAME_SETTING_KEYS:
+            rec[f"{key}_mean"], rec[f"{key}_sd"] = mean_sd(m[key] for m in members)
+        out.append(rec)
+    return out
+
+
 def cell_key(row: dict[str, Any]) -> tuple[str, str, str, bool, str]:
     """Rows of one cell differ only by class order and seed."""
     return (row["group"], row["regime"], row["method"], bool(row["gh"]), row["variant"])
@@ -171,6 +228,7 @@ def pair_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append(
             {k: row[k] for k in ("probe", "run_id", "class_order", "seed")}
             | {"cell": cell_key(row), "baseline_deficit_few": base["deficit_few"]}
+            | {"baseline_gap": base["deficit_few_minus_many"]}
             | {k: row[k] - base[k] for k in STAT_KEYS}
         )
     return out
@@ -179,8 +237,9 @@ def pair_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def paired_differences(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and sd of :func:`pair_rows` per cell and probe (negative deficit differences mean GH
     closed part of the gap), with the share of the paired baselines' own Few deficit closed
-    (``share_closed``: -mean Δ / mean baseline deficit), its one-sided 95% upper bound
-    (``share_closed_bound``, :func:`largest_share_closed`) and whether the pairs rule out a
+    (``share_closed``: -mean Δ / mean baseline deficit), the same share of their Few - Many
+    deficit gap (``gap_closed``, of ``baseline_gap_mean``), the Few share's one-sided 95% upper
+    bound (``share_closed_bound``, :func:`largest_share_closed`) and whether the pairs rule out a
     halving (``halving_ruled_out``, :func:`share_ruled_out` at 50%; None below
     ``MIN_PAIRS_FOR_T`` pairs)."""
     diffs: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -195,6 +254,9 @@ def paired_differences(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         deficit = rec["baseline_deficit_few_mean"]
         rec["share_closed"] = -rec["deficit_few_mean"] / deficit if deficit > 0 else math.nan
         rec["share_closed_bound"] = largest_share_closed(changes, baselines)
+        gap = float(np.mean([m["baseline_gap"] for m in members]))
+        rec["baseline_gap_mean"] = gap
+        rec["gap_closed"] = -rec["deficit_few_minus_many_mean"] / gap if gap > 0 else math.nan
         enough = len(members) >= MIN_PAIRS_FOR_T
         rec["halving_ruled_out"] = share_ruled_out(changes, baselines, 0.5) if enough else None
         out.append(rec)

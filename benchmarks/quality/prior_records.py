@@ -109,6 +109,8 @@ def prior_tracking(
         prior = entry["metrics"].get("prior")
         if not spec.gh or prior is None or spec.regime != regime or spec.method != "simclr":
             continue
+        if spec.variant in plan_mod.DIAGNOSTICS:  # read from the labels: not an estimate
+            continue
         found.setdefault(spec.variant, {True: [], False: []})[spec.balanced].append(
             prior["effective_number_estimated"]
         )

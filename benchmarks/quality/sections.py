@@ -14,7 +14,7 @@ from benchmarks.quality import plan as plan_mod
 from benchmarks.quality import tables
 from benchmarks.quality.analysis import PROBES
 from benchmarks.quality.formatting import critical_t_list, num, relative_paths, shown, tally
-from benchmarks.quality.goal import goal_rows, regime_goal_rows
+from benchmarks.quality.goal import allocation_goal_rows, regime_goal_rows
 from benchmarks.quality.plan import RunSpec
 from benchmarks.quality.probes import VALIDATION_SHOTS
 from benchmarks.quality.records import machine_description
@@ -318,7 +318,7 @@ def allocation_section(s: Study) -> list[str]:
     if not any(c["group"] == "allocation" for c in s.cells):
         return []
     checks = [r for r in s.prior_records if r["run"].split("__")[1] == regime]
-    allocation_goal = goal_rows(s.diffs, regime, groups=("allocation",))
+    allocation_goal = allocation_goal_rows(s.diffs)
     return [
         f"## Surrogate-label allocations beyond the paper (regime `{regime}`)",
         "",
@@ -344,7 +344,10 @@ def allocation_section(s: Study) -> list[str]:
         *selection_section(s.rows_by_probe, regime, ("allocation",)),
         "### The goal: at least half of the baseline's Few deficit closed",
         "",
-        tables.goal_table(allocation_goal),
+        tables.goal_table(allocation_goal, gap_goal=True),
+        "### Deficits against a balanced run of the same GH setting",
+        "",
+        tables.same_setting_table(s.runs, s.cells, "allocation", regime),
         "### Does the estimated prior track the imbalance?",
         "",
         tables.prior_tracking_table(s.runs, regime),

@@ -12,7 +12,7 @@ import numpy as np
 from benchmarks.quality import plan as plan_mod
 from benchmarks.quality.analysis import find_cell, geometry_pairs
 from benchmarks.quality.formatting import num, percent, pm
-from benchmarks.quality.goal import goal_rows, regime_goal_rows
+from benchmarks.quality.goal import allocation_goal_rows, regime_goal_rows
 from benchmarks.quality.prior_records import checkpoint_kind, ratio_epochs, tracking_ratio
 from benchmarks.quality.selection import held_out_choice, held_out_pairs
 from benchmarks.quality.stats import MIN_PAIRS_FOR_T, deficit_t
@@ -270,7 +270,7 @@ def allocation_sentences(
     base = find_cell(
         cells, group="allocation", regime=regime, method="simclr", gh=False, variant="", probe="knn"
     )
-    goal = [r for r in goal_rows(diffs, regime, groups=("allocation",)) if r["probe"] == "knn"]
+    goal = [r for r in allocation_goal_rows(diffs) if r["probe"] == "knn"]
     if base is None or not goal:
         return []
     out = [

@@ -9,7 +9,14 @@ from typing import Any
 
 import numpy as np
 from benchmarks.quality import plan as plan_mod
-from benchmarks.quality.analysis import PROBES, cell_key, find_cell, geometry_pairs
+from benchmarks.quality.analysis import (
+    PROBES,
+    SAME_SETTING_KEYS,
+    cell_key,
+    find_cell,
+    geometry_pairs,
+    same_setting_cells,
+)
 from benchmarks.quality.formatting import (
     cell_name,
     critical_t_list,
@@ -45,6 +52,7 @@ __all__ = [
     "recovery_table",
     "regime_table",
     "replication_table",
+    "same_setting_table",
     "selection_table",
     "timing_table",
 ]
@@ -124,10 +132,12 @@ def paired_table(diffs: Sequence[dict[str, Any]], group: str) -> str:
     )
 
 
-def goal_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The goal's verdict per paired cell (:func:`.goal.goal_rows`)."""
+def goal_table(rows: Sequence[dict[str, Any]], gap_goal: bool = False) -> str:
+    """The goal's verdict per paired cell (:func:`.goal.goal_rows`); ``gap_goal`` adds the
+    share of the Few - Many gap closed, which that goal judges."""
     if not rows:
         return "_no paired cells yet_\n"
+    gap_head = ["share of Few - Many gap closed"] if gap_goal else []
     lines = md_head(
         [
             "+GH run",
@@ -139,12 +149,14 @@ def goal_table(rows: Sequence[dict[str, Any]]) -> str:
             "share closed, 95% bound",
             "halving ruled out",
             "t",
+            *gap_head,
             "Δ Std",
             "Δ Avg",
             "goal met",
         ]
     )
     for r in rows:
+        gap = [percent(r["gap_closed"])] if gap_goal else []
         cols = [
             r["name"] + (" [diagnostic]" if r["diagnostic"] else ""),
             r["probe"],
@@ -155,6 +167,7 @@ def goal_table(rows: Sequence[dict[str, Any]]) -> str:
             percent(r["closed_bound"]),
             {True: "yes", False: "no", None: "-"}[r["halving_ruled_out"]],
             num(r["t"], "+.1f"),
+            *gap,
             num(r["std"], "+.2f"),
             num(r["avg"], "+.2f"),
             "yes" if r["met"] else "no",
@@ -426,6 +439,44 @@ def baseline_deficit_table(cells: Sequence[dict[str, Any]], group: str, regime: 
             md_row([display_name(c["method"]), c["probe"], str(c["runs"]), *vals, num(t, "+.1f")])
         )
     return "\n".join(lines) + "\n"
+
+
+def same_setting_table(
+    runs: dict[str, dict[str, Any]], cells: Sequence[dict[str, Any]], group: str, regime: str
+) -> str:
+    """Per +GH setting of ``regime`` that also ran on balanced data: its long-tailed runs'
+    deficits against the balanced run of the same setting (:func:`.analysis.same_setting_rows`),
+    beside the plain baselines' deficits against the plain reference (the long tail's cost
+    without GH)."""
+    rows = same_setting_cells(runs, regime)
+    if not rows:
+        return "_no setting has both long-tailed and balanced +GH runs yet_\n"
+    order = {p: i for i, p in enumerate(PROBES)}
+    names = [k.replace("_", " ") for k in SAME_SETTING_KEYS]
+    lines = md_head(
+        ["SimCLR+GH setting", "probe", "runs", *names, *(f"baseline {n}" for n in names)]
+    )
+    for r in sorted(rows, key=lambda r: (r["variant"], order[r["probe"]])):
+        base = find_cell(
+            cells,
+            group=group,
+            regime=regime,
+            method=r["method"],
+            gh=False,
+            variant="",
+            probe=r["probe"],
+        )
+        ours = [pm(r[f"{k}_mean"], r[f"{k}_sd"]) for k in SAME_SETTING_KEYS]
+        theirs = [
+            pm(base[f"{k}_mean"], base[f"{k}_sd"]) if base else "-" for k in SAME_SETTING_KEYS
+        ]
+        lines.append(md_row([r["variant"], r["probe"], str(r["runs"]), *ours, *theirs]))
+    return (
+        "\n".join(lines)
+        + "\n\nBaseline: long-tailed SimCLR against the plain balanced reference (the same "
+        + "orders and seeds). A setting that only lifts every class alike has the baseline's "
+        + "deficits here; one that narrows the disparity has smaller ones.\n"
+    )
 
 
 def prior_tracking_table(runs: dict[str, dict[str, Any]], regime: str) -> str:

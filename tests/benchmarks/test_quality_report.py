@@ -313,19 +313,32 @@ def test_allocation_section_from_synthetic_runs(tmp_path: Path) -> None:
     # Long-tailed prior 9 effective anchors, balanced 18: ratio 0.50; the truth 5.2 / 10.
     ratios = [r for r in section.splitlines() if r.startswith("| allocation=relaxed | 4 / 2 |")]
     assert ratios and ratios[0].endswith("| 0.50 |")
+    # Against the balanced run of the same setting (flat accuracies, like the reference): the
+    # +GH runs' own loss of 2 + seed on the tail, beside the baselines' 4 + seed.
+    same = [r for r in section.splitlines() if r.startswith("| allocation=relaxed | knn | 4 |")]
+    assert same == [
+        "| allocation=relaxed | knn | 4 | 2.50 ± 0.58 | 0.00 ± 0.00 | 2.50 ± 0.58 "
+        "| 4.50 ± 0.58 | 0.00 ± 0.00 | 4.50 ± 0.58 |"
+    ]
     assert "long-tailed / balanced: 0.52." in section
     assert "Allocations beyond the paper (regime `r100_e80_bf16`" in text.split("## Protocol")[0]
 
 
-def _goal_row(name: str, change: float, closed: float, gap: float, diagnostic: bool = False):
+def _goal_row(
+    name: str, change: float, closed: float, gap: float, diagnostic: bool = False, **extra: float
+):
     return {
         "name": name,
         "diagnostic": diagnostic,
         "probe": "knn",
         "pairs": 4,
+        "deficit": 5.5,
         "change": change,
+        "many_change": extra.get("many_change", 0.0),
         "closed": closed,
         "gap_change": gap,
+        "baseline_gap": 5.0,
+        "gap_closed": -gap / 5.0,
         "met": False,
         "t": -11.2 if diagnostic else 2.0,
         "closed_bound": 0.9,
@@ -362,11 +375,19 @@ def test_shortfall_reading_computes_its_sentences_from_the_diagnostics() -> None
     ]
     lines = shortfall.shortfall_reading([labels], rows, checks, {}, plan.ALLOCATION.name)
     text = "\n".join(lines)
-    assert "The 3 allocation settings with 3+ pairs close -21% to -7% of it" in text
+    assert "The 3 allocation settings with 3+ pairs close -21% to -7% of the deficit" in text
     assert "3 of 3 widen it, 0 meet the goal" in text
     assert "+0.60 to +1.40 points" in text
     assert "in the fp32 primary regime by -5.90 (108% of the deficit, t = -11.2, 4 pairs)" in text
+    assert "the Few - Many gap changes by -5.00 (100% of the baseline's gap closed)" in text
     assert "no allocation tried here does" in text
+    # True classes that lift Many as much as Few close the deficit but not the gap: the
+    # reading says so instead of blaming the allocation.
+    lifting = _goal_row("SimCLR+GH (targets=labels)", -5.9, 1.08, -0.5, True, many_change=-5.4)
+    said = shortfall.shortfall_reading([lifting], rows, checks, {}, plan.ALLOCATION.name)[1]
+    assert "Many deficit -5.40" in said and "(10% of the baseline's gap closed)" in said
+    assert "a supervised signal that helps every class" in said
+    assert "no allocation tried here does" not in said
     # The same diagnostic in the allocation regime comes first and decides the conclusion.
     weak_labels = _goal_row("SimCLR+GH (targets=labels,K=10)", -1.0, 0.2, -0.8, diagnostic=True)
     both = shortfall.shortfall_reading(
