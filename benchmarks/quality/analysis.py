@@ -164,8 +164,9 @@ SAME_SETTING_KEYS = ("deficit_few", "deficit_many", "deficit_few_minus_many")
 
 
 def same_setting_cells(runs: dict[str, dict[str, Any]], regime: str) -> list[dict[str, Any]]:
-    """:func:`same_setting_rows` of ``regime`` per (method, variant, probe): ``runs`` and the
-    mean / sd of each ``SAME_SETTING_KEYS`` key over class orders and seeds."""
+    """:func:`same_setting_rows` of ``regime`` per (method, variant, probe): ``runs``, the
+    number of balanced runs they are measured against (``references``) and the mean / sd of
+    each ``SAME_SETTING_KEYS`` key over class orders and seeds."""
     cells: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for probe in PROBES:
         for row in same_setting_rows(runs, probe):
@@ -175,6 +176,7 @@ def same_setting_cells(runs: dict[str, dict[str, Any]], regime: str) -> list[dic
     for (method, variant, probe), members in sorted(cells.items()):
         rec: dict[str, Any] = {"method": method, "variant": variant, "probe": probe}
         rec["runs"] = len(members)
+        rec["references"] = len({m["same_setting_reference"] for m in members})
         for key in SAME_SETTING_KEYS:
             rec[f"{key}_mean"], rec[f"{key}_sd"] = mean_sd(m[key] for m in members)
         out.append(rec)

@@ -12,7 +12,7 @@ from typing import Any
 
 from benchmarks.quality import plan as plan_mod
 from benchmarks.quality import tables
-from benchmarks.quality.analysis import PROBES
+from benchmarks.quality.analysis import PROBES, same_setting_cells
 from benchmarks.quality.formatting import critical_t_list, num, relative_paths, shown, tally
 from benchmarks.quality.goal import allocation_goal_rows, regime_goal_rows
 from benchmarks.quality.plan import RunSpec
@@ -114,7 +114,8 @@ def _status(s: Study) -> str:
 
 def summary_section(s: Study) -> list[str]:
     args = (s.cells, s.goal, s.prior_records, s.geo_rows, s.rows_by_probe, s.regime.name)
-    return ["## Summary", "", *summary(*args, s.regimes, s.diffs), ""]
+    same = same_setting_cells(s.runs, plan_mod.ALLOCATION.name)
+    return ["## Summary", "", *summary(*args, s.regimes, s.diffs, same), ""]
 
 
 def replication_section(cells: Sequence[dict[str, Any]], docs: Path) -> list[str]:

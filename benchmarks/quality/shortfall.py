@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 from benchmarks.quality.analysis import same_setting_cells
-from benchmarks.quality.formatting import num, percent, pm
+from benchmarks.quality.formatting import num, percent
 from benchmarks.quality.prior_records import checkpoint_kind, effective_ratio, prior_tracking
 from benchmarks.quality.stats import MIN_PAIRS_FOR_T, correlation
-from benchmarks.quality.summary import goal_change
+from benchmarks.quality.summary import goal_change, same_targets_deficit
 
 __all__ = ["shortfall_reading"]
 
@@ -121,25 +121,9 @@ def _same_targets_sentence(
 ) -> str:
     """The labels-as-targets runs against balanced runs with the same targets: what the long
     tail still costs the Few classes when every image's target is its true class."""
-    labels = [
-        c
-        for c in same_setting_cells(runs, regime)
-        if c["probe"] == "knn" and c["variant"].startswith("targets=labels")
-    ]
     rows = _labels_rows(allocation_goal)
-    if not labels or not rows:
-        return ""
-    c, base_few, base_gap = labels[0], rows[0]["deficit"], rows[0]["baseline_gap"]
-    few, gap = c["deficit_few_mean"], c["deficit_few_minus_many_mean"]
-    return (
-        f"- Against balanced runs with the same targets (GH with the true classes on balanced "
-        f"data, {c['runs']} runs), the long-tailed labels runs' kNN Few deficit is "
-        f"{pm(few, c['deficit_few_sd'])} and their Few - Many gap "
-        f"{pm(gap, c['deficit_few_minus_many_sd'])}, where the plain baselines' (against the "
-        f"plain reference) are {num(base_few)} and {num(base_gap)}: with correct targets the long "
-        f"tail still costs the Few classes {percent(few / base_few)} of what it costs without "
-        "GH."
-    )
+    said = same_targets_deficit(same_setting_cells(runs, regime), rows[0]) if rows else ""
+    return f"- {said}" if said else ""
 
 
 def _checks_by_setting(

@@ -22,6 +22,7 @@ __all__ = [
     "choice_sentence",
     "goal_change",
     "regime_search_sentence",
+    "same_targets_deficit",
     "summary",
 ]
 
@@ -35,6 +36,7 @@ def summary(
     regime: str,
     regimes: Sequence[plan_mod.Regime] = (),
     diffs: Sequence[dict[str, Any]] = (),
+    same_setting: Sequence[dict[str, Any]] = (),
 ) -> list[str]:
     """A few computed sentences: the deficit, the best +GH cell, prior recovery, allocation,
     the regime search, the setting held-out images would choose, class-mean geometry."""
@@ -48,9 +50,31 @@ def summary(
         _search_gh_sentence(diffs, regimes, regime),
         _choice_summary(rows_by_probe, regime),
         _geometry_sentence(geo_rows, regime),
-        *allocation_sentences(cells, diffs, rows_by_probe),
+        *allocation_sentences(cells, diffs, rows_by_probe, same_setting),
     ]
     return [s for s in out if s] or ["_no finished runs yet_"]
+
+
+def same_targets_deficit(same_setting: Sequence[dict[str, Any]], labels_row: dict[str, Any]) -> str:
+    """A sentence: the labels-as-targets runs' kNN deficits against balanced runs with the same
+    targets (``same_setting``: :func:`.analysis.same_setting_cells`), beside the plain
+    baselines' (``labels_row``: its goal row); empty without such runs."""
+    labels = [
+        c for c in same_setting if c["probe"] == "knn" and c["variant"].startswith("targets=labels")
+    ]
+    if not labels:
+        return ""
+    c, base_few, base_gap = labels[0], labels_row["deficit"], labels_row["baseline_gap"]
+    few, gap = c["deficit_few_mean"], c["deficit_few_minus_many_mean"]
+    return (
+        f"Against balanced runs with the same targets (GH with the true classes on balanced "
+        f"data; {c['runs']} long-tailed runs, {c['references']} balanced), the labels runs' kNN "
+        f"Few deficit is {pm(few, c['deficit_few_sd'])} and their Few - Many gap "
+        f"{pm(gap, c['deficit_few_minus_many_sd'])}, where the plain baselines' (against the "
+        f"plain reference) are {num(base_few)} and {num(base_gap)}: with correct targets the "
+        f"long tail still costs the Few classes {percent(few / base_few)} of what it costs "
+        "without GH."
+    )
 
 
 def goal_change(row: dict[str, Any]) -> str:
@@ -262,10 +286,13 @@ def allocation_sentences(
     cells: Sequence[dict[str, Any]],
     diffs: Sequence[dict[str, Any]],
     rows_by_probe: dict[str, list[dict[str, Any]]],
+    same_setting: Sequence[dict[str, Any]] = (),
 ) -> list[str]:
     """The allocation study (issue 27) in a few sentences: its baselines' deficit, the setting
     the held-out images choose and what the test split says of it, the goal per method with
-    that setting, and the corrected oracle; none before the study has pairs."""
+    that setting, the corrected oracle and the labels-as-targets diagnostic (with its deficit
+    against balanced runs of the same targets, from ``same_setting``: :func:`.analysis.
+    same_setting_cells`); none before the study has pairs."""
     regime = plan_mod.ALLOCATION.name
     base = find_cell(
         cells, group="allocation", regime=regime, method="simclr", gh=False, variant="", probe="knn"
@@ -292,9 +319,11 @@ def allocation_sentences(
         )
     for r in goal:
         if r["diagnostic"] and "targets=labels" in r["name"]:
+            same = same_targets_deficit(same_setting, r)
             out.append(
                 f"- True classes as GH's targets in this regime (a diagnostic, no allocation): "
-                f"{r['name']}, {goal_change(r)}."
+                f"{r['name']}, {goal_change(r)}; Many {r['many_change']:+.2f}, so the Few - Many "
+                f"gap closes by {percent(r['gap_closed'])}." + (f" {same}" if same else "")
             )
         elif r["diagnostic"]:
             out.append(f"- Corrected oracle prior (a diagnostic): {r['name']}, {goal_change(r)}.")
