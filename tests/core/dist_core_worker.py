@@ -32,6 +32,14 @@ def main(out_dir: str) -> None:
     out = gh.compute(z1, z2, data["prior"])
     out.loss.backward()
     results["gh"] = (out.loss.detach(), z1.grad, z2.grad, out.targets1, out.targets2)
+    weighted = GHLoss(
+        simplex_etf(data["k"], data["d"]), distributed=True, target_weighting="inverse_prior"
+    ).double()
+    z1 = data["z1"][shard].clone().requires_grad_(True)
+    z2 = data["z2"][shard].clone().requires_grad_(True)
+    loss = weighted(z1, z2, data["prior"])
+    loss.backward()
+    results["gh_weighted"] = (loss.detach(), z1.grad, z2.grad)
     for mode in ("plain", "log"):
         results[f"sinkhorn_{mode}"] = sinkhorn(
             data["logits"][shard], data["prior"], mode=mode, distributed=True

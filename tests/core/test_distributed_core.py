@@ -35,7 +35,10 @@ def test_two_gloo_ranks_equal_single_process(tmp_path, run_distributed) -> None:
     shards = [slice(r * half, (r + 1) * half) for r in range(WORLD)]
 
     gh = GHLoss(simplex_etf(data["k"], data["d"])).double()
+    # Weights scaled to mean 1 over the global batch, as one process scales them.
+    weighted = GHLoss(simplex_etf(data["k"], data["d"]), target_weighting="inverse_prior").double()
     singles = {
+        "gh_weighted": _single_loss_and_grads(lambda a, b: weighted(a, b, data["prior"]), data),
         "nt_xent": _single_loss_and_grads(lambda a, b: nt_xent(a, b, 0.2), data),
         "focal": _single_loss_and_grads(lambda a, b: focal_nt_xent(a, b, 0.2), data),
         "gh": _single_loss_and_grads(lambda a, b: gh(a, b, data["prior"]), data),

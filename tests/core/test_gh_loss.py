@@ -4,6 +4,7 @@ import torch
 
 from geoharmony.gh import GHLoss, gh_diagnostics, swapped_cross_entropy
 from geoharmony.gh.anchors import simplex_etf
+from geoharmony.gh.loss import prior_weights
 from geoharmony.gh.sinkhorn import sinkhorn
 
 
@@ -132,3 +133,37 @@ def test_given_targets_replace_the_sinkhorn_plan() -> None:
     assert not torch.allclose(loss.compute(z1, z2).loss, out.loss)
     with pytest.raises(ValueError, match="targets"):
         loss.compute(z1, z2, targets=given[:, :3])
+
+
+def test_prior_weights_are_class_balanced_under_the_true_shares() -> None:
+    """Three images of a class with share 0.75 and one of share 0.25: raw weights 4/3 and 4,
+    scaled to mean 1: each class's images then weigh 2 in all, as in a class-balanced loss."""
+    targets = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    weights = prior_weights(targets, torch.tensor([0.75, 0.25]))
+    torch.testing.assert_close(weights, torch.tensor([2 / 3, 2 / 3, 2 / 3, 2.0]))
+    # A uniform prior (None) weighs full rows alike; a row without mass (partial's dummy) gets 0.
+    soft = torch.tensor([[0.5, 0.5], [0.0, 1.0], [0.0, 0.0]])
+    torch.testing.assert_close(prior_weights(soft, None), torch.tensor([1.5, 1.5, 0.0]))
+    with pytest.raises(ValueError, match=r"prior must be \[K\] = \[2\]"):
+        prior_weights(targets, torch.ones(3) / 3)
+
+
+def test_inverse_prior_weighting_weighs_each_term_by_its_targets() -> None:
+    torch.manual_seed(0)
+    m = simplex_etf(3, 4, seed=0).double()
+    z1, z2 = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+    prior = torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)
+    given = torch.nn.functional.one_hot(torch.tensor([0, 0, 1, 2, 0]), 3).double()
+    plain = GHLoss(m, temperature=0.2)
+    weighted = GHLoss(m, temperature=0.2, target_weighting="inverse_prior")
+    t1, t2 = plain.logits(z1), plain.logits(z2)
+    w = prior_weights(given, prior)
+    log_q1, log_q2 = (torch.log_softmax(t / 0.2, dim=1) for t in (t1, t2))
+    expected = -(w * (given * log_q2).sum(1)).mean() - (w * (given * log_q1).sum(1)).mean()
+    got = weighted.compute(z1, z2, prior, targets=given).loss
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, plain.compute(z1, z2, prior, targets=given).loss)
+    # Under a uniform prior every full row weighs 1: the paper's loss, Sinkhorn targets too.
+    torch.testing.assert_close(weighted(z1, z2), plain(z1, z2))
+    with pytest.raises(ValueError, match="target_weighting must be one of none, inverse_prior"):
+        GHLoss(m, target_weighting="balanced")

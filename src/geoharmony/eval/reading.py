@@ -34,6 +34,7 @@ _STUDY_SETTINGS: dict[str, tuple[tuple[str, ...], Any]] = {
     "prior": (("config", "gh", "prior"), "bank"),
     "queue": (("config", "gh", "queue_batches"), 0),
     "affinity": (("config", "gh", "affinity"), 0.0),
+    "target weighting": (("config", "gh", "target_weighting"), "none"),
 }
 _PROBE_NAMES = {"knn": "kNN", "linear": "linear"}
 

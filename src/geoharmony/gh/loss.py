@@ -9,12 +9,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geoharmony import parallel
 from geoharmony.gh.allocation import Allocator
 from geoharmony.gh.sinkhorn import SinkhornMode
 
-__all__ = ["GHLoss", "GHOutput", "LogitsKind", "gh_diagnostics", "swapped_cross_entropy"]
+__all__ = [
+    "TARGET_WEIGHTINGS",
+    "GHLoss",
+    "GHOutput",
+    "LogitsKind",
+    "gh_diagnostics",
+    "prior_weights",
+    "swapped_cross_entropy",
+]
 
 LogitsKind = Literal["projected", "cosine"]
+# none (paper): every sample counts once | inverse_prior: a sample counts as much as its
+# targets' anchors are rare under the prior (prior_weights), beyond the paper
+TARGET_WEIGHTINGS = ("none", "inverse_prior")
 
 
 class GHOutput(NamedTuple):
@@ -29,16 +41,50 @@ class GHOutput(NamedTuple):
 
 
 def swapped_cross_entropy(
-    logits1: Tensor, logits2: Tensor, targets1: Tensor, targets2: Tensor, temperature: float
+    logits1: Tensor,
+    logits2: Tensor,
+    targets1: Tensor,
+    targets2: Tensor,
+    temperature: float,
+    weights: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """``-mean_i <targets1_i, log q2_i> - mean_i <targets2_i, log q1_i>``, ``q = softmax(t / T)``.
 
     All inputs ``[B, K]``; each view's targets supervise the other view's predictions.
+    ``weights``: ``([B], [B])`` per-sample weights of the two terms (each term's weights go
+    with its targets), e.g. :func:`prior_weights`; ``None``: all 1.
     """
     with torch.autocast(device_type=logits1.device.type, enabled=False):
         log_q1 = F.log_softmax(logits1 / temperature, dim=1)
         log_q2 = F.log_softmax(logits2 / temperature, dim=1)
-        return -(targets1 * log_q2).sum(dim=1).mean() - (targets2 * log_q1).sum(dim=1).mean()
+        term1 = (targets1 * log_q2).sum(dim=1)
+        term2 = (targets2 * log_q1).sum(dim=1)
+        if weights is not None:
+            term1, term2 = term1 * weights[0], term2 * weights[1]
+        return -term1.mean() - term2.mean()
+
+
+@torch.no_grad()
+def prior_weights(targets: Tensor, prior: Tensor | None, distributed: bool = False) -> Tensor:
+    """``[B]`` weights ``w_i ~ sum_k targets_ik / prior_k`` of ``[B, K]`` targets, scaled to mean
+    1 over the batch (over every rank's rows when ``distributed``, so a sharded batch gets the
+    weights one process would give it).
+
+    A sample counts as much as the anchors it is allocated to are rare under the ``[K]`` prior
+    (``None``: uniform, all weights equal), as a class-balanced loss does with class
+    frequencies; with the true class shares and the true classes as targets it is exactly
+    class-balanced. Rows without mass (``partial``'s dummy-anchor share) weigh 0.
+    """
+    if prior is None:
+        prior = targets.new_full((targets.shape[1],), 1.0 / targets.shape[1])
+    if prior.shape != (targets.shape[1],):
+        raise ValueError(f"prior must be [K] = [{targets.shape[1]}], got {list(prior.shape)}")
+    with torch.autocast(device_type=targets.device.type, enabled=False):
+        raw = (targets.float() / prior.float().clamp_min(1e-12)).sum(dim=1)
+        total = torch.stack([raw.sum(), raw.new_tensor(float(raw.numel()))])
+        if distributed:
+            total = parallel.all_reduce_sum(total)
+        return (raw * total[1] / total[0].clamp_min(1e-12)).to(targets.dtype)
 
 
 class GHLoss(nn.Module):
@@ -65,6 +111,8 @@ class GHLoss(nn.Module):
             ``affinity_neighbours`` are their settings (see
             :class:`~geoharmony.gh.allocation.Allocator`); ``partial``'s mass ``rho`` is the
             attribute :attr:`rho`, which a schedule sets.
+        target_weighting: ``none`` (paper) or ``inverse_prior``: each sample's term weighted
+            by :func:`prior_weights` of its targets under the prior (beyond the paper).
     """
 
     structure: Tensor
@@ -85,8 +133,15 @@ class GHLoss(nn.Module):
         dummy_temperature: float | None = 0.1,
         affinity: float = 0.0,
         affinity_neighbours: int = 10,
+        target_weighting: str = "none",
     ) -> None:
         super().__init__()
+        if target_weighting not in TARGET_WEIGHTINGS:
+            raise ValueError(
+                f"target_weighting must be one of {', '.join(TARGET_WEIGHTINGS)}, "
+                f"got {target_weighting!r}"
+            )
+        self.target_weighting = target_weighting
         if structure.dim() != 2 or structure.shape[0] < 2:
             raise ValueError(f"structure must be [K >= 2, d], got {list(structure.shape)}")
         if temperature <= 0:
@@ -171,7 +226,7 @@ class GHLoss(nn.Module):
                     f"targets must be [B, K] = {list(logits1.shape)}, got {list(targets.shape)}"
                 )
             given = targets.detach().to(logits1.dtype)
-            loss = swapped_cross_entropy(logits1, logits2, given, given, self.temperature)
+            loss = self._loss(logits1, logits2, given, given, prior)
             return GHOutput(loss, logits1, logits2, given, given)
         # Both views in one batched call: [2, B, K], then any queued rows: [2, B + M, K].
         scores = torch.stack([logits1, logits2]).detach()
@@ -185,8 +240,27 @@ class GHLoss(nn.Module):
             scores = torch.cat([scores, history.to(scores.dtype)], dim=1)
         plan = self.allocator(scores, prior, self.distributed).to(logits1.dtype)
         plan = plan[:, : logits1.shape[0]]
-        loss = swapped_cross_entropy(logits1, logits2, plan[0], plan[1], self.temperature)
+        loss = self._loss(logits1, logits2, plan[0], plan[1], prior)
         return GHOutput(loss, logits1, logits2, plan[0], plan[1])
+
+    def _loss(
+        self,
+        logits1: Tensor,
+        logits2: Tensor,
+        targets1: Tensor,
+        targets2: Tensor,
+        prior: Tensor | None,
+    ) -> Tensor:
+        """The swapped cross-entropy, weighted as ``target_weighting`` says."""
+        weights = None
+        if self.target_weighting == "inverse_prior":
+            weights = (
+                prior_weights(targets1, prior, self.distributed),
+                prior_weights(targets2, prior, self.distributed),
+            )
+        return swapped_cross_entropy(
+            logits1, logits2, targets1, targets2, self.temperature, weights
+        )
 
     def forward(self, z1: Tensor, z2: Tensor, prior: Tensor | None = None) -> Tensor:
         """Scalar GH loss for ``[B, d]`` embeddings of two views."""
@@ -197,7 +271,8 @@ class GHLoss(nn.Module):
         a = self.allocator
         return (
             f"K={k}, d={d}, epsilon={a.epsilon}, temperature={self.temperature}, "
-            f"num_iters={a.num_iters}, logits={self.logits_kind}, allocation={a.kind}"
+            f"num_iters={a.num_iters}, logits={self.logits_kind}, allocation={a.kind}, "
+            f"target_weighting={self.target_weighting}"
         )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from geoharmony.gh.allocation import ALLOCATIONS
 from geoharmony.gh.estimators import PRIORS
+from geoharmony.gh.loss import TARGET_WEIGHTINGS
 
 __all__ = [
     "AFFINITY_SOURCES",
@@ -89,6 +90,9 @@ class GHConfig:
     affinity: float = 0.0
     affinity_neighbours: int = 10
     affinity_source: str = choice("batch", AFFINITY_SOURCES)
+    # none (paper) | inverse_prior: each sample's GH term weighted by 1 / prior of the anchors
+    # it is allocated to, scaled to mean 1 over the global batch (rare anchors count more)
+    target_weighting: str = choice("none", TARGET_WEIGHTINGS)
 
 
 def option_problems(cfg: GHConfig) -> list[str]:

@@ -148,6 +148,7 @@ class GHTerm(nn.Module):
             dummy_temperature=cfg.partial_dummy_temperature,
             affinity=cfg.affinity if cfg.affinity_source == "batch" else 0.0,
             affinity_neighbours=cfg.affinity_neighbours,
+            target_weighting=cfg.target_weighting,
         )
         self.prior = build_prior(cfg, num_samples, distributed, class_counts, labels)
         self.memory: NeighbourMemory | None = None
