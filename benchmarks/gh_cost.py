@@ -1,6 +1,7 @@
 """What GH costs: one GH forward+backward against NT-Xent and a whole training step, each
 surrogate-label allocation (balanced, relaxed, partial; alone and with a queue of past batches;
-the kNN-affinity pass over the batch or over a memory of every sample) as a share of that step,
+the kNN-affinity pass over the batch or over a memory of every sample; the inverse-prior
+weighting of the loss) as a share of that step,
 and our Sinkhorn against POT's, measured side by side in one run.
 
     python benchmarks/gh_cost.py [--batch 512 --anchors 100 --dim 128 --iters 300 --queue 0 8]
@@ -106,6 +107,13 @@ def main() -> None:
                 gh.compute(z1, z2, prior, history=rows).loss.backward()
 
             timings[f"gh_{kind}_queue{queued}"] = median_seconds(gh_allocation_step, args.repeats)
+    # The inverse-prior weighting of the loss terms: a [B, K] division and a batch mean.
+    weighted = GHLoss(
+        uniform_structure(k, d), num_iters=args.iters, target_weighting="inverse_prior"
+    )
+    timings["gh_balanced_weighted_queue0"] = median_seconds(
+        lambda: weighted(z1, z2, prior).backward(), args.repeats
+    )
     # The kNN affinity: a second pass over the batch's rows, or a bias from every sample's
     # remembered targets (its cost grows with the data set: N = the study's 2,478 and 50,000).
     batch_pass = GHLoss(uniform_structure(k, d), num_iters=args.iters, allocation="relaxed")
