@@ -189,6 +189,14 @@ ALLOCATION_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("allocation=balanced,weighting=inverse_prior", ("gh.target_weighting=inverse_prior",)),
+    # Added 2026-12-07 (12:40 UTC) after the class-balanced diagnostic's first two pairs (it
+    # narrowed the Few - Many gap where unweighted true classes did not): the label-free prior
+    # that puts the fewest Few images on Many-owned anchors (powerlaw, 0.30 of them) with the
+    # same weighting, so the rare anchors it fills count more.
+    (
+        "allocation=balanced,prior=powerlaw,weighting=inverse_prior",
+        ("gh.prior=powerlaw", "gh.target_weighting=inverse_prior"),
+    ),
 )
 # Decided 2026-12-04 after the queue settings' first pairs (both orders at seed 0 for relaxed
 # and partial, the default order for balanced): each cost 0.3-3.8 points of held-out Avg and
