@@ -43,6 +43,7 @@ def goal_rows(
         rows.append(
             {
                 "name": cell_name(d["method"], True, d["variant"]),
+                "variant": d["variant"],
                 "diagnostic": d["variant"] in plan_mod.DIAGNOSTICS,
                 "probe": d["probe"],
                 "pairs": d["pairs"],

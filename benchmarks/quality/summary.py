@@ -56,24 +56,23 @@ def summary(
 
 
 def same_targets_deficit(same_setting: Sequence[dict[str, Any]], labels_row: dict[str, Any]) -> str:
-    """A sentence: the labels-as-targets runs' kNN deficits against balanced runs with the same
-    targets (``same_setting``: :func:`.analysis.same_setting_cells`), beside the plain
-    baselines' (``labels_row``: its goal row); empty without such runs."""
-    labels = [
-        c for c in same_setting if c["probe"] == "knn" and c["variant"].startswith("targets=labels")
+    """A sentence: the kNN deficits of a labels-as-targets setting (``labels_row``: its goal
+    row) against balanced runs of the same setting (``same_setting``:
+    :func:`.analysis.same_setting_cells`), beside the plain baselines'; empty without them."""
+    found = [
+        c for c in same_setting if c["probe"] == "knn" and c["variant"] == labels_row.get("variant")
     ]
-    if not labels:
+    if not found:
         return ""
-    c, base_few, base_gap = labels[0], labels_row["deficit"], labels_row["baseline_gap"]
-    few, gap = c["deficit_few_mean"], c["deficit_few_minus_many_mean"]
+    c, base_few, base_gap = found[0], labels_row["deficit"], labels_row["baseline_gap"]
+    few, gap, many = c["deficit_few_mean"], c["deficit_few_minus_many_mean"], c["deficit_many_mean"]
     return (
-        f"Against balanced runs with the same targets (GH with the true classes on balanced "
-        f"data; {c['runs']} long-tailed runs, {c['references']} balanced), the labels runs' kNN "
-        f"Few deficit is {pm(few, c['deficit_few_sd'])} and their Few - Many gap "
+        f"Against balanced runs of the same setting ({c['runs']} long-tailed runs, "
+        f"{c['references']} balanced), its kNN Few deficit is {pm(few, c['deficit_few_sd'])}, "
+        f"Many {pm(many, c['deficit_many_sd'])} and Few - Many gap "
         f"{pm(gap, c['deficit_few_minus_many_sd'])}, where the plain baselines' (against the "
-        f"plain reference) are {num(base_few)} and {num(base_gap)}: with correct targets the "
-        f"long tail still costs the Few classes {percent(few / base_few)} of what it costs "
-        "without GH."
+        f"plain reference) are {num(base_few)} and {num(base_gap)}: the long tail still costs "
+        f"the Few classes {percent(few / base_few)} of what it costs without GH."
     )
 
 

@@ -323,13 +323,13 @@ def test_allocation_section_from_synthetic_runs(tmp_path: Path) -> None:
     # The labels diagnostic against its own balanced runs, in the summary and the reading:
     # 2.5 of the baselines' 4.5 points remain (56%).
     said = (
-        "Against balanced runs with the same targets (GH with the true classes on balanced data; "
-        "4 long-tailed runs, 2 balanced), the labels runs' kNN Few deficit is 2.50 ± 0.58 and "
-        "their Few - Many gap 2.50 ± 0.58, where the plain baselines' (against the plain "
-        "reference) are 4.50 and 4.50: with correct targets the long tail still costs the Few "
-        "classes 56% of what it costs without GH."
+        "gainst balanced runs of the same setting (4 long-tailed runs, 2 balanced), its kNN Few "
+        "deficit is 2.50 ± 0.58, Many 0.00 ± 0.00 and Few - Many gap 2.50 ± 0.58, where the "
+        "plain baselines' (against the plain reference) are 4.50 and 4.50: the long tail still "
+        "costs the Few classes 56% of what it costs without GH."
     )
-    assert said in text.split("## Protocol")[0] and f"- {said}" in section
+    assert f"A{said}" in text.split("## Protocol")[0]
+    assert f"- With the true classes as targets, a{said}" in section
     # The labels row carries no prior of its own into the tracking table.
     assert "| targets=labels,K=10 | 4 / 2 |" not in section
     assert "long-tailed / balanced: 0.52." in section
@@ -400,6 +400,22 @@ def test_shortfall_reading_computes_its_sentences_from_the_diagnostics() -> None
     assert "Many deficit -5.40" in said and "(10% of the baseline's gap closed)" in said
     assert "a supervised signal that helps every class" in said
     assert "no allocation tried here does" not in said
+    # Class-balanced true classes that close the gap where the unweighted ones do not: the
+    # reading names emphasis on the rare classes as what narrows the disparity.
+    weighted = _goal_row(
+        "SimCLR+GH (targets=labels,weighting=inverse_prior)",
+        -6.0,
+        1.1,
+        -3.0,
+        True,
+        many_change=-3.0,
+    )
+    lines = shortfall.shortfall_reading(
+        [], [*rows, lifting, weighted], checks, {}, plan.ALLOCATION.name
+    )
+    said = next(line for line in lines if "class-balanced" in line)
+    assert "Many by -3.00: 60% of the Few - Many gap closed (unweighted: 10%)." in said
+    assert "Emphasis on the rare classes, not correct targets alone" in said
     # The same diagnostic in the allocation regime comes first and decides the conclusion.
     weak_labels = _goal_row("SimCLR+GH (targets=labels,K=10)", -1.0, 0.2, -0.8, diagnostic=True)
     both = shortfall.shortfall_reading(
