@@ -106,6 +106,24 @@ def neighbour_purity(
     return {name: float(same[group == g].mean()) for g, name in enumerate(GROUP_NAMES)}
 
 
+def local_density(
+    x: np.ndarray, labels: np.ndarray, class_counts: list[int], neighbours: int = 10
+) -> dict[str, float]:
+    """Mean rank (0 = sparsest, 1 = densest, 0.5 = like any image) of each image's mean cosine
+    to its ``neighbours`` nearest pretraining images, per Many/Medium/Few group of its class.
+
+    A label-free weighting by local density could single out the tail only if a Few image sits
+    in sparser regions than a Many image (mean rank well below 0.5).
+    """
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    k = min(neighbours, len(unit) - 1)
+    distance = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(unit).kneighbors(unit)[0]
+    closeness = 1 - distance[:, 1:].mean(1)
+    rank = closeness.argsort().argsort() / max(len(closeness) - 1, 1)
+    group = class_groups(np.asarray(class_counts), "thirds")[labels]
+    return {name: float(rank[group == g].mean()) for g, name in enumerate(GROUP_NAMES)}
+
+
 def _cluster_labels(x: np.ndarray, k: int) -> dict[str, np.ndarray]:
     """Hard labels of each clustering of the unit rows ``x`` ``[N, D]`` into ``k`` groups (the
     density modes: into as many as it finds)."""
@@ -183,6 +201,10 @@ def check_priors(
         "estimates": estimate_priors(run, num_anchors) if estimates else {},
         "neighbour_purity": {
             space: neighbour_purity(feats.numpy(), run.labels, run.data.class_counts)
+            for space, feats in (("backbone", run.backbone), ("projector", run.projected))
+        },
+        "local_density": {
+            space: local_density(feats.numpy(), run.labels, run.data.class_counts)
             for space, feats in (("backbone", run.backbone), ("projector", run.projected))
         },
         "assignments": check_assignments(run) if run.method.gh is not None else None,

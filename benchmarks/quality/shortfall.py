@@ -43,6 +43,7 @@ def shortfall_reading(
         _anchor_sentence(per_kind, {r["name"]: r for r in knn}),
         _owned_sentence(per_kind, {r["name"]: r for r in settings}),
         _purity_sentence(checks),
+        _density_sentence(checks),
         _prior_sentence(runs, regime),
     ]
     return [s for s in out if s]
@@ -234,6 +235,8 @@ def _purity_sentence(checks: Sequence[dict[str, Any]]) -> str:
     """The precondition of a neighbour-based term: are a Few image's neighbours its class?"""
     by_order: dict[str, dict[str, list[float]]] = {}
     for record in checks:
+        if not record.get("assignments"):  # the final +GH checkpoints only
+            continue
         purity = record.get("neighbour_purity", {}).get("backbone")
         if purity:
             order = record["run"].split("__")[-2]
@@ -253,6 +256,27 @@ def _purity_sentence(checks: Sequence[dict[str, Any]]) -> str:
         f"Few image's 10 nearest pretraining images that are its own class (backbone features, "
         f"{runs} final +GH checkpoints) is {parts}. So {percent(1 - few)} of the neighbours a "
         "kNN-affinity term follows from a Few image belong to other classes."
+    )
+
+
+def _density_sentence(checks: Sequence[dict[str, Any]]) -> str:
+    """Could local density stand in for the labels of the class-balanced diagnostic?"""
+    ranks: dict[str, dict[str, list[float]]] = {}
+    for record in checks:
+        for space, by_group in record.get("local_density", {}).items():
+            for group in ("few", "many"):
+                ranks.setdefault(space, {"few": [], "many": []})[group].append(by_group[group])
+    if not ranks:
+        return ""
+    runs = len(next(iter(ranks.values()))["few"])
+    parts = "; ".join(
+        f"{space} features: Few {_span(v['few'])}, Many {_span(v['many'])}"
+        for space, v in sorted(ranks.items())
+    )
+    return (
+        "- Nor does local density tell which images are rare: ranked by the mean cosine to their "
+        "10 nearest pretraining images (0 sparsest, 0.5 like any image), Few images sit at "
+        f"({runs} checkpoints, the range over them) {parts}."
     )
 
 

@@ -11,7 +11,12 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.quality.prior_check import check_priors, density_modes, vmf_mixture  # noqa: E402
+from benchmarks.quality.prior_check import (  # noqa: E402
+    check_priors,
+    density_modes,
+    local_density,
+    vmf_mixture,
+)
 
 from geoharmony.cli import main  # noqa: E402
 from geoharmony.engine.checkpoint import list_checkpoints  # noqa: E402
@@ -43,6 +48,22 @@ def test_density_modes_keep_a_large_and_a_small_blob_whole_and_apart() -> None:
 
 
 @needs_fashion_mnist
+def test_local_density_ranks_an_isolated_tail_class_sparsest() -> None:
+    """Two tight head classes and a tail class spread over the sphere: every tail image has
+    farther neighbours than any head image, so its rank is the lowest."""
+    rng = np.random.default_rng(0)
+    head = [np.array([1.0, 0, 0]) + 0.01 * rng.standard_normal((20, 3)) for _ in range(2)]
+    head[1][:, :2] = head[1][:, 1::-1]  # the second head class around (0, 1, 0)
+    tail = np.array([[0, 0, 1.0], [0, 0, -1.0], [-1.0, 0, 0], [0, -1.0, 0]])
+    x = np.concatenate([*head, tail])
+    labels = np.array([0] * 20 + [1] * 20 + [2] * 4)
+    # counts decide the groups: 20, 20, 4 -> thirds of 3 classes: one class each
+    ranks = local_density(x, labels, [20, 20, 4], neighbours=3)
+    assert ranks["few"] < 0.05 < ranks["many"]
+    # 44 images: the tail's 4 take ranks 0 to 3 of 43
+    assert abs(ranks["few"] - 1.5 / 43) < 1e-9
+
+
 def test_check_priors_on_a_tiny_gh_run(tmp_path: Path) -> None:
     args = ["pretrain", "--config", SMOKE, "--output", str(tmp_path), "--no-eval"]
     assert main([*args, *TINY, *GH, "gh.prior=oracle"]) == 0
@@ -58,3 +79,5 @@ def test_check_priors_on_a_tiny_gh_run(tmp_path: Path) -> None:
     # The oracle prior holds the true class shares, so its effective number is the true one.
     assert abs(assignments["prior_effective_anchors"] - record["true_effective_classes"]) < 1e-4
     assert 0.0 <= assignments["few_on_many_owned_anchors"] <= 1.0
+    for space in ("backbone", "projector"):
+        assert set(record["local_density"][space]) == {"many", "medium", "few"}

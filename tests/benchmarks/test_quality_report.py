@@ -365,7 +365,14 @@ def _check(variant_slug: str, order: str, owned: float, few_purity: float) -> di
         "few_on_many_owned_anchors": owned,
     }
     purity = {"backbone": {"few": few_purity, "many": 0.9, "medium": 0.6}}
-    return {"run": run, "epoch": 80, "assignments": assignments, "neighbour_purity": purity}
+    density = {"backbone": {"few": few_purity / 2, "many": 0.5, "medium": 0.5}}
+    return {
+        "run": run,
+        "epoch": 80,
+        "assignments": assignments,
+        "neighbour_purity": purity,
+        "local_density": density,
+    }
 
 
 def test_shortfall_reading_computes_its_sentences_from_the_diagnostics() -> None:
@@ -431,6 +438,7 @@ def test_shortfall_reading_computes_its_sentences_from_the_diagnostics() -> None
     assert "SimCLR+GH (allocation=partial) puts the fewest there (0.30)" in text
     assert "0.60 in the default class order (Many: 0.90), 0.30 in the reversed" in text
     assert "55% of the neighbours" in text  # 1 - mean(0.6, 0.3)
+    assert "(6 checkpoints, the range over them) backbone features: Few 0.15-0.30, Many" in text
     assert "prior stays near blind" not in text  # no balanced +GH runs: no ratio to read
     assert shortfall.shortfall_reading([labels], [], checks, {}, plan.ALLOCATION.name) == []
     without_labels = shortfall.shortfall_reading([], rows, [], {}, plan.ALLOCATION.name)
