@@ -104,6 +104,11 @@ def choice_sentence(choice: dict[str, Any]) -> str:
         f"with {MIN_PAIRS_FOR_T}+ pairs): **{choice['setting']}** ({choice['held_out']:+.2f}); "
         f"on the test split its kNN Δ Few deficit is {pm(choice['test_mean'], choice['test_sd'])} "
         f"over {choice['pairs']} pairs (t = {num(choice['t'], '+.1f')})."
+        + (
+            " It raises the held-out Few deficit too: no setting narrows it on held-out images."
+            if choice["held_out"] >= 0
+            else ""
+        )
     )
 
 

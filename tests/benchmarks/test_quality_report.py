@@ -260,6 +260,12 @@ def test_held_out_choice_gives_the_chosen_settings_test_numbers() -> None:
     assert (choice["setting"], choice["held_out"], choice["pairs"]) == ("w=2", -2.0, 4)
     assert (choice["test_mean"], choice["test_sd"]) == (-1.0, 0.0)
     assert math.isnan(choice["t"])  # no spread over the pairs: no t
+    assert "no setting narrows it" not in summary.choice_sentence(choice)
+    # A choice that raises the held-out deficit too is said to narrow nothing.
+    rising = summary.choice_sentence({**choice, "held_out": 0.3})
+    assert rising.endswith(
+        "It raises the held-out Few deficit too: no setting narrows it on held-out images."
+    )
 
 
 def test_figures_are_drawn_only_with_data_and_leave_pyplot_alone(tmp_path: Path) -> None:
