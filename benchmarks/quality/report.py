@@ -25,6 +25,7 @@ from benchmarks.quality.analysis import (
     geometry_summaries,
     paired_differences,
     run_summaries,
+    same_setting_cells,
 )
 from benchmarks.quality.figures import make_figures
 from benchmarks.quality.goal import goal_rows
@@ -94,6 +95,7 @@ def _study(plan: list[RunSpec], store: Path, quick: bool, gpu_store: Path | None
         geo_rows=geometry_summaries(runs),
         goal=goal_rows(diffs, regime.name),
         prior_records=[] if quick else load_prior_checks(runs),
+        same_setting=same_setting_cells(runs, plan_mod.ALLOCATION.name),
         regime=regime,
         regimes=(
             [plan_mod.QUICK_REGIME, plan_mod.QUICK_SEARCH]

@@ -12,7 +12,7 @@ from typing import Any
 
 from benchmarks.quality import plan as plan_mod
 from benchmarks.quality import tables
-from benchmarks.quality.analysis import PROBES, same_setting_cells
+from benchmarks.quality.analysis import PROBES
 from benchmarks.quality.formatting import critical_t_list, num, relative_paths, shown, tally
 from benchmarks.quality.goal import allocation_goal_rows, regime_goal_rows
 from benchmarks.quality.plan import RunSpec
@@ -74,6 +74,7 @@ class Study:
     geo_rows: list[dict[str, Any]]
     goal: list[dict[str, Any]]
     prior_records: list[dict[str, Any]]
+    same_setting: list[dict[str, Any]]  # the allocation regime's (analysis.same_setting_cells)
     regime: plan_mod.Regime
     regimes: list[plan_mod.Regime]
 
@@ -114,8 +115,7 @@ def _status(s: Study) -> str:
 
 def summary_section(s: Study) -> list[str]:
     args = (s.cells, s.goal, s.prior_records, s.geo_rows, s.rows_by_probe, s.regime.name)
-    same = same_setting_cells(s.runs, plan_mod.ALLOCATION.name)
-    return ["## Summary", "", *summary(*args, s.regimes, s.diffs, same), ""]
+    return ["## Summary", "", *summary(*args, s.regimes, s.diffs, s.same_setting), ""]
 
 
 def replication_section(cells: Sequence[dict[str, Any]], docs: Path) -> list[str]:
@@ -348,7 +348,7 @@ def allocation_section(s: Study) -> list[str]:
         tables.goal_table(allocation_goal, gap_goal=True),
         "### Deficits against a balanced run of the same GH setting",
         "",
-        tables.same_setting_table(s.runs, s.cells, "allocation", regime),
+        tables.same_setting_table(s.same_setting, s.cells, "allocation", regime),
         "### Does the estimated prior track the imbalance?",
         "",
         tables.prior_tracking_table(s.runs, regime),
@@ -357,7 +357,7 @@ def allocation_section(s: Study) -> list[str]:
         tables.assignment_table(checks),
         "### Why the goal is not met",
         "",
-        *shortfall_reading(s.goal, allocation_goal, checks, s.runs, regime),
+        *shortfall_reading(s.goal, allocation_goal, checks, s.runs, regime, s.same_setting),
         "",
     ]
 

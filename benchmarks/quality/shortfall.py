@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from benchmarks.quality.analysis import same_setting_cells
 from benchmarks.quality.formatting import num, percent
 from benchmarks.quality.prior_records import checkpoint_kind, effective_ratio, prior_tracking
 from benchmarks.quality.stats import MIN_PAIRS_FOR_T, correlation
@@ -26,10 +25,13 @@ def shortfall_reading(
     checks: Sequence[dict[str, Any]],
     runs: dict[str, dict[str, Any]],
     regime: str,
+    same_setting: Sequence[dict[str, Any]] = (),
 ) -> list[str]:
     """Bullet lines: by how much the allocations miss the goal and what the diagnostics say of
     why. ``goal``: the primary regime's goal rows (for the labels-as-targets diagnostic);
-    ``allocation_goal``: the allocation study's goal rows; ``checks``: its prior-check records."""
+    ``allocation_goal``: the allocation study's goal rows; ``checks``: its prior-check records;
+    ``same_setting``: its deficits against balanced runs of the same setting
+    (:func:`.analysis.same_setting_cells`)."""
     knn = [r for r in allocation_goal if r["probe"] == "knn"]
     settings = [r for r in knn if not r["diagnostic"] and r["pairs"] >= MIN_PAIRS_FOR_T]
     if not settings:
@@ -38,8 +40,8 @@ def shortfall_reading(
     out = [
         _by_how_much(settings),
         _labels_sentence(goal, allocation_goal, settings),
-        _same_targets_sentence(runs, regime, allocation_goal),
-        _weighted_labels_sentence(runs, regime, allocation_goal),
+        _same_targets_sentence(same_setting, allocation_goal),
+        _weighted_labels_sentence(same_setting, allocation_goal),
         _anchor_sentence(per_kind, {r["name"]: r for r in knn}),
         _owned_sentence(per_kind, {r["name"]: r for r in settings}),
         _purity_sentence(checks),
@@ -125,17 +127,17 @@ def _labels_sentence(
 
 
 def _same_targets_sentence(
-    runs: dict[str, dict[str, Any]], regime: str, allocation_goal: Sequence[dict[str, Any]]
+    same_setting: Sequence[dict[str, Any]], allocation_goal: Sequence[dict[str, Any]]
 ) -> str:
     """The labels-as-targets runs against balanced runs with the same targets: what the long
     tail still costs the Few classes when every image's target is its true class."""
     rows = _labels_rows(allocation_goal)
-    said = same_targets_deficit(same_setting_cells(runs, regime), rows[0]) if rows else ""
+    said = same_targets_deficit(same_setting, rows[0]) if rows else ""
     return f"- With the true classes as targets, {said[0].lower()}{said[1:]}" if said else ""
 
 
 def _weighted_labels_sentence(
-    runs: dict[str, dict[str, Any]], regime: str, allocation_goal: Sequence[dict[str, Any]]
+    same_setting: Sequence[dict[str, Any]], allocation_goal: Sequence[dict[str, Any]]
 ) -> str:
     """The class-balanced diagnostic (true classes, each image weighted by 1 / its class
     share): does emphasis on the rare classes narrow the gap where correct targets do not?"""
@@ -151,7 +153,7 @@ def _weighted_labels_sentence(
     )
     if plain:
         text += f" (unweighted: {percent(plain[0]['gap_closed'])})"
-    same = same_targets_deficit(same_setting_cells(runs, regime), row)
+    same = same_targets_deficit(same_setting, row)
     text += f". {same}" if same else "."
     if plain and row["gap_closed"] >= GOAL_SHARE > plain[0]["gap_closed"]:
         text += (

@@ -15,7 +15,6 @@ from benchmarks.quality.analysis import (
     cell_key,
     find_cell,
     geometry_pairs,
-    same_setting_cells,
 )
 from benchmarks.quality.formatting import (
     cell_name,
@@ -442,13 +441,12 @@ def baseline_deficit_table(cells: Sequence[dict[str, Any]], group: str, regime: 
 
 
 def same_setting_table(
-    runs: dict[str, dict[str, Any]], cells: Sequence[dict[str, Any]], group: str, regime: str
+    rows: Sequence[dict[str, Any]], cells: Sequence[dict[str, Any]], group: str, regime: str
 ) -> str:
-    """Per +GH setting of ``regime`` that also ran on balanced data: its long-tailed runs'
-    deficits against the balanced run of the same setting (:func:`.analysis.same_setting_rows`),
-    beside the plain baselines' deficits against the plain reference (the long tail's cost
-    without GH)."""
-    rows = same_setting_cells(runs, regime)
+    """Per +GH setting of ``regime`` that also ran on balanced data (``rows``:
+    :func:`.analysis.same_setting_cells`): its long-tailed runs' deficits against the balanced
+    run of the same setting, beside the plain baselines' deficits against the plain reference
+    (the long tail's cost without GH)."""
     if not rows:
         return "_no setting has both long-tailed and balanced +GH runs yet_\n"
     order = {p: i for i, p in enumerate(PROBES)}
