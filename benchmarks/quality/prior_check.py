@@ -88,6 +88,15 @@ def density_modes(x: np.ndarray, neighbours: int = 30) -> np.ndarray:
     return np.unique(parent, return_inverse=True)[1]
 
 
+def _nearest(x: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine distances and indices ``[N, k]`` of each row's ``neighbours`` nearest other rows
+    of ``x`` ``[N, D]`` (itself excluded; ``k`` at most ``N - 1``)."""
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    k = min(neighbours, len(unit) - 1)
+    distance, idx = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(unit).kneighbors(unit)
+    return distance[:, 1:], idx[:, 1:]
+
+
 def neighbour_purity(
     x: np.ndarray, labels: np.ndarray, class_counts: list[int], neighbours: int = 10
 ) -> dict[str, float]:
@@ -97,10 +106,8 @@ def neighbour_purity(
     A kNN-affinity term on the allocation's cost (SP2OT) pulls an image towards its neighbours'
     anchors; it can only help the tail if a Few image's neighbours are mostly its own class.
     """
-    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    k = min(neighbours, len(unit) - 1)
-    idx = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(unit).kneighbors(unit)[1]
-    same = (labels[idx[:, 1:]] == labels[:, None]).mean(1)
+    idx = _nearest(x, neighbours)[1]
+    same = (labels[idx] == labels[:, None]).mean(1)
     group_of_class = class_groups(np.asarray(class_counts), "thirds")
     group = group_of_class[labels]
     return {name: float(same[group == g].mean()) for g, name in enumerate(GROUP_NAMES)}
@@ -115,10 +122,7 @@ def local_density(
     A label-free weighting by local density could single out the tail only if a Few image sits
     in sparser regions than a Many image (mean rank well below 0.5).
     """
-    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    k = min(neighbours, len(unit) - 1)
-    distance = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(unit).kneighbors(unit)[0]
-    closeness = 1 - distance[:, 1:].mean(1)
+    closeness = 1 - _nearest(x, neighbours)[0].mean(1)
     rank = closeness.argsort().argsort() / max(len(closeness) - 1, 1)
     group = class_groups(np.asarray(class_counts), "thirds")[labels]
     return {name: float(rank[group == g].mean()) for g, name in enumerate(GROUP_NAMES)}
