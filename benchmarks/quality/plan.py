@@ -28,12 +28,14 @@ __all__ = [
     "METHODS",
     "ORDERS",
     "PRIMARY",
+    "RECIPE",
     "REGIMES",
     "SEEDS",
     "Regime",
     "RunSpec",
     "build_plan",
     "in_core",
+    "recipe_of",
     "select",
 ]
 
@@ -57,6 +59,12 @@ class Regime:
     warmup_epochs: int  # GH warm-up (also the split of the two-stage cosine schedule)
     width: float = 0.25
     with_gh: bool = False  # a search regime that also pairs SimCLR+GH with its SimCLR runs
+    # The training recipe around GH its runs were made with: "paper" (each view its own
+    # BatchNorm batch, the official per-epoch LR warm-up and GH ramp; the code's defaults since
+    # 2026-12-07) or "joint_bn_no_warmup" (both views in one BatchNorm batch of 2B, no LR
+    # warm-up, per-step LR and ramp: every record made before). The old recipe's code is gone,
+    # so its records stand as made at the commits they name and its runs cannot be re-run.
+    recipe: str = "paper"
 
     def counts(self) -> list[int]:
         return profile_counts("ldam", NUM_CLASSES, self.n_max, self.imbalance_ratio)
@@ -77,16 +85,17 @@ class Regime:
 
 # The primary regime is the CPU-scale preset as shipped (configs/fmnist_lt: rho 100, 1000 -> 10,
 # 80 epochs, GH warm-up 40, K = 100). The regime search around it is SimCLR only.
-PRIMARY = Regime("r100_e80", 100, 1000, 80, 40)
+OLD_RECIPE = "joint_bn_no_warmup"
+PRIMARY = Regime("r100_e80", 100, 1000, 80, 40, recipe=OLD_RECIPE)
 # Added 2026-12-02, once r100_e120 showed a clearer kNN Few deficit than the primary regime
 # (t 13.7 over its first 3 runs, against 5.7): SimCLR+GH is paired there too, so GH is also
 # judged where the deficit is clearest. Added 2026-12-03 at width 0.5 too (second halves cost
 # ~2.5x), once its first 3 SimCLR runs had the largest kNN Few deficit relative to its spread
 # (mean / sd 2.6): with no GPU lent, the only look at whether GH's effect grows with capacity.
 REGIMES = (
-    Regime("r100_e120", 100, 1000, 120, 60, with_gh=True),  # the issue's starting point
-    Regime("r1000_e120", 1000, 1000, 120, 60, with_gh=True),  # 1000 -> 1, 1,863 images
-    Regime("r100_e120_w05", 100, 1000, 120, 60, width=0.5, with_gh=True),
+    Regime("r100_e120", 100, 1000, 120, 60, with_gh=True, recipe=OLD_RECIPE),
+    Regime("r1000_e120", 1000, 1000, 120, 60, with_gh=True, recipe=OLD_RECIPE),  # 1,863 images
+    Regime("r100_e120_w05", 100, 1000, 120, 60, width=0.5, with_gh=True, recipe=OLD_RECIPE),
 )
 
 # Sensitivity of SimCLR+GH in the primary regime: (label, GH overrides, own-baseline overrides).
@@ -131,7 +140,7 @@ CPU_OVERRIDES = ("train.precision=fp32",)
 # (the paper's balanced allocation in bf16 as the control, then each option; 4 pairs each, the
 # sensitivity seeds and orders); the setting is chosen on held-out training images; then the
 # chosen allocation for all five methods at the core's 7 seed/order pairs.
-ALLOCATION = Regime("r100_e80_bf16", 100, 1000, 80, 40)
+ALLOCATION = Regime("r100_e80_bf16", 100, 1000, 80, 40, recipe=OLD_RECIPE)
 BF16_OVERRIDES = ("train.precision=bf16",)
 ALLOCATION_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("allocation=balanced", ()),  # the paper's, as the control
@@ -227,6 +236,16 @@ BALANCED_GH_VARIANTS = (
 # beyond the search.
 ALLOCATION_CHOICE: str | None = "allocation=balanced"
 
+# Issue 37 (2026-12-07): the paper's recipe (per-view BatchNorm, the LR warm-up, the per-epoch
+# GH ramp). Its own regime in bf16, beside ALLOCATION (the same data and epochs in the old
+# recipe), with its own balanced references: the five methods paired +- GH, SimCLR first, and
+# the schedule ablation: SimCLR baselines with the official *single* cosine (the paper's
+# baselines), against which the paired runs (both on the two-stage schedule, as the paper's
+# +GH runs) split the paper-style difference into the schedule's part and GH's part.
+RECIPE = Regime("r100_e80_bf16_paper", 100, 1000, 80, 40)
+SINGLE_COSINE = ("schedule=single_cosine", ("optim.schedule=warmup_cosine",))
+RECIPE_PAIRS = (*((seed, order) for seed in (0, 1) for order in ("default", "reversed")),)
+
 DIAGNOSTICS = frozenset(
     label
     for label, gh in (*((lab, g) for lab, g, _ in SENSITIVITY), *ALLOCATION_VARIANTS)
@@ -306,6 +325,7 @@ class RunSpec:
     init_from: str | None = None
     pair_epoch: int | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+    recipe: str = "paper"
 
     @property
     def balanced(self) -> bool:
@@ -322,6 +342,7 @@ class RunSpec:
             "class_order": self.class_order,
             "variant": self.variant,
             "imbalance_ratio": self.imbalance_ratio,
+            "recipe": self.recipe,
         }
 
 
@@ -359,6 +380,7 @@ def _reference(regime: Regime, seed: int, extra: tuple[str, ...]) -> RunSpec:
         config=f"{PRESETS}/simclr.yaml",
         overrides=tuple(overrides),
         imbalance_ratio=1.0,
+        recipe=regime.recipe,
     )
 
 
@@ -417,6 +439,7 @@ def _pair(
             reference=f"ref__{regime.name}__s{seed}",
             init_from=base_id if gh else None,
             pair_epoch=warmup if gh else None,
+            recipe=regime.recipe,
         )
 
     specs = []
@@ -518,7 +541,30 @@ def build_plan(quick: bool = False, gpu: bool = False) -> list[RunSpec]:
                             )
                         )
     add(allocation_plan)
+    add(_recipe_plan())
     return plan
+
+
+def _recipe_plan() -> list[RunSpec]:
+    """Issue 37's study in :data:`RECIPE`: references, SimCLR's pairs and its single-cosine
+    baselines first (the ablation), then the other methods' pairs."""
+    regime, extra = RECIPE, BF16_OVERRIDES
+    specs = [_reference(regime, seed, extra) for seed in sorted({s for s, _ in RECIPE_PAIRS})]
+    label, schedule = SINGLE_COSINE
+    for seed, order in RECIPE_PAIRS:
+        specs += _pair("recipe", regime, "simclr", order, seed, extra)
+        single = _pair("recipe", regime, "simclr", order, seed, extra, (), schedule, label)
+        specs += [s for s in single if not s.gh]
+    for method in METHODS[1:]:
+        for seed, order in RECIPE_PAIRS:
+            specs += _pair("recipe", regime, method, order, seed, extra)
+    return specs
+
+
+def recipe_of(regime: str) -> str:
+    """The recipe of a regime's runs (by name; regimes not listed here are the paper's)."""
+    old = (PRIMARY, *REGIMES, ALLOCATION)
+    return next((r.recipe for r in old if r.name == regime), "paper")
 
 
 def _allocation_plan() -> list[RunSpec]:
@@ -588,7 +634,7 @@ def in_core(spec: RunSpec) -> bool:
         return spec.regime in (PRIMARY.name, ALLOCATION.name) or spec.seed in CORE_REGIME_SEEDS
     if spec.group == "regime":
         return spec.seed in CORE_REGIME_SEEDS
-    return spec.group in ("sensitivity", "allocation")
+    return spec.group in ("sensitivity", "allocation", "recipe")
 
 
 def select(plan: list[RunSpec], patterns: list[str] | None) -> list[RunSpec]:

@@ -54,6 +54,9 @@ class DataConfig:
 
     source: str = "fashion_mnist"  # cifar10 | cifar100 | fashion_mnist | list | folder
     root: str | None = None  # None: the source's default location (Debian's Fashion-MNIST)
+    # cifar10 / cifar100 only: fetch the data set into root through torchvision's downloader
+    # (MD5-checked) where it is not there yet. Needs internet access; off by default.
+    download: bool = False
     train_list: str | None = None  # list source: OLTR-style train list file
     test_list: str | None = None  # list source: balanced test list file
     # auto: the source's default, set when the config is loaded (ldam for the balanced CIFAR and
@@ -87,6 +90,10 @@ class ModelConfig:
     projector_hidden: int = 512
     projector_dim: int = 128
     projector_layers: int = 2
+    # false (official GH, models.py SimCLR.forward): each augmented view is its own forward pass,
+    # so its own BatchNorm batch of B. true: both views in one pass, one BatchNorm batch of 2B
+    # (the recipe every quality record before 2026-12-07 was made with; kept to reproduce them).
+    joint_view_batch: bool = False
 
 
 @dataclass
@@ -107,8 +114,12 @@ class OptimConfig:
     lr: float = 0.5
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    # Both are the official GH code's (utils.py), evaluated once per epoch as it does:
+    # warmup_cosine: linear warm-up, then one cosine to min_lr (lr_scheduler: every baseline);
+    # two_stage_cosine: the same warm-up, cosine lr -> stage_lr until stage_epochs, then a
+    # restart stage_lr -> min_lr (lr_scheduler_warm: every +GH run).
     schedule: str = choice("warmup_cosine", ("warmup_cosine", "two_stage_cosine"))
-    warmup_epochs: int = 10  # linear lr warm-up (warmup_cosine)
+    warmup_epochs: int = 10  # linear lr warm-up of either schedule (official: 10)
     min_lr: float = 1e-6
     stage_lr: float = 0.3  # two_stage_cosine: lr at the end of stage 1 and start of stage 2
     # two_stage_cosine: epochs of stage 1; None: gh.warmup_epochs, so that a baseline and its

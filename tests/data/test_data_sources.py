@@ -70,8 +70,47 @@ def test_cifar100_fine_labels(tmp_path: Path, fakes: SimpleNamespace) -> None:
 
 
 def test_cifar_missing_dir(tmp_path: Path) -> None:
-    with pytest.raises(DataFormatError, match=r"data_batch_1"):
+    with pytest.raises(DataFormatError, match=r"data_batch_1.*data.download=true"):
         load_cifar(tmp_path, 10, train=True)
+
+
+@pytest.mark.parametrize("classes", [10, 100])
+def test_download_fetches_torchvision_s_archive_once(
+    tmp_path: Path, fakes: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, classes: int
+) -> None:
+    """data.download=true: torchvision's downloader gets its own CIFAR URL and MD5 and the
+    target folder; the fake downloader (no network here) lays the files out as the archive
+    would, and the source reads them. A second load finds them and fetches nothing."""
+    from torchvision.datasets import CIFAR10, CIFAR100, utils
+
+    dataset = CIFAR10 if classes == 10 else CIFAR100
+    calls: list[tuple] = []
+
+    def fake_download(url: str, root: str, filename: str, md5: str) -> None:
+        calls.append((url, root, filename, md5))
+        (fakes.make_cifar10 if classes == 10 else fakes.make_cifar100)(Path(root))
+
+    monkeypatch.setattr(utils, "download_and_extract_archive", fake_download)
+    root = tmp_path / "data"
+    data = load_source(f"cifar{classes}", root, train=True, download=True)
+    assert calls == [(dataset.url, str(root), dataset.filename, dataset.tgz_md5)]
+    assert len(data.class_names) == classes
+    load_source(f"cifar{classes}", root, train=False, download=True)
+    assert len(calls) == 1
+
+
+def test_download_is_refused_for_other_sources(tmp_path: Path) -> None:
+    from geoharmony.config import ConfigError, load_config
+    from geoharmony.data.build import build_run_data
+
+    cfg = load_config(None, ["data.download=true", "data.source=folder", f"data.root={tmp_path}"])
+    with pytest.raises(ConfigError, match="data.download=true fetches cifar10 and cifar100 only"):
+        build_run_data(cfg.data)
+
+
+def test_missing_list_file_says_where_the_official_splits_are(tmp_path: Path) -> None:
+    with pytest.raises(DataFormatError, match=r"ImageNet_LT_train.txt.*Places_val.txt"):
+        load_list_file(tmp_path, tmp_path / "ImageNet_LT_train.txt")
 
 
 def test_cifar_truncated_pickle(tmp_path: Path, fakes: SimpleNamespace) -> None:

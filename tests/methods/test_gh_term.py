@@ -1,4 +1,5 @@
-"""GHTerm's diagnostic ``gh.targets=labels``: each image's true class as its surrogate label."""
+"""GHTerm: the official per-epoch weight ramp, and the diagnostic ``gh.targets=labels`` (each
+image's true class as its surrogate label)."""
 
 import numpy as np
 import pytest
@@ -18,6 +19,17 @@ LABELS = (2, 0, 1, 1, 2, 0)
 def _term(**overrides) -> GHTerm:
     cfg = GHConfig(enabled=True, num_anchors=3, warmup_epochs=0, ramp_epochs=0, **overrides)
     return GHTerm(cfg, embed_dim=8, num_samples=len(LABELS), labels=LABELS)
+
+
+def test_weight_ramps_per_epoch_as_the_official_loop() -> None:
+    """train_cifar.py: GH from epoch + 1 > warm_up, w = (epoch + 1 - warm_up) / GH_warm_up."""
+    cfg = GHConfig(enabled=True, num_anchors=3, warmup_epochs=500, ramp_epochs=10, weight=2.0)
+    term = GHTerm(cfg, embed_dim=8, num_samples=4)
+    for epoch in range(490, 520):
+        official = 0.0 if epoch + 1 <= 500 else min(1.0, (epoch + 1 - 500) / 10)
+        for within in (0.0, 0.5, 0.99):  # constant over the epoch's steps
+            assert term.weight(epoch + within) == pytest.approx(2.0 * official)
+    assert term.weight(500.0) == pytest.approx(0.2)  # a tenth of it in GH's first epoch
 
 
 def test_label_targets_are_the_one_hot_classes_of_the_batch_images() -> None:

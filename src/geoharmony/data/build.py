@@ -133,6 +133,12 @@ def build_run_data(cfg: DataConfig, cache: Path | None = None, progress: bool = 
     options: dict[str, Any] = {}
     if cfg.source == "list":
         options = {"train_list": cfg.train_list, "test_list": cfg.test_list}
+    if cfg.download:
+        if cfg.source not in ("cifar10", "cifar100"):
+            raise ConfigError(
+                f"data.download=true fetches cifar10 and cifar100 only, not {cfg.source!r}"
+            )
+        options = {"download": True}
     train, test = load_splits(cfg.source, cfg.root, cfg.labels, **options)
     bad = None
     if isinstance(train, FileList):

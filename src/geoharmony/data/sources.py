@@ -40,6 +40,7 @@ __all__ = [
     "FileList",
     "ImageArray",
     "default_profile",
+    "download_cifar",
     "image_size",
     "list_images",
     "load_cifar",
@@ -131,7 +132,27 @@ def _cifar_dir(root: Path, num_classes: int) -> Path:
             return candidate
     raise DataFormatError(
         f"{root}: no CIFAR-{num_classes} data found; expected {root / subdir / train_files[0]} "
-        f"or {root / train_files[0]} (python-pickle layout)"
+        f"or {root / train_files[0]} (python-pickle layout); with internet access, "
+        "data.download=true fetches it there"
+    )
+
+
+def download_cifar(root: str | Path, num_classes: int) -> None:
+    """Fetch CIFAR-10 or CIFAR-100 into ``root`` (python-pickle layout) unless it is there.
+
+    torchvision's downloader does the work: it checks the archive against the MD5 that
+    torchvision's CIFAR class declares and unpacks it. Needs internet access.
+    """
+    try:
+        _cifar_dir(Path(root), num_classes)
+        return
+    except DataFormatError:
+        pass
+    from torchvision.datasets import CIFAR10, CIFAR100, utils
+
+    dataset = CIFAR10 if num_classes == 10 else CIFAR100
+    utils.download_and_extract_archive(
+        dataset.url, str(root), filename=dataset.filename, md5=dataset.tgz_md5
     )
 
 
@@ -311,7 +332,12 @@ def load_list_file(
     """
     root, list_file = Path(root), Path(list_file)
     if not list_file.is_file():
-        raise DataFormatError(f"{list_file}: list file not found")
+        raise DataFormatError(
+            f"{list_file}: list file not found. The ImageNet-LT and Places-LT splits are not "
+            "downloaded for you: the official GH code's split/ folder (github.com/"
+            "MediaBrain-SJTU/Geometric-Harmonization) holds ImageNet_LT_train.txt, "
+            "ImageNet_LT_test.txt, Places_LT_train.txt and Places_val.txt (OLTR's lists)"
+        )
     paths: list[str] = []
     labels: list[int] = []
     with list_file.open(encoding="utf-8") as f:
@@ -467,11 +493,15 @@ def _folder_source(root: Path, train: bool, labels: str = "auto") -> FileList | 
     return load_image_folder(root, labels=labels) if train else None
 
 
-def _cifar10_source(root: Path, train: bool) -> ImageArray:
+def _cifar10_source(root: Path, train: bool, download: bool = False) -> ImageArray:
+    if download:
+        download_cifar(root, 10)
     return load_cifar(root, 10, train)
 
 
-def _cifar100_source(root: Path, train: bool) -> ImageArray:
+def _cifar100_source(root: Path, train: bool, download: bool = False) -> ImageArray:
+    if download:
+        download_cifar(root, 100)
     return load_cifar(root, 100, train)
 
 

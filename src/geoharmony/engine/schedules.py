@@ -1,4 +1,14 @@
-"""Learning-rate schedules as pure functions of the fractional epoch."""
+"""Learning-rate schedules: the official GH code's two (``utils.py``), one value per epoch.
+
+Both count epochs from one (``n = epoch + 1`` for the 0-based ``epoch``) and hold the rate for the
+whole epoch, as the official training loops set it once at the start of each epoch:
+
+- ``warmup_cosine`` (``lr_scheduler``, every official baseline): ``lr * n / W`` while ``n < W``,
+  then one cosine from ``lr`` (at ``n = W``) to ``min_lr`` (at ``n = E``).
+- ``two_stage_cosine`` (``lr_scheduler_warm``, every official +GH run): the same warm-up, a cosine
+  from ``lr`` to ``stage_lr`` until the stage ends at ``n = S`` (GH's warm-up), then a restart at
+  ``stage_lr`` decaying by cosine to ``min_lr`` at ``n = E``.
+"""
 
 from __future__ import annotations
 
@@ -15,41 +25,58 @@ def cosine(progress: float, start: float, end: float) -> float:
     return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * progress))
 
 
+def _warming(n: int, base_lr: float, warmup_epochs: int) -> float | None:
+    """The warm-up's rate at 1-based epoch ``n``, or None once it is over."""
+    return base_lr * n / warmup_epochs if n < warmup_epochs else None
+
+
 def warmup_cosine(
-    epoch: float, total_epochs: int, base_lr: float, warmup_epochs: int, min_lr: float
+    epoch: int, total_epochs: int, base_lr: float, warmup_epochs: int, min_lr: float
 ) -> float:
-    """Linear warm-up from 0 to ``base_lr`` over ``warmup_epochs``, then cosine to ``min_lr``."""
-    if epoch < warmup_epochs:
-        return base_lr * epoch / warmup_epochs
-    span = max(total_epochs - warmup_epochs, 1e-12)
-    return cosine((epoch - warmup_epochs) / span, base_lr, min_lr)
+    """The official baseline schedule at 0-based ``epoch``: linear warm-up, one cosine."""
+    n = epoch + 1
+    warm = _warming(n, base_lr, warmup_epochs)
+    if warm is not None:
+        return warm
+    return cosine((n - warmup_epochs) / max(total_epochs - warmup_epochs, 1), base_lr, min_lr)
 
 
 def two_stage_cosine(
-    epoch: float,
+    epoch: int,
     total_epochs: int,
     base_lr: float,
+    warmup_epochs: int,
     stage_epochs: int,
     stage_lr: float,
     min_lr: float,
 ) -> float:
-    """The official GH schedule: cosine ``base_lr -> stage_lr`` over the first ``stage_epochs``
-    (GH's warm-up), then a restart at ``stage_lr`` decaying by cosine to ``min_lr``."""
-    if 0 < stage_epochs and epoch < stage_epochs:
-        return cosine(epoch / stage_epochs, base_lr, stage_lr)
-    start = stage_lr if stage_epochs > 0 else base_lr
-    span = max(total_epochs - stage_epochs, 1e-12)
-    return cosine((epoch - stage_epochs) / span, start, min_lr)
+    """The official +GH schedule at 0-based ``epoch``: linear warm-up, cosine ``base_lr ->
+    stage_lr`` until epoch ``stage_epochs`` (GH's warm-up), then cosine ``stage_lr -> min_lr``.
+
+    With ``stage_epochs`` 0 it is :func:`warmup_cosine`, as the official loop switches to
+    ``lr_scheduler`` when GH has no warm-up.
+    """
+    if stage_epochs <= 0:
+        return warmup_cosine(epoch, total_epochs, base_lr, warmup_epochs, min_lr)
+    n = epoch + 1
+    warm = _warming(n, base_lr, warmup_epochs)
+    if warm is not None:
+        return warm
+    if n < stage_epochs:
+        return cosine((n - warmup_epochs) / (stage_epochs - warmup_epochs), base_lr, stage_lr)
+    return cosine((n - stage_epochs) / max(total_epochs - stage_epochs, 1), stage_lr, min_lr)
 
 
-def learning_rate(cfg: Config, epoch: float) -> float:
-    """The configured schedule at fractional ``epoch``.
+def learning_rate(cfg: Config, epoch: int) -> float:
+    """The configured schedule's rate for the whole of 0-based ``epoch``.
 
     The two-stage schedule splits at :func:`~geoharmony.config.stage_epochs` (GH's warm-up
-    unless ``optim.stage_epochs`` says otherwise), whether or not GH is enabled, so a baseline
-    and its +GH run share one schedule.
+    unless ``optim.stage_epochs`` says otherwise), whether or not GH is enabled, so that a
+    baseline given this schedule (the CPU presets' paired runs) shares it with its +GH run.
     """
     o = cfg.optim
     if o.schedule == "two_stage_cosine":
-        return two_stage_cosine(epoch, o.epochs, o.lr, stage_epochs(cfg), o.stage_lr, o.min_lr)
+        return two_stage_cosine(
+            epoch, o.epochs, o.lr, o.warmup_epochs, stage_epochs(cfg), o.stage_lr, o.min_lr
+        )
     return warmup_cosine(epoch, o.epochs, o.lr, o.warmup_epochs, o.min_lr)

@@ -231,11 +231,11 @@ class Trainer:
         images_seen = 0
         loss_sum = torch.zeros((), device=self.device)
         terms = _TermMeans()
+        lr = learning_rate(cfg, epoch)  # once per epoch, as the official loop sets it
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         for step, (view1, view2, indices) in enumerate(self.stream.batches(epoch)):
             fractional = epoch + step / steps
-            lr = learning_rate(cfg, fractional)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
             with self._autocast():
                 out = self.model(self._layout(view1), self._layout(view2), indices, fractional)
             if not self._finite_everywhere(out.loss):

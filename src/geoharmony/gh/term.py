@@ -6,6 +6,7 @@ runs branch from (docs/design.md section 3)."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, cast
@@ -94,7 +95,8 @@ class GHTerm(nn.Module):
     """``w(epoch) * L_GH(z1, z2; prior)`` plus the prior's bookkeeping.
 
     The weight is 0 for ``warmup_epochs`` (only the prior is estimated, no Sinkhorn runs), rises
-    linearly to ``weight`` over ``ramp_epochs``, then stays there. The prior is refreshed at the
+    linearly to ``weight`` over ``ramp_epochs`` in per-epoch steps (the official ramp: ``1 /
+    ramp_epochs`` of it in GH's first epoch), then stays there. The prior is refreshed at the
     end of the warm-up and every ``prior_refresh_every`` epochs after it.
 
     Beyond the paper (``cfg.allocation``, ``cfg.queue_batches``): the allocation may relax the
@@ -167,13 +169,14 @@ class GHTerm(nn.Module):
         )
 
     def weight(self, epoch: float) -> float:
-        """GH weight at fractional ``epoch``."""
-        past_warmup = epoch - self.cfg.warmup_epochs
-        if past_warmup < 0:
+        """GH weight during fractional ``epoch`` (0-based): constant over each epoch, as the
+        official loop's ``w = (epoch + 1 - warm_up) / GH_warm_up``."""
+        gh_epoch = math.floor(epoch) + 1 - self.cfg.warmup_epochs  # 1 in GH's first epoch
+        if gh_epoch <= 0:
             return 0.0
         if self.cfg.ramp_epochs <= 0:
             return self.cfg.weight
-        return self.cfg.weight * min(1.0, past_warmup / self.cfg.ramp_epochs)
+        return self.cfg.weight * min(1.0, gh_epoch / self.cfg.ramp_epochs)
 
     def partial_mass(self, epoch: float) -> float:
         """``partial``'s ``rho`` at fractional ``epoch``: the ramp over the GH phase."""

@@ -150,11 +150,24 @@ class Method(nn.Module):
         """``[N, C, H, W]`` images -> ``[N, d]`` projections."""
         return self.projector(self.backbone(views))
 
+    def per_view(
+        self, fn: Callable[[Tensor], Tensor], view1: Tensor, view2: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``fn`` applied to two ``[B, ...]`` views -> its two ``[B, ...]`` outputs.
+
+        One call per view, as the official code does (``z1 = encoder(x1); z2 = encoder(x2)``):
+        in training mode each view is its own BatchNorm batch of B, so view 1's outputs do not
+        depend on view 2. ``model.joint_view_batch`` makes it one call on both (one BatchNorm
+        batch of 2B), the recipe of the quality records made before 2026-12-07.
+        """
+        if self.cfg.model.joint_view_batch:
+            out1, out2 = fn(torch.cat([view1, view2])).chunk(2)
+            return out1, out2
+        return fn(view1), fn(view2)
+
     def embed_views(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, Tensor]:
-        """``[B, C, H, W]`` views -> two ``[B, d]`` projections."""
-        # Both views in one backbone pass: one BatchNorm batch of 2B, as the official code does.
-        z1, z2 = self.embed(torch.cat([view1, view2])).chunk(2)
-        return z1, z2
+        """``[B, C, H, W]`` views -> two ``[B, d]`` projections (:meth:`per_view`)."""
+        return self.per_view(self.embed, view1, view2)
 
     def forward(self, view1: Tensor, view2: Tensor, indices: Tensor, epoch: float) -> StepOutput:
         """One step on ``[B, C, H, W]`` views of the images with dataset ``indices`` ``[B]``.

@@ -302,7 +302,7 @@ class DnC(SimCLR):
             members = torch.nonzero(assign == c).squeeze(1)
             if members.numel() < 2:  # one image has no negative: its loss is exactly 0
                 continue
-            z1, z2 = self.expert(c).embed(torch.cat([view1[members], view2[members]])).chunk(2)
+            z1, z2 = self.per_view(self.expert(c).embed, view1[members], view2[members])
             per_sample = nt_xent(z1, z2, self.cfg.method.temperature, reduction="none")
             loss = loss + per_sample.mean()
             weighted = weighted + per_sample.detach().sum()
@@ -324,8 +324,9 @@ class DnC(SimCLR):
         Teachers run frozen, in eval mode, without autograd."""
         batch = view1.shape[0]
         views = torch.cat([view1, view2])
-        h = self.backbone(views)  # [2B, D]
-        z1, z2 = self.projector(h).chunk(2)
+        h1, h2 = self.per_view(self.backbone, view1, view2)
+        z1, z2 = self.per_view(self.projector, h1, h2)
+        h = torch.cat([h1, h2])  # [2B, D]
         per_sample = self.ssl_loss(z1, z2)
         self.observe_sample_losses(indices, per_sample.detach())
         ssl = per_sample.mean()
