@@ -104,7 +104,7 @@ def test_download_is_refused_for_other_sources(tmp_path: Path) -> None:
     from geoharmony.data.build import build_run_data
 
     cfg = load_config(None, ["data.download=true", "data.source=folder", f"data.root={tmp_path}"])
-    with pytest.raises(ConfigError, match="data.download=true fetches cifar10 and cifar100 only"):
+    with pytest.raises(ConfigError, match=r"data\.download=true fetches cifar10 and cifar100 only"):
         build_run_data(cfg.data)
 
 
