@@ -374,7 +374,9 @@ def method_options(cfg: Config, name: str) -> Any:
 
 def stage_epochs(cfg: Config) -> int:
     """Epochs of the first stage of ``two_stage_cosine``: ``optim.stage_epochs``, else GH's
-    warm-up (official GH: the schedule restarts where GH starts, for the baseline too)."""
+    warm-up (official +GH runs restart where GH starts; a baseline given this schedule, as the
+    CPU presets' paired runs are, restarts at the same epoch, which the official baselines,
+    on a single cosine, do not)."""
     if cfg.optim.stage_epochs is not None:
         return cfg.optim.stage_epochs
     return cfg.gh.warmup_epochs

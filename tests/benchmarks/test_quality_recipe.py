@@ -57,7 +57,7 @@ def test_recipe_plan_pairs_every_method_and_ablates_simclr_s_schedule() -> None:
     assert all("optim.schedule=warmup_cosine" in s.overrides for s in singles)
     for method in plan.METHODS:
         pairs = [s for s in specs if s.method == method and s.gh]
-        assert len(pairs) == len(plan.RECIPE_PAIRS)
+        assert len(pairs) == len(plan.CORE_PRIMARY if method == "simclr" else plan.RECIPE_PAIRS)
         assert all(s.init_from and s.pair_epoch == plan.RECIPE.warmup_epochs for s in pairs)
     assert plan.recipe_of(plan.ALLOCATION.name) == "joint_bn_no_warmup"
     assert plan.recipe_of(plan.RECIPE.name) == "paper"
