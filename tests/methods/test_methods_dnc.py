@@ -261,7 +261,8 @@ def test_distillation_loss_and_gradients() -> None:
     # Independent recomputation: per view, reg(head_0(h), base(x)) + reg(head_1+c(h), expert_c(x)).
     views = torch.cat([view1, view2])
     with torch.no_grad():
-        h = method.backbone(views)  # train mode: batch statistics, as in the step
+        # Train mode: each view's own batch statistics, as in the step (official per-view BN).
+        h = torch.cat([method.backbone(view1), method.backbone(view2)])
         cluster = method.assignments[indices].repeat(2)
         base = distill_regression_loss(method.head(0)(h), method.base_teacher(views))
         expert = torch.stack(
