@@ -29,6 +29,15 @@ SYNC = [
 ]
 
 
+# The multi-step curves below embed both views in one BatchNorm batch. With each view its own
+# batch (the default) the float32 curves of these tiny networks part at step 2 by ~5e-4 (measured
+# 2026-12-07): BatchNorm over 16-image halves amplifies the float32 rounding of the two global
+# reductions past the 1e-4 these tests hold. The per-view path itself is exact: in float64, 2 ranks
+# give one process's gradients to 1e-9 (test_view_batches_ddp.py), and the one-step test above
+# runs it at float32.
+JOINT = ["model.joint_view_batch=true"]
+
+
 def _run_both(tmp_path: Path, *extra: str) -> tuple[Path, Path]:
     args = ["--config", SMOKE, "--no-eval", *TINY, *SYNC, *GH, *extra]
     one, two = tmp_path / "one", tmp_path / "two"
@@ -76,6 +85,7 @@ def test_loss_curve_on_two_ranks_follows_one_process(tmp_path: Path, method: str
     # the machine's rounding, not the distributed code (it failed at 2% on one CPU).
     one, two = _run_both(
         tmp_path,
+        *JOINT,
         "data.n_max=40",
         "optim.epochs=2",
         f"method.name={method}",
@@ -99,13 +109,12 @@ def test_loss_curve_on_two_ranks_follows_one_process(tmp_path: Path, method: str
 
 
 BEYOND = {
-    # The allocation balances over the batch and a queue of the last global batches, with a
-    # dummy anchor taking part of the mass. Each rank queues every rank's rows and allocates
-    # over its own share of them, so the queued problem is the single process's.
-    "queue": ["gh.allocation=partial", "gh.queue_batches=2", "gh.prior=plan"],
-    # Each sample's allocation is biased towards its nearest remembered samples' targets; every
-    # rank remembers every rank's rows.
-    "memory": ["gh.allocation=relaxed", "gh.affinity=1.0", "gh.affinity_source=memory"],
+    # A dummy anchor takes part of the mass (rho ramps per step) and the prior is a live EMA
+    # of every rank's soft assignments: both must see the global batch.
+    "partial": ["gh.allocation.name=partial", "gh.prior.name=streaming"],
+    # The relaxed marginal, each sample weighted by 1 / its anchors' prior share, scaled to
+    # mean 1 over the global batch (per-rank scaling would differ).
+    "relaxed": ["gh.allocation.name=relaxed", "gh.target_weighting=inverse_prior"],
 }
 
 
@@ -114,26 +123,16 @@ def test_allocations_beyond_the_paper_on_two_ranks_follow_one_process(
     tmp_path: Path, option: str
 ) -> None:
     one, two = _run_both(
-        tmp_path, "data.n_max=40", "optim.epochs=2", "train.checkpoint_every=1", *BEYOND[option]
+        tmp_path,
+        *JOINT,
+        "data.n_max=40",
+        "optim.epochs=2",
+        "train.checkpoint_every=1",
+        *BEYOND[option],
     )
     curves = [_step_losses(one), _step_losses(two)]
     assert len(curves[0]) == len(curves[1]) == 4
-    # Step 2 allocates over its batch and step 1's queued rows.
+    # Later steps are chaotic (see above): the first two steps, and the prior after epoch 1.
     assert curves[1][:2] == pytest.approx(curves[0][:2], rel=1e-4)
-    # After epoch 1 (2 steps; later steps are chaotic, see above) every rank holds the whole
-    # queue: rank 0's checkpoint has both ranks' rows, equal to the single process's.
     a, b = (load_checkpoint(d / "checkpoints" / "epoch_00001.ckpt")["model"] for d in (one, two))
-    # Logits lie in [-1, 1]; step 2's come from a model one update apart from rounding (the
-    # difference measured: 4e-5). Storing the wrong rows would differ by O(1).
-    if option == "queue":
-        assert int(a["gh.queue.filled"]) == int(b["gh.queue.filled"]) == 2
-        torch.testing.assert_close(b["gh.queue.history"], a["gh.queue.history"], rtol=0, atol=2e-4)
-        torch.testing.assert_close(
-            b["gh.prior.current"], a["gh.prior.current"], rtol=1e-4, atol=1e-6
-        )
-    else:
-        assert int(a["gh.memory.seen"].sum()) == int(b["gh.memory.seen"].sum()) == 64  # 2 steps
-        torch.testing.assert_close(b["gh.memory.logits"], a["gh.memory.logits"], rtol=0, atol=2e-4)
-        torch.testing.assert_close(
-            b["gh.memory.targets"], a["gh.memory.targets"], rtol=0, atol=2e-3
-        )
+    torch.testing.assert_close(b["gh.prior.current"], a["gh.prior.current"], rtol=1e-4, atol=1e-6)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from geoharmony.config import load_config
+from geoharmony.configure import load_config
 from geoharmony.engine.schedules import learning_rate, two_stage_cosine, warmup_cosine
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -60,6 +60,14 @@ def test_two_stage_cosine_is_the_official_gh_schedule() -> None:
     assert two_stage_cosine(499, 1000, 0.5, 10, 500, 0.3, 1e-6) == pytest.approx(0.3)  # restart
 
 
+def test_no_warmup_starts_at_the_full_rate_and_ends_at_the_minimum() -> None:
+    for warmup in (0, 1):
+        assert warmup_cosine(0, 5, 0.5, warmup, 1e-6) == pytest.approx(0.5)
+        assert warmup_cosine(4, 5, 0.5, warmup, 1e-6) == pytest.approx(1e-6)
+        assert two_stage_cosine(0, 5, 0.5, warmup, 2, 0.3, 1e-6) == pytest.approx(0.5)
+    assert warmup_cosine(0, 1, 0.5, 0, 1e-6) == pytest.approx(0.5)  # a one-epoch run trains
+
+
 def test_two_stage_without_a_stage_is_the_baseline_schedule() -> None:
     # The official loop uses lr_scheduler when --warm_up is 0.
     for epoch in (0, 5, 50, 99):
@@ -96,7 +104,7 @@ def test_large_scale_presets_follow_train_imagenet_places(dataset: str, method: 
         assert (cfg.optim.epochs, cfg.optim.lr, cfg.optim.weight_decay) == (500, 0.5, 1e-4)
         assert cfg.optim.batch_size == 256
         assert cfg.train.sync_batchnorm
-        assert cfg.gh.prior_floor == 100  # --stat_floor
+        assert cfg.gh.prior.floor == 100  # --stat_floor
         if method == "sdclr":
             assert cfg.method.sdclr.prune_ratio == 0.1  # type: ignore[attr-defined]
     assert (gh.gh.warmup_epochs, gh.gh.ramp_epochs) == (400, 30)

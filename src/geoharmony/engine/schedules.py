@@ -25,6 +25,13 @@ def cosine(progress: float, start: float, end: float) -> float:
     return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * progress))
 
 
+def _warm_epochs(warmup_epochs: int) -> int:
+    """The official form counts the warm-up up to ``n = W``, where the cosine starts at ``lr``;
+    ``W = 1`` is no warm-up at all, and so is ``W = 0`` (read as 1, so that the first epoch
+    runs at ``lr`` rather than one step down the cosine)."""
+    return max(warmup_epochs, 1)
+
+
 def _warming(n: int, base_lr: float, warmup_epochs: int) -> float | None:
     """The warm-up's rate at 1-based epoch ``n``, or None once it is over."""
     return base_lr * n / warmup_epochs if n < warmup_epochs else None
@@ -34,7 +41,7 @@ def warmup_cosine(
     epoch: int, total_epochs: int, base_lr: float, warmup_epochs: int, min_lr: float
 ) -> float:
     """The official baseline schedule at 0-based ``epoch``: linear warm-up, one cosine."""
-    n = epoch + 1
+    n, warmup_epochs = epoch + 1, _warm_epochs(warmup_epochs)
     warm = _warming(n, base_lr, warmup_epochs)
     if warm is not None:
         return warm
@@ -58,7 +65,7 @@ def two_stage_cosine(
     """
     if stage_epochs <= 0:
         return warmup_cosine(epoch, total_epochs, base_lr, warmup_epochs, min_lr)
-    n = epoch + 1
+    n, warmup_epochs = epoch + 1, _warm_epochs(warmup_epochs)
     warm = _warming(n, base_lr, warmup_epochs)
     if warm is not None:
         return warm

@@ -35,7 +35,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         from torch.distributed.nn.functional import all_reduce
 
         dims = [d for d in range(input.dim()) if d != 1]
-        x = input.float()
+        x = input.to(torch.promote_types(input.dtype, torch.float32))  # float64 stays float64
         channels = x.shape[1]
         # Two passes (mean, then centred squares) as torch's BatchNorm: E[x^2] - E[x]^2 in
         # float32 loses digits when the mean is large against the spread.
@@ -81,7 +81,8 @@ def _convert(module: nn.Module) -> nn.Module:
         replacement.load_state_dict(module.state_dict())
         replacement.train(module.training)
         tensors = list(module.state_dict().values())
-        return replacement.to(tensors[0].device) if tensors else replacement
+        # The layer's device and floating dtype (a float64 model stays float64).
+        return replacement.to(tensors[0].device, tensors[0].dtype) if tensors else replacement
     for name, child in module.named_children():
         module.add_module(name, _convert(child))
     return module
