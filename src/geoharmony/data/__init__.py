@@ -1,5 +1,6 @@
-"""Data: long-tail profiles, image sources behind one split interface, indexed datasets, two-view
-augmentation and the training streams, normalisation statistics."""
+"""Data: long-tail profiles, image sources (one description each, in the catalog) behind one
+split interface, indexed datasets, two-view augmentation and the training streams,
+normalisation statistics."""
 
 from geoharmony.data.augment import (
     BatchedSimCLRAugment,
@@ -7,6 +8,7 @@ from geoharmony.data.augment import (
     eval_transform,
     imagenet_two_view_transform,
 )
+from geoharmony.data.catalog import SOURCES, Source
 from geoharmony.data.datasets import IndexedFileDataset, IndexedImageArray
 from geoharmony.data.longtail import (
     PROFILES,
@@ -31,6 +33,7 @@ from geoharmony.data.splits import DataFormatError, FileList, ImageArray, ImageS
 __all__ = [
     "NORM_STATS",
     "PROFILES",
+    "SOURCES",
     "BatchedSimCLRAugment",
     "DataFormatError",
     "FileList",
@@ -38,6 +41,7 @@ __all__ = [
     "ImageSplit",
     "IndexedFileDataset",
     "IndexedImageArray",
+    "Source",
     "TwoViewTransform",
     "balanced_indices",
     "class_counts",

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
-from geoharmony.data.normalization import NORM_STATS
+from geoharmony.data.pixels import IMAGENET_STATS
 
 __all__ = [
     "AugmentParams",
@@ -389,8 +389,8 @@ class TwoViewTransform:
 
 def imagenet_two_view_transform(
     size: int = 224,
-    mean: Sequence[float] = NORM_STATS["imagenet"][0],
-    std: Sequence[float] = NORM_STATS["imagenet"][1],
+    mean: Sequence[float] = IMAGENET_STATS[0],
+    std: Sequence[float] = IMAGENET_STATS[1],
     hook: ImageHook | None = None,
 ) -> TwoViewTransform | IndexedTwoViewTransform:
     """Two SimCLR views of a PIL image for ImageNet-LT / Places-LT.
@@ -447,8 +447,8 @@ class IndexedTwoViewTransform:
 
 def eval_transform(
     size: int = 224,
-    mean: Sequence[float] = NORM_STATS["imagenet"][0],
-    std: Sequence[float] = NORM_STATS["imagenet"][1],
+    mean: Sequence[float] = IMAGENET_STATS[0],
+    std: Sequence[float] = IMAGENET_STATS[1],
 ) -> v2.Compose:
     """Evaluation transform for large images: resize the short side to size / 0.875, centre
     crop ``size``, normalise. PIL image -> float32 [3, size, size]."""

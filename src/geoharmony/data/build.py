@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from geoharmony.config import ConfigError, DataConfig
+from geoharmony.data import catalog
 from geoharmony.data.longtail import (
     class_counts,
     longtail_indices,
@@ -28,9 +29,6 @@ from geoharmony.data.sources import default_profile, image_size, load_splits
 from geoharmony.data.splits import FileList, ImageSplit, Preparation
 
 __all__ = ["RunData", "build_run_data", "class_order_for"]
-
-# Images per class of the balanced training split of each in-memory source.
-_NATIVE_PER_CLASS = {"cifar10": 5000, "cifar100": 500, "fashion_mnist": 6000}
 
 
 @dataclass
@@ -130,15 +128,7 @@ def build_run_data(cfg: DataConfig, cache: Path | None = None, progress: bool = 
         ConfigError: a profile that asks for more images than there are, or that needs labels
             the data does not have; a bad ``data.holdout_fraction``.
     """
-    options: dict[str, Any] = {}
-    if cfg.source == "list":
-        options = {"train_list": cfg.train_list, "test_list": cfg.test_list}
-    if cfg.download:
-        if cfg.source not in ("cifar10", "cifar100"):
-            raise ConfigError(
-                f"data.download=true fetches cifar10 and cifar100 only, not {cfg.source!r}"
-            )
-        options = {"download": True}
+    options = _loader_options(cfg)
     train, test = load_splits(cfg.source, cfg.root, cfg.labels, **options)
     bad = None
     if isinstance(train, FileList):
@@ -167,6 +157,23 @@ def build_run_data(cfg: DataConfig, cache: Path | None = None, progress: bool = 
         holdout=holdout,
         bad_files=bad,
     )
+
+
+def _loader_options(cfg: DataConfig) -> dict[str, Any]:
+    """The config fields the source's description names as its loader's options (``labels``
+    goes through ``load_splits``, which drops other sources' labels itself).
+
+    Raises:
+        ConfigError: ``data.download=true`` for a source that cannot be downloaded.
+    """
+    source = catalog.find_source(cfg.source)
+    names = () if source is None else source.options
+    if cfg.download and "download" not in names:
+        fetchable = [name for name, s in catalog.SOURCES.items() if "download" in s.options]
+        raise ConfigError(
+            f"data.download=true fetches {' and '.join(fetchable)} only, not {cfg.source!r}"
+        )
+    return {name: getattr(cfg, name) for name in names if name != "labels"}
 
 
 def _hold_out(cfg: DataConfig, train: ImageSplit) -> tuple[ImageSplit, ImageSplit, dict[str, Any]]:
@@ -203,7 +210,9 @@ def _pretrain_subset(
             f"{train.source} has no labels; use data.profile=none (the images as they are)"
         )
     labels = train.labels_of()
-    n_max = cfg.n_max or _NATIVE_PER_CLASS.get(cfg.source) or int(np.bincount(labels).min())
+    source = catalog.find_source(cfg.source)
+    per_class = None if source is None else source.images_per_class
+    n_max = cfg.n_max or per_class or int(np.bincount(labels).min())
     try:
         counts = profile_counts(profile, train.num_classes, n_max, cfg.imbalance_ratio)
     except ValueError as err:

@@ -14,20 +14,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from geoharmony.data.splits import DataFormatError, FileList, ImageArray
+# This module builds on the split types; splits.py imports nothing from here (no cycle).
+from geoharmony.data.splits import FileList, ImageArray, check_indices, open_rgb
 
 __all__ = ["IndexedFileDataset", "IndexedImageArray"]
-
-
-def _subset(indices: np.ndarray | torch.Tensor | None, n: int, what: str) -> np.ndarray:
-    if indices is None:
-        return np.arange(n, dtype=np.int64)
-    idx = np.asarray(indices)
-    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
-        raise ValueError(f"indices must be a 1-D integer array, got {idx.dtype} {idx.shape}")
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise ValueError(f"indices must lie in [0, {n}) for {what}")
-    return idx.astype(np.int64, copy=False)
 
 
 class _LabelledSubset:
@@ -68,7 +58,7 @@ class IndexedImageArray(_LabelledSubset, Dataset[tuple[torch.Tensor, int, int]])
     """
 
     def __init__(self, data: ImageArray, indices: np.ndarray | torch.Tensor | None = None):
-        self.source_indices = _subset(indices, len(data), data.source)
+        self.source_indices = check_indices(indices, len(data), data.source)
         idx = torch.from_numpy(self.source_indices)
         # A contiguous copy of the subset: gathers stay cheap and the source can be freed.
         self.images = data.images[idx].contiguous()  # uint8 [n, C, H, W]
@@ -111,7 +101,7 @@ class IndexedFileDataset(_LabelledSubset, Dataset[tuple[Any, int, int]]):
         indices: np.ndarray | torch.Tensor | None = None,
         transform: Callable[..., Any] | None = None,
     ):
-        self.source_indices = _subset(indices, len(files), files.source or str(files.root))
+        self.source_indices = check_indices(indices, len(files), files.source or str(files.root))
         self.root = files.root
         self.paths = [files.paths[j] for j in self.source_indices]
         self.labels = torch.from_numpy(
@@ -123,14 +113,7 @@ class IndexedFileDataset(_LabelledSubset, Dataset[tuple[Any, int, int]]):
 
     def load_image(self, i: int) -> Image.Image:
         """Decode subset item ``i`` as an RGB PIL image."""
-        path = self.root / self.paths[i]
-        try:
-            with Image.open(path) as im:
-                return im.convert("RGB")  # convert() forces a full decode inside the `with`
-        except (OSError, SyntaxError, ValueError) as e:
-            # PIL reports unreadable, truncated or missing files as OSError (and, for a few
-            # formats, SyntaxError/ValueError).
-            raise DataFormatError(f"{path}: cannot read image ({e})") from e
+        return open_rgb(self.root / self.paths[i])
 
     def __getitem__(self, i: int) -> tuple[Any, int, int]:
         i = self._position(i)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from geoharmony.data.catalog import find_source
 from geoharmony.data.preflight import ImageCheck, check_images
 from geoharmony.data.sources import load_splits
 from geoharmony.data.splits import FileList
@@ -67,7 +68,10 @@ def inspect_source(
         ``class_names``, ``class_counts`` and ``imbalance_ratio`` (largest / smallest class;
         None with an empty class) when labelled, ``sizes`` and ``modes``.
     """
-    options = {"train_list": train_list, "test_list": test_list} if source == "list" else {}
+    # The list files go to the sources whose description takes them (the list source).
+    described = find_source(source)
+    given = {"train_list": train_list, "test_list": test_list}
+    options = {k: v for k, v in given.items() if described is not None and k in described.options}
     train, test = load_splits(source, root, labels, **options)
     splits = {"train": train} if test is None else {"train": train, "test": test}
     files = [s for s in splits.values() if isinstance(s, FileList)]

@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from geoharmony.data.jsonfile import write_json
 from geoharmony.data.splits import DataFormatError, FileList
-from geoharmony.eval.results import write_json
 
 __all__ = [
     "PREFLIGHT_CACHE",

@@ -9,7 +9,7 @@ workers) are chosen once, in :mod:`geoharmony.data.stream`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Self
@@ -17,12 +17,21 @@ from typing import Protocol, Self
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
-from geoharmony.data.normalization import normalize_only
+from geoharmony.data.pixels import normalize_only
 
-__all__ = ["DataFormatError", "FileList", "ImageArray", "ImageSplit", "Preparation"]
+__all__ = [
+    "DataFormatError",
+    "FileList",
+    "ImageArray",
+    "ImageSplit",
+    "Preparation",
+    "check_indices",
+    "open_rgb",
+]
 
 # Side of the crops taken from decoded files when the config gives no ``data.image_size``.
 DEFAULT_FILE_SIZE = 224
@@ -30,6 +39,38 @@ DEFAULT_FILE_SIZE = 224
 
 class DataFormatError(ValueError):
     """Input data is missing, malformed, truncated or inconsistent. The message names the file."""
+
+
+def check_indices(indices: np.ndarray | torch.Tensor | None, n: int, what: str) -> np.ndarray:
+    """``indices`` as int64 ``[k]`` positions into ``n`` items (``[n]``: all of them when None).
+
+    Raises:
+        ValueError: not a 1-D integer array, or a position outside ``[0, n)`` (``what`` names
+            the items in the message).
+    """
+    if indices is None:
+        return np.arange(n, dtype=np.int64)
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+        raise ValueError(f"indices must be a 1-D integer array, got {idx.dtype} {idx.shape}")
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"indices must lie in [0, {n}) for {what}")
+    return idx.astype(np.int64, copy=False)
+
+
+def open_rgb(path: Path) -> Image.Image:
+    """Decode the image file ``path`` fully, as an RGB PIL image.
+
+    Raises:
+        DataFormatError: unreadable, truncated or missing file (the message names it).
+    """
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")  # convert() forces a full decode inside the `with`
+    except (OSError, SyntaxError, ValueError) as e:
+        # PIL reports unreadable, truncated or missing files as OSError (and, for a few
+        # formats, SyntaxError/ValueError).
+        raise DataFormatError(f"{path}: cannot read image ({e})") from e
 
 
 @dataclass(frozen=True)
@@ -204,11 +245,27 @@ class FileList:
     ) -> Iterator[Tensor]:
         """Files decoded by ``prep.workers`` loader processes: short side resized to
         ``size / 0.875``, centre crop ``size``, normalised."""
-        # datasets.py builds on this module's classes.
+        # Imported here: the augmentations (torchvision transforms) only matter for files.
         from geoharmony.data.augment import eval_transform
-        from geoharmony.data.datasets import IndexedFileDataset
 
-        dataset = IndexedFileDataset(self, indices, eval_transform(prep.size, *prep.stats))
+        idx = check_indices(indices, len(self), self.source or str(self.root))
+        paths = [self.paths[i] for i in idx]
+        dataset = _DecodedFiles(self.root, paths, eval_transform(prep.size, *prep.stats))
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=prep.workers)
-        for images, _, _ in loader:
+        for images in loader:
             yield images.to(device, non_blocking=True)
+
+
+class _DecodedFiles(Dataset[Tensor]):
+    """``root / paths[i]`` decoded as RGB, through ``transform``: clean evaluation images.
+
+    Picklable (loader worker processes get a copy)."""
+
+    def __init__(self, root: Path, paths: list[str], transform: Callable[..., Tensor]) -> None:
+        self.root, self.paths, self.transform = root, paths, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self.transform(open_rgb(self.root / self.paths[i]))

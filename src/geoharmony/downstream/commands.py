@@ -61,8 +61,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 def add_file_source_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
     """``--data-source folder|list``, ``--root``, ``--train-list``, ``--test-list``."""
+    from geoharmony.downstream.transfer import TRANSFER_SOURCES
+
     kind = {"required": True} if required else {"default": "folder"}
-    p.add_argument("--data-source", choices=("folder", "list"), **kind)
+    p.add_argument("--data-source", choices=TRANSFER_SOURCES, **kind)
     p.add_argument("--root", required=True, help="image folder, or the root of listed paths")
     p.add_argument("--train-list", help="list source: training list file")
     p.add_argument("--test-list", help="list source: test list file")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from geoharmony.config import ConfigError
+from geoharmony.data.catalog import file_sources
 from geoharmony.data.longtail import balanced_indices
 from geoharmony.data.sources import DataFormatError, FileList, load_splits
 from geoharmony.downstream.backbone import load_backbone
@@ -24,7 +25,14 @@ from geoharmony.eval import predict, result_from_predictions, train_linear_probe
 
 __all__ = ["TRANSFER_SOURCES", "load_transfer_splits", "transfer_probe"]
 
-TRANSFER_SOURCES = ("folder", "list")
+
+def _transfer_sources() -> tuple[str, ...]:
+    """The sources a transfer probe can read, sorted by name: those whose description says
+    their images are files (the probe decodes its features from the files)."""
+    return tuple(sorted(file_sources()))
+
+
+TRANSFER_SOURCES = _transfer_sources()  # ("folder", "list")
 
 
 def load_transfer_splits(
@@ -35,8 +43,9 @@ def load_transfer_splits(
 ) -> tuple[FileList, FileList]:
     """The labelled training and test splits, with the test labels mapped to the training
     classes by name (see :func:`~geoharmony.data.sources.load_splits`)."""
-    if source not in TRANSFER_SOURCES:
-        raise ValueError(f"transfer source must be folder or list, got {source!r}")
+    valid = _transfer_sources()
+    if source not in valid:
+        raise ValueError(f"transfer source must be {' or '.join(valid)}, got {source!r}")
     options: dict[str, Any] = {}
     if source == "list":
         if train_list is None or test_list is None:

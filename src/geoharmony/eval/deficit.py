@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from geoharmony.data.catalog import find_source
 from geoharmony.eval.metrics import GROUP_NAMES, GroupRule, class_groups, group_metrics
 
 __all__ = [
@@ -50,8 +51,6 @@ DEFICIT_KEYS: tuple[str, ...] = (
 # config's evaluation keys that change what a probe measures.
 _PROBE_KEYS = ("preset", "shots", "disjoint", "train_images", "test_images")
 _EVAL_KEYS = ("probe_epochs", "probe_source", "knn_k", "knn_temperature")
-# Sources whose name alone is the data set; for file-backed ones the path is the data set.
-_FILE_SOURCES = ("list", "folder")
 
 
 class ReferenceMismatchError(ValueError):
@@ -172,7 +171,9 @@ def _dataset(result: Mapping[str, Any]) -> str:
     only where it is installed)."""
     source = str(_field(result, "data.source"))
     kind = source.split(":", 1)[0]
-    return source if kind in _FILE_SOURCES else kind
+    # A source's description says whether its files (path) or its name is the data set.
+    described = find_source(kind)
+    return source if described is not None and described.files else kind
 
 
 def _field(result: Mapping[str, Any], dotted: str) -> Any:

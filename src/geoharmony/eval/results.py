@@ -14,18 +14,14 @@ NaN (an empty group, a class without test samples) is kept in the dict and writt
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from geoharmony.data.jsonfile import write_json
 from geoharmony.eval.metrics import GroupRule, class_groups, group_metrics, per_class_accuracy
 
 __all__ = ["SCHEMA_KEYS", "assemble_result", "result_from_predictions", "write_json"]
@@ -94,42 +90,3 @@ def result_from_predictions(
     counts = np.asarray(class_counts)
     acc = per_class_accuracy(pred, target, num_classes=counts.size)
     return assemble_result(acc, counts, group_rule, extra=extra)
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float | np.floating):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.ndarray | torch.Tensor):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-def write_json(
-    path: str | os.PathLike[str], data: Mapping[str, Any], indent: int | None = 2
-) -> None:
-    """Write ``data`` as strict JSON, atomically (temp file in the same folder + os.replace).
-
-    NaN/inf become ``null``; numpy scalars/arrays and tensors become plain JSON values. Readers
-    never see a partial file, and a crash leaves the previous file intact. ``indent=None``
-    writes it compactly (large machine-read files).
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_json_safe(data), f, indent=indent, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
