@@ -43,11 +43,14 @@ from geoharmony.methods import display_name
 __all__ = [
     "REPLICATION_PROBES",
     "assignment_table",
+    "baseline_deficit_table",
     "geometry_table",
     "goal_table",
+    "neighbourhood_table",
     "paired_table",
     "paper_table",
     "prior_table",
+    "prior_tracking_table",
     "recovery_table",
     "regime_table",
     "replication_table",
@@ -451,9 +454,8 @@ def same_setting_table(
         return "_no setting has both long-tailed and balanced +GH runs yet_\n"
     order = {p: i for i, p in enumerate(PROBES)}
     names = [k.replace("_", " ") for k in SAME_SETTING_KEYS]
-    lines = md_head(
-        ["SimCLR+GH setting", "probe", "runs", *names, *(f"baseline {n}" for n in names)]
-    )
+    head = ["SimCLR+GH setting", "probe", "runs", *names, *(f"baseline {n}" for n in names)]
+    lines = md_head([*head, "Few deficit left"])
     for r in sorted(rows, key=lambda r: (r["variant"], order[r["probe"]])):
         base = find_cell(
             cells,
@@ -468,13 +470,18 @@ def same_setting_table(
         theirs = [
             pm(base[f"{k}_mean"], base[f"{k}_sd"]) if base else "-" for k in SAME_SETTING_KEYS
         ]
-        lines.append(md_row([r["variant"], r["probe"], str(r["runs"]), *ours, *theirs]))
+        left = _share(r["deficit_few_mean"], base["deficit_few_mean"]) if base else "-"
+        lines.append(md_row([r["variant"], r["probe"], str(r["runs"]), *ours, *theirs, left]))
     return (
         "\n".join(lines)
-        + "\n\nBaseline: long-tailed SimCLR against the plain balanced reference (the same "
-        + "orders and seeds). A setting that only lifts every class alike has the baseline's "
-        + "deficits here; one that narrows the disparity has smaller ones.\n"
+        + "\n\nBaseline: long-tailed SimCLR against the plain balanced reference (same orders "
+        + "and seeds). Few deficit left: the setting's Few deficit / the baseline's.\n"
     )
+
+
+def _share(part: float, whole: float) -> str:
+    """``part / whole`` as a percentage; ``-`` unless ``whole`` is positive."""
+    return percent(part / whole) if whole > 0 else "-"
 
 
 def prior_tracking_table(runs: dict[str, dict[str, Any]], regime: str) -> str:
@@ -507,3 +514,28 @@ def prior_tracking_table(runs: dict[str, dict[str, Any]], regime: str) -> str:
         + "\n\nThe true class prior's effective number, long-tailed / balanced: "
         + f"{num(true_ratio)}.\n"
     )
+
+
+def neighbourhood_table(records: Sequence[dict[str, Any]]) -> str:
+    """Per kind of checkpoint (the final +GH ones pooled) and class order, mean ± sd over its
+    prior-check records: the share of a Few / Many pretraining image's 10 nearest pretraining
+    images of its own class (backbone features), and its local-density rank by the mean cosine
+    to those neighbours (0 sparsest, 0.5 like any image), in each feature space."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        if r.get("neighbour_purity") or r.get("local_density"):
+            kind = "+GH final checkpoints" if r.get("assignments") else checkpoint_kind(r)
+            groups.setdefault((kind, r["run"].split("__")[-2]), []).append(r)
+    if not groups:
+        return "_no neighbourhood checks yet_\n"
+    spaces = sorted({s for r in records for s in r.get("local_density") or {}})
+    head = ["checkpoints", "class order", "n", "own-class neighbours, Few", "own-class, Many"]
+    lines = md_head([*head, *(f"density rank {g}, {s}" for s in spaces for g in ("Few", "Many"))])
+    for (kind, order), items in sorted(groups.items()):
+        purity = [(i.get("neighbour_purity") or {}).get("backbone") or {} for i in items]
+        cols = [mean_sd_cell([p.get(g) for p in purity]) for g in ("few", "many")]
+        for space in spaces:
+            density = [((i.get("local_density") or {}).get(space) or {}) for i in items]
+            cols += [mean_sd_cell([d.get(g) for d in density]) for g in ("few", "many")]
+        lines.append(md_row([kind, order, str(len(items)), *cols]))
+    return "\n".join(lines) + "\n"

@@ -20,7 +20,6 @@ from benchmarks.quality import (  # noqa: E402
     report,
     sections,
     selection,
-    shortfall,
     summary,
     tables,
 )
@@ -119,8 +118,10 @@ def test_report_from_synthetic_runs(tmp_path: Path) -> None:
     ]
     (docs / "archive" / "old").mkdir(parents=True)
     (docs / "archive" / "old" / "results.json").write_text(json.dumps(archived))
-    # The full (non-quick) report adds the GPU section from its own store.
-    report.write_report(specs, store, docs, gpu_store=gpu_store)
+    # The full (non-quick) report adds the GPU section from its own store; outside the
+    # repository's docs/ its study-noise file goes beside results.md, not into the package.
+    out = report.write_report(specs, store, docs, gpu_store=gpu_store)
+    assert out["noise"] == str(docs / "study_noise.json")
     text = (docs / "results.md").read_text()
     replication = text.split("## Replication of archived reports")[1].split("\n## ")[0]
     rows = [line for line in replication.splitlines() if line.startswith("| SimCLR |")]
@@ -239,7 +240,7 @@ def test_selection_chooses_on_held_out_images_only() -> None:
         "**w=2** (-2.00); on the test split its kNN Δ Few deficit is -1.00 ± 0.00 over 4 pairs"
         in text
     )
-    assert "Over all 10 pairs" in text
+    assert "over all 10 pairs" in text
 
 
 def test_goal_change_says_when_too_few_pairs_to_judge_the_noise() -> None:
@@ -260,12 +261,9 @@ def test_held_out_choice_gives_the_chosen_settings_test_numbers() -> None:
     assert (choice["setting"], choice["held_out"], choice["pairs"]) == ("w=2", -2.0, 4)
     assert (choice["test_mean"], choice["test_sd"]) == (-1.0, 0.0)
     assert math.isnan(choice["t"])  # no spread over the pairs: no t
-    assert "no setting narrows it" not in summary.choice_sentence(choice)
-    # A choice that raises the held-out deficit too is said to narrow nothing.
-    rising = summary.choice_sentence({**choice, "held_out": 0.3})
-    assert rising.endswith(
-        "It raises the held-out Few deficit too: no setting narrows it on held-out images."
-    )
+    said = summary.choice_sentence(choice)
+    assert "**w=2** (-2.00); on the test split its kNN Δ Few deficit is -1.00 ± 0.00" in said
+    assert "**w=2** (+0.30)" in summary.choice_sentence({**choice, "held_out": 0.3})
 
 
 def test_figures_are_drawn_only_with_data_and_leave_pyplot_alone(tmp_path: Path) -> None:
@@ -321,131 +319,126 @@ def test_allocation_section_from_synthetic_runs(tmp_path: Path) -> None:
     assert ratios and ratios[0].endswith("| 0.50 |")
     # Against the balanced run of the same setting (flat accuracies, like the reference): the
     # +GH runs' own loss of 2 + seed on the tail, beside the baselines' 4 + seed.
+    # 2.5 of the baselines' 4.5 points remain (56%).
     same = [r for r in section.splitlines() if r.startswith("| allocation=relaxed | knn | 4 |")]
     assert same == [
         "| allocation=relaxed | knn | 4 | 2.50 ± 0.58 | 0.00 ± 0.00 | 2.50 ± 0.58 "
-        "| 4.50 ± 0.58 | 0.00 ± 0.00 | 4.50 ± 0.58 |"
+        "| 4.50 ± 0.58 | 0.00 ± 0.00 | 4.50 ± 0.58 | 56% |"
     ]
-    # The labels diagnostic against its own balanced runs, in the summary and the reading:
-    # 2.5 of the baselines' 4.5 points remain (56%).
-    said = (
-        "gainst balanced runs of the same setting (4 long-tailed runs, 2 balanced), its kNN Few "
-        "deficit is 2.50 ± 0.58, Many 0.00 ± 0.00 and Few - Many gap 2.50 ± 0.58, where the "
-        "plain baselines' (against the plain reference) are 4.50 and 4.50: the long tail still "
-        "costs the Few classes 56% of what it costs without GH."
-    )
-    assert f"A{said}" in text.split("## Protocol")[0]
-    assert f"- With the true classes as targets, a{said}" in section
+    # The labels diagnostic against its own balanced runs: the same 56% of the deficit left.
+    labels = [r for r in section.splitlines() if r.startswith("| targets=labels,K=10 | knn |")]
+    assert labels and labels[0].endswith("| 4.50 ± 0.58 | 0.00 ± 0.00 | 4.50 ± 0.58 | 56% |")
     # The labels row carries no prior of its own into the tracking table.
     assert "| targets=labels,K=10 | 4 / 2 |" not in section
     assert "long-tailed / balanced: 0.52." in section
-    assert "Allocations beyond the paper (regime `r100_e80_bf16`" in text.split("## Protocol")[0]
+    # The summary counts the study: its baselines' deficit, the goal, the range of changes.
+    summary_text = text.split("## Summary (computed)")[1].split("\n## ")[0]
+    assert (
+        "- Allocations (regime `r100_e80_bf16`): long-tailed SimCLR's kNN Few deficit 4.50 ± 0.58 "
+        "(4 runs, t = +15.6); goal met by 0 of 2 settings with 3+ pairs, whose kNN Δ Few deficit "
+        "runs from -2.00 to -2.00 (2 lower it)." in summary_text
+    )
 
 
-def _goal_row(
-    name: str, change: float, closed: float, gap: float, diagnostic: bool = False, **extra: float
-):
-    return {
-        "name": name,
-        "diagnostic": diagnostic,
-        "probe": "knn",
-        "pairs": 4,
-        "deficit": 5.5,
-        "change": change,
-        "many_change": extra.get("many_change", 0.0),
-        "closed": closed,
-        "gap_change": gap,
-        "baseline_gap": 5.0,
-        "gap_closed": -gap / 5.0,
-        "met": False,
-        "t": -11.2 if diagnostic else 2.0,
-        "closed_bound": 0.9,
-    }
-
-
-def _check(variant_slug: str, order: str, owned: float, few_purity: float) -> dict:
-    run = f"allocation__{plan.ALLOCATION.name}__simclr_gh_{variant_slug}__{order}__s0"
-    assignments = {
-        "nmi_assigned_anchor": 0.4,
-        "anchors_per_class": {"few": 2.0, "many": 10.0},
-        "few_on_many_owned_anchors": owned,
-    }
+def _check(order: str, few_purity: float, gh: bool = True) -> dict:
+    """A prior-check record of the allocation regime: a final +GH checkpoint (with its
+    allocation checks) or a SimCLR baseline's at epoch 40, its neighbourhoods by class order."""
+    method = "simclr_gh_allocationrelaxed" if gh else "simclr"
     purity = {"backbone": {"few": few_purity, "many": 0.9, "medium": 0.6}}
     density = {"backbone": {"few": few_purity / 2, "many": 0.5, "medium": 0.5}}
     return {
-        "run": run,
-        "epoch": 80,
-        "assignments": assignments,
+        "run": f"allocation__{plan.ALLOCATION.name}__{method}__{order}__s0",
+        "epoch": 80 if gh else 40,
+        "assignments": {"nmi_assigned_anchor": 0.4} if gh else None,
         "neighbour_purity": purity,
         "local_density": density,
     }
 
 
-def test_shortfall_reading_computes_its_sentences_from_the_diagnostics() -> None:
-    """Why the allocation study misses its goal: the share-closed range, the labels diagnostic,
-    the allocation checks, the owned-anchor correlation and the neighbour purity by class order;
-    a sentence without its numbers is left out."""
-    names = ("allocation=balanced", "allocation=relaxed", "allocation=partial")
-    rows = [
-        _goal_row(f"SimCLR+GH ({n})", change, closed, gap)
-        for n, change, closed, gap in zip(
-            names, (0.4, 0.8, 1.2), (-0.07, -0.14, -0.21), (0.6, 1.0, 1.4), strict=True
-        )
-    ]
-    labels = _goal_row("SimCLR+GH (targets=labels)", -5.9, 1.08, -5.0, diagnostic=True)
+def test_neighbourhood_table_counts_purity_and_density_by_class_order() -> None:
+    """The allocation section's neighbourhood table: the final +GH checkpoints pooled, the
+    baselines' checkpoints by kind, each class order its own row (mean ± sd over records)."""
     checks = [
-        _check(plan.variant_slug(n), order, owned, purity)
-        for n, owned in zip(names, (0.7, 0.5, 0.3), strict=True)
-        for order, purity in (("default", 0.6), ("reversed", 0.3))
+        *(_check(order, purity) for order, purity in (("default", 0.6), ("reversed", 0.3))),
+        _check("default", 0.4),  # a second +GH checkpoint in the default order
+        _check("default", 0.5, gh=False),
     ]
-    lines = shortfall.shortfall_reading([labels], rows, checks, {}, plan.ALLOCATION.name)
-    text = "\n".join(lines)
-    assert "The 3 allocation settings with 3+ pairs close -21% to -7% of the deficit" in text
-    assert "3 of 3 widen it, 0 meet the goal" in text
-    assert "+0.60 to +1.40 points" in text
-    assert "in the fp32 primary regime by -5.90 (108% of the deficit, t = -11.2, 4 pairs)" in text
-    assert "the Few - Many gap changes by -5.00 (100% of the baseline's gap closed)" in text
-    assert "no allocation tried here does" in text
-    # True classes that lift Many as much as Few close the deficit but not the gap: the
-    # reading says so instead of blaming the allocation.
-    lifting = _goal_row("SimCLR+GH (targets=labels)", -5.9, 1.08, -0.5, True, many_change=-5.4)
-    said = shortfall.shortfall_reading([lifting], rows, checks, {}, plan.ALLOCATION.name)[1]
-    assert "Many deficit -5.40" in said and "(10% of the baseline's gap closed)" in said
-    assert "a supervised signal that helps every class" in said
-    assert "no allocation tried here does" not in said
-    # Class-balanced true classes that close the gap where the unweighted ones do not: the
-    # reading names emphasis on the rare classes as what narrows the disparity.
-    weighted = _goal_row(
-        "SimCLR+GH (targets=labels,weighting=inverse_prior)",
-        -6.0,
-        1.1,
-        -3.0,
-        True,
-        many_change=-3.0,
+    rows = tables.neighbourhood_table(checks).splitlines()
+    assert rows[0] == (
+        "| checkpoints | class order | n | own-class neighbours, Few | own-class, Many "
+        "| density rank Few, backbone | density rank Many, backbone |"
     )
-    lines = shortfall.shortfall_reading(
-        [], [*rows, lifting, weighted], checks, {}, plan.ALLOCATION.name
+    assert rows[2:] == [
+        "| +GH final checkpoints | default | 2 | 0.50 ± 0.14 | 0.90 ± 0.00 | 0.25 ± 0.07 "
+        "| 0.50 ± 0.00 |",
+        "| +GH final checkpoints | reversed | 1 | 0.30 | 0.90 | 0.15 | 0.50 |",
+        "| SimCLR [r100_e80_bf16] @40 | default | 1 | 0.50 | 0.90 | 0.25 | 0.50 |",
+    ]
+    assert "no neighbourhood checks" in tables.neighbourhood_table([])
+
+
+def _synthetic_store(tmp_path: Path) -> tuple[list[RunSpec], Path]:
+    """The quick plan's synthetic runs (:func:`_write_run`) recorded in ``tmp_path/records``."""
+    specs = plan.build_plan(quick=True)
+    for spec in specs:
+        _write_run(tmp_path / "runs", spec)
+    store = tmp_path / "records"
+    records.sync_records(specs, tmp_path / "runs", store)
+    return specs, store
+
+
+def test_the_hand_written_reading_survives_a_regeneration_byte_for_byte(tmp_path: Path) -> None:
+    specs, store = _synthetic_store(tmp_path)
+    docs = tmp_path / "docs"
+    first = report.write_report(specs, store, docs, quick=True)
+    assert first["reading"].startswith("stub")
+    generated = (docs / "results.md").read_text().split(report.MARKER, 1)[1]
+    # A reading with what a careless rewrite would change: trailing blanks, a CRLF line, a
+    # heading, an HTML comment, no blank line before the marker, non-ASCII text.
+    reading = (
+        "# My reading  \n\nDated 2026-12-07.\r\n## Not a generated section\n"
+        "<!-- a note -->\n- GH: Δ Few deficit -0.58, 12% ± nothing\t\n"
     )
-    said = next(line for line in lines if "class-balanced" in line)
-    assert "Many by -3.00: 60% of the Few - Many gap closed (unweighted: 10%)." in said
-    assert "Emphasis on the rare classes, not correct targets alone" in said
-    # The same diagnostic in the allocation regime comes first and decides the conclusion.
-    weak_labels = _goal_row("SimCLR+GH (targets=labels,K=10)", -1.0, 0.2, -0.8, diagnostic=True)
-    both = shortfall.shortfall_reading(
-        [labels], [*rows, weak_labels], checks, {}, plan.ALLOCATION.name
+    (docs / "results.md").write_bytes((reading + report.MARKER + "\nstale tables\n").encode())
+    second = report.write_report(specs, store, docs, quick=True)
+    assert second["reading"] == "kept"
+    text = (docs / "results.md").read_bytes().decode()
+    assert text == reading + report.MARKER + generated  # the reading as it was, tables anew
+    assert "stale tables" not in text
+    # And again: a regeneration changes nothing.
+    report.write_report(specs, store, docs, quick=True)
+    assert (docs / "results.md").read_bytes().decode() == text
+    assert report.kept_reading(docs / "results.md") == reading
+
+
+def test_the_report_writes_the_noise_that_compare_reads(tmp_path: Path) -> None:
+    """The study-noise file of a report (beside its results.md outside the repository's docs/)
+    holds each primary cell's Few deficit spread and GH's paired change, and the compare
+    reading quotes exactly those numbers."""
+    from geoharmony.eval import reading
+
+    specs, store = _synthetic_store(tmp_path)
+    out = report.write_report(specs, store, tmp_path / "docs", quick=True)
+    noise_file = tmp_path / "docs" / "study_noise.json"
+    assert out["noise"] == str(noise_file)
+    assert report.noise_path(tmp_path / "docs", quick=False) == noise_file
+    assert report.noise_path(records.REPO / "docs", quick=False) == report.NOISE_FILE
+    assert report.noise_path(records.REPO / "docs", quick=True) != report.NOISE_FILE
+    noise = json.loads(noise_file.read_text())
+    # Baselines lose 4 + seed points on the tail, +GH runs 2 + seed (seed 0, two class orders).
+    assert noise["methods"]["simclr"]["display_name"] == "SimCLR"
+    assert noise["methods"]["simclr"]["knn"] == {
+        "baseline": {"mean": 4.0, "sd": 0.0, "runs": 2},
+        "gh": {"mean": 2.0, "sd": 0.0, "runs": 2},
+        "change": {"mean": -2.0, "sd": 0.0, "pairs": 2},
+    }
+    assert noise["regime"]["name"] == plan.QUICK_REGIME.name
+    assert noise["regime"]["settings"]["prior"] == "bank"
+    study = reading.load_study(noise_file)
+    run = {"method": "simclr", "gh": False, "data": {}}
+    d = {"deficit_many": 0.0, "deficit_medium": 0.0, "deficit_few": 3.0}
+    text = reading.write_reading([run], {"knn": [{**d, "deficit_few_minus_many": 3.0}]}, study)
+    assert (
+        f"4.00 ± 0.00 (mean ± sd over 2 runs: seeds and class orders, {plan.QUICK_REGIME.name})"
+        in text
     )
-    said = next(line for line in both if "true classes" in line)
-    assert "changes in this regime by -1.00 (20% of the deficit" in said
-    assert "and in the fp32 primary regime by -5.90" in said
-    assert "Even with the true classes the loss closes 20% of the deficit here" in said
-    assert both[0] == lines[0]  # diagnostics stay out of the settings' range
-    # The more Few images leave Many-owned anchors, the larger the rise: correlation -1.
-    assert "correlate at -1.00" in text
-    assert "SimCLR+GH (allocation=partial) puts the fewest there (0.30)" in text
-    assert "0.60 in the default class order (Many: 0.90), 0.30 in the reversed" in text
-    assert "55% of the neighbours" in text  # 1 - mean(0.6, 0.3)
-    assert "(6 checkpoints, the range over them) backbone features: Few 0.15-0.30, Many" in text
-    assert "prior stays near blind" not in text  # no balanced +GH runs: no ratio to read
-    assert shortfall.shortfall_reading([labels], [], checks, {}, plan.ALLOCATION.name) == []
-    without_labels = shortfall.shortfall_reading([], rows, [], {}, plan.ALLOCATION.name)
-    assert len(without_labels) == 1 and without_labels[0].startswith("- By how much")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +44,12 @@ class ResultFileError(ValueError):
     """A result file (``metrics.json``, the study's ``results.json``) cannot be read."""
 
 
-def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Read ``metrics.json`` of each run directory (or each given JSON file)."""
+def load_results(
+    paths: Sequence[str | Path], display_name: Callable[[str], str] | None = None
+) -> list[dict[str, Any]]:
+    """Read ``metrics.json`` of each run directory (or each given JSON file). ``display_name``
+    (method -> table label, e.g. :func:`geoharmony.methods.display_name`) labels each run
+    (``display_name`` in its dict, unless the file has one): this layer knows no methods."""
     results = []
     for raw in paths:
         path = Path(raw)
@@ -55,16 +61,36 @@ def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
         except json.JSONDecodeError as err:
             raise ResultFileError(f"{file} is not valid JSON: {err}") from err
         result.setdefault("_path", str(path))
+        if display_name is not None:
+            result.setdefault("display_name", display_name(str(result.get("method", "?"))))
         results.append(result)
     return results
 
 
 def run_label(result: Mapping[str, Any]) -> str:
-    """Column name: method name, with ``+GH`` when GH was enabled."""
-    from geoharmony.methods import display_name  # the registry knows the display names
+    """Column name: the run's display name (``SimCLR``), with ``+GH`` when GH was enabled.
 
-    label = display_name(str(result.get("method", "?")))
+    The name is the result's ``display_name`` (see :func:`load_results`); without one, the
+    label the packaged study gives the method, else the method's own name."""
+    method = str(result.get("method", "?"))
+    label = result.get("display_name") or _study_display_names().get(method) or method
     return f"{label}+GH" if result.get("gh") else label
+
+
+@functools.cache
+def _study_display_names() -> dict[str, str]:
+    """Method -> display name as the packaged study noise file (``study_noise.json``, written
+    by the quality report from the method registry) records them; empty without the file."""
+    file = resources.files("geoharmony.eval") / "study_noise.json"
+    try:
+        methods = json.loads(file.read_text()).get("methods", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {
+        m: str(v["display_name"])
+        for m, v in methods.items()
+        if isinstance(v, dict) and v.get("display_name")
+    }
 
 
 def table_rows(
