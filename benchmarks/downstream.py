@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from geoharmony.cli import main as geoharmony
-from geoharmony.config import load_config
+from geoharmony.configure import load_config
 from geoharmony.engine.checkpoint import checkpoint_path
 
 REPO = Path(__file__).resolve().parents[1]

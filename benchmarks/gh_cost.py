@@ -1,24 +1,21 @@
 """What GH costs: one GH forward+backward against NT-Xent and a whole training step, each
-surrogate-label allocation (balanced, relaxed, partial; alone and with a queue of past batches;
-the kNN-affinity pass over the batch or over a memory of every sample; the inverse-prior
-weighting of the loss) as a share of that step,
-and our Sinkhorn against POT's, measured side by side in one run.
+surrogate-label allocation (balanced, relaxed, partial; the inverse-prior weighting of the loss)
+as a share of that step, and our Sinkhorn against POT's, measured side by side in one run.
 
-    python benchmarks/gh_cost.py [--batch 512 --anchors 100 --dim 128 --iters 300 --queue 0 8]
+    python benchmarks/gh_cost.py [--batch 512 --anchors 100 --dim 128 --iters 300]
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import numpy as np
 import ot
 import torch
 
 from _common import median_seconds, record
-from geoharmony.gh import GHLoss, uniform_structure
-from geoharmony.gh.allocation import ALLOCATIONS, NeighbourMemory
+from geoharmony.gh import AllocationOptions, GHLoss, uniform_structure
+from geoharmony.gh.options import ALLOCATIONS
 from geoharmony.gh.sinkhorn import sinkhorn
 from geoharmony.losses import nt_xent
 from geoharmony.models import Projector, cifar_resnet18
@@ -32,15 +29,11 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=300)
     parser.add_argument("--width", type=float, default=0.25, help="ResNet width of the step")
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--queue", type=int, nargs="+", default=[0, 8], help="batches queued")
-    parser.add_argument(
-        "--memory", type=int, nargs="+", default=[2478, 50000], help="samples remembered"
-    )
     args = parser.parse_args()
     torch.manual_seed(0)
     b, k, d = args.batch, args.anchors, args.dim
 
-    gh = GHLoss(uniform_structure(k, d), num_iters=args.iters)
+    gh = GHLoss(uniform_structure(k, d), allocation=AllocationOptions(iterations=args.iters))
     z1 = torch.randn(b, d, requires_grad=True)
     z2 = torch.randn(b, d, requires_grad=True)
 
@@ -98,48 +91,28 @@ def main() -> None:
     }
     step = timings["train_step_simclr"]
     for kind in ALLOCATIONS:
-        allocating = GHLoss(uniform_structure(k, d), num_iters=args.iters, allocation=kind)
+        options = AllocationOptions(name=kind, iterations=args.iters)
+        allocating = GHLoss(uniform_structure(k, d), allocation=options)
         allocating.rho = 0.5  # partial: half the mass on the real anchors
-        for queued in args.queue:
-            history = torch.rand(2, queued * b, k) * 2 - 1 if queued else None
 
-            def gh_allocation_step(gh: GHLoss = allocating, rows=history) -> None:
-                gh.compute(z1, z2, prior, history=rows).loss.backward()
+        def gh_allocation_step(gh: GHLoss = allocating) -> None:
+            gh(z1, z2, prior).backward()
 
-            timings[f"gh_{kind}_queue{queued}"] = median_seconds(gh_allocation_step, args.repeats)
+        timings[f"gh_{kind}"] = median_seconds(gh_allocation_step, args.repeats)
     # The inverse-prior weighting of the loss terms: a [B, K] division and a batch mean.
     weighted = GHLoss(
-        uniform_structure(k, d), num_iters=args.iters, target_weighting="inverse_prior"
+        uniform_structure(k, d),
+        allocation=AllocationOptions(iterations=args.iters),
+        target_weighting="inverse_prior",
     )
-    timings["gh_balanced_weighted_queue0"] = median_seconds(
+    timings["gh_balanced_weighted"] = median_seconds(
         lambda: weighted(z1, z2, prior).backward(), args.repeats
     )
-    # The kNN affinity: a second pass over the batch's rows, or a bias from every sample's
-    # remembered targets (its cost grows with the data set: N = the study's 2,478 and 50,000).
-    batch_pass = GHLoss(uniform_structure(k, d), num_iters=args.iters, allocation="relaxed")
-    batch_pass.allocator = dataclasses.replace(batch_pass.allocator, affinity=1.0)
-    timings["gh_relaxed_affinity_batch_queue0"] = median_seconds(
-        lambda: batch_pass(z1, z2, prior).backward(), args.repeats
-    )
-    relaxed = GHLoss(uniform_structure(k, d), num_iters=args.iters, allocation="relaxed")
-    for n in args.memory:
-        memory = NeighbourMemory(n, k)
-        memory.store(torch.arange(n), torch.rand(n, k) * 2 - 1, torch.rand(n, k))
-
-        def memory_step(memory: NeighbourMemory = memory) -> None:
-            indices = torch.arange(b)
-            current = torch.stack([relaxed.logits(z1.detach()), relaxed.logits(z2.detach())])
-            bias = memory.neighbour_targets(current, indices)
-            out = relaxed.compute(z1, z2, prior, bias=bias)
-            out.loss.backward()
-            memory.store(indices, out.logits1.detach(), out.targets1)
-
-        timings[f"gh_relaxed_affinity_memory{n}_queue0"] = median_seconds(memory_step, args.repeats)
     ratios = {
         **{
             f"{name}_share_of_step": seconds / step
             for name, seconds in timings.items()
-            if name.startswith("gh_") and "_queue" in name
+            if name.startswith(("gh_balanced", "gh_relaxed", "gh_partial"))
         },
         "gh_over_ntxent": timings["gh_forward_backward"] / timings["ntxent_forward_backward"],
         "gh_share_of_step": timings["gh_forward_backward"] / timings["train_step_simclr"],
@@ -158,8 +131,6 @@ def main() -> None:
         "dim": d,
         "iters": args.iters,
         "width": args.width,
-        "queue": args.queue,
-        "memory": args.memory,
         "threads": torch.get_num_threads(),
     }
     path = record("gh_cost", {"settings": settings, "seconds": timings, "ratios": ratios})

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from _common import record
-from geoharmony.config import load_config
+from geoharmony.configure import load_config
 from geoharmony.data.augment import BatchedSimCLRAugment
 from geoharmony.data.normalization import NORM_STATS
 from geoharmony.methods import DataInfo, build_method

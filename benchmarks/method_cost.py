@@ -16,7 +16,8 @@ import time
 import torch
 
 from _common import record
-from geoharmony.config import Config, load_config
+from geoharmony.config import Config
+from geoharmony.configure import load_config
 from geoharmony.data.augment import BatchedSimCLRAugment
 from geoharmony.data.build import build_run_data
 from geoharmony.data.datasets import IndexedImageArray

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from _common import record
-from geoharmony.config import load_config
+from geoharmony.configure import load_config
 from geoharmony.data.augment import BatchedSimCLRAugment, TwoViewTransform
 from geoharmony.data.build import build_run_data
 from geoharmony.data.datasets import IndexedImageArray

@@ -14,7 +14,7 @@ import argparse
 import torch
 
 from _common import record
-from geoharmony.config import load_config
+from geoharmony.configure import load_config
 from geoharmony.data.build import build_run_data
 from geoharmony.data.datasets import IndexedImageArray
 from geoharmony.engine.runtime import resolve_precision

@@ -15,7 +15,7 @@ shift || true
 # 50 epochs instead of the preset's 80, so that three runs fit the time; the GH warm-up (the
 # pairing point, and the split of the two-stage schedule) stays at half. Later overrides win.
 set -- optim.epochs=50 gh.warmup_epochs=25 "$@"
-warmup=$(python -c 'import sys; from geoharmony.config import load_config
+warmup=$(python -c 'import sys; from geoharmony.configure import load_config
 print(load_config("configs/fmnist_lt/simclr_gh.yaml", sys.argv[1:]).gh.warmup_epochs)' "$@")
 
 geoharmony pretrain --config configs/fmnist_lt/simclr.yaml --output "$out/simclr" "$@"

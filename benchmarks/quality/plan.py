@@ -480,8 +480,8 @@ def build_plan(quick: bool = False, gpu: bool = False) -> list[RunSpec]:
             "default",
             0,
             extra,
-            ("gh.prior=mixture", "gh.num_anchors=10"),
-            variant="prior=mixture,K=10",
+            ("gh.prior.name=streaming", "gh.num_anchors=10"),
+            variant="prior=streaming,K=10",
             base_id=f"primary__{regime.name}__simclr__default__s0",
         )
         search = QUICK_SEARCH
@@ -633,7 +633,9 @@ def in_core(spec: RunSpec) -> bool:
     if spec.group == "primary":
         return (spec.seed, spec.class_order) in CORE_PRIMARY
     if spec.group == "reference":
-        return spec.regime in (PRIMARY.name, ALLOCATION.name) or spec.seed in CORE_REGIME_SEEDS
+        return spec.regime in (PRIMARY.name, ALLOCATION.name, RECIPE.name) or (
+            spec.seed in CORE_REGIME_SEEDS
+        )
     if spec.group == "regime":
         return spec.seed in CORE_REGIME_SEEDS
     return spec.group in ("sensitivity", "allocation", "recipe")

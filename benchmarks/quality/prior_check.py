@@ -4,7 +4,8 @@ Loads a run's checkpoint, embeds every pretraining image (no augmentation; Batch
 statistics, as in training) and estimates the share of each of ``K`` groups in several ways:
 
 * on the geometric logits against a fresh K-anchor structure (what a paired +GH run sees when
-  it starts): the paper's argmax histogram (``bank``) and the vMF-mixture EM (``mixture``);
+  it starts): the paper's argmax histogram (``bank``; the records made before 2026-12-07 also
+  hold the retired vMF-mixture EM, ``mixture``);
 * by clustering the features themselves into ``K`` groups, the best case for any estimator that
   only sees the features: k-means and a vMF mixture with free means and weights (on the
   normalised projector output and on the backbone output), and k-means into 100 groups merged
@@ -21,10 +22,9 @@ report turns into a table.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -38,7 +38,8 @@ from geoharmony.config import Config
 from geoharmony.data.build import RunData
 from geoharmony.eval.geometry import prior_agreement
 from geoharmony.eval.metrics import GROUP_NAMES, class_groups
-from geoharmony.gh import BankPrior, GHTerm, MixturePrior, effective_number, gh_diagnostics
+from geoharmony.gh import BankPrior, GHLoss, effective_number, gh_diagnostics, uniform_structure
+from geoharmony.gh.loss import LogitsKind
 from geoharmony.methods import Method, load_pretrained
 
 __all__ = [
@@ -219,12 +220,9 @@ def check_priors(
 def estimate_priors(run: LoadedRun, num_anchors: int = 10) -> dict[str, dict[str, float]]:
     """``{estimator: effective_number, kl, largest_share, nmi}`` on a run's features; the
     anchor-logit estimators use a fresh ``num_anchors`` structure (what a paired +GH run sees)."""
-    fresh = GHTerm(
-        dataclasses.replace(run.cfg.gh, enabled=True, num_anchors=num_anchors, prior="uniform"),
-        run.projected.shape[1],
-        num_samples=len(run.labels),
-    )
-    logits = fresh.loss.logits(run.projected)
+    gh = run.cfg.gh
+    structure = uniform_structure(num_anchors, run.projected.shape[1], seed=gh.structure_seed)
+    logits = GHLoss(structure, logits=cast(LogitsKind, gh.logits)).logits(run.projected)
     n = len(run.labels)
 
     def record(shares: np.ndarray, groups: np.ndarray) -> dict[str, float]:
@@ -238,11 +236,10 @@ def estimate_priors(run: LoadedRun, num_anchors: int = 10) -> dict[str, dict[str
 
     found: dict[str, dict[str, float]] = {}
     argmax = logits.argmax(1).numpy()
-    for name, cls in (("bank", BankPrior), ("mixture", MixturePrior)):
-        est = cls(n, num_anchors, warmup_momentum=0.0)
-        est.update(torch.arange(n), logits)
-        est.refresh()
-        found[f"anchor logits: {name}"] = record(est.prior().numpy(), argmax)
+    est = BankPrior(n, num_anchors, warmup_momentum=0.0)
+    est.update(torch.arange(n), logits)
+    est.refresh()
+    found["anchor logits: bank"] = record(est.prior().numpy(), argmax)
     for space, feats in (("projector", run.projected), ("backbone", run.backbone)):
         unit = F.normalize(feats, dim=1).numpy().astype(np.float64)
         for name, groups in _cluster_labels(unit, num_anchors).items():
@@ -292,7 +289,7 @@ def check_assignments(run: LoadedRun) -> dict[str, Any]:
     few = group_of_class[labels] == 2
     owner_group = group_of_class[owner[assigned[few]]]
     return {
-        "prior": cfg.gh.prior,
+        "prior": cfg.gh.prior.name,
         "anchors": k,
         "prior_effective_anchors": effective_number(prior),
         **{key: float(np.mean([d[key] for d in diagnostics])) for key in diagnostics[0]},

@@ -105,7 +105,8 @@ def _run_data(cfg: Config, out: Path, runtime: Runtime) -> RunData:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from geoharmony.config import load_config, to_dict
+    from geoharmony.config import to_dict
+    from geoharmony.configure import load_config
     from geoharmony.engine.evaluate import evaluate_method
     from geoharmony.engine.runtime import resolve_precision, setup_runtime
     from geoharmony.engine.size_checks import check_sizes
@@ -170,10 +171,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from geoharmony.config import ConfigError
     from geoharmony.eval.compare import load_results, plot_per_class, table_csv, table_markdown
+    from geoharmony.methods import display_name
 
     if args.study and not args.reference:
         raise ConfigError("--study gives the reading's noise levels, which need --reference")
-    results = load_results(args.runs)
+    results = load_results(args.runs, display_name=display_name)
     unlabeled = [r["_path"] for r in results if "per_class" not in r]
     if unlabeled:
         raise ConfigError(
@@ -336,9 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--study",
-        metavar="RESULTS_JSON",
-        help="the quality study's records, for the reading's noise levels "
-        "(default: the repository's docs/results.json)",
+        metavar="NOISE_JSON",
+        help="the quality study's noise levels for the reading (default: the file that ships "
+        "with the package, written by `python -m benchmarks.quality report`)",
     )
     p.set_defaults(func=cmd_compare)
     add_downstream_commands(sub)

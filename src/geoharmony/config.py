@@ -1,24 +1,21 @@
-"""Typed run configuration: dataclass schema, YAML presets, ``key=value`` overrides.
+"""The typed run configuration: its schema, as dataclasses, and what is computed from a config.
 
-The schema is an OmegaConf structured config, so an unknown key or a value of the wrong type is
-an error that names it. Presets may ``defaults: [other.yaml]`` to inherit from a file next to them.
+Reading one (YAML presets, ``key=value`` overrides, stored configs) is
+:mod:`geoharmony.configure`'s job, one floor up; this module imports nothing of the data,
+methods or engine, so every part of geoharmony can take a :class:`Config`.
 
 Components declare their own sections: GH its ``gh`` options (:mod:`geoharmony.gh.options`),
-each method its ``method.<name>`` options (an ``Options`` dataclass on the method class, found
-through the method registry when a configuration is loaded). String options with a fixed set of
-values declare it on the field (:func:`choice`) and are checked here, once.
+each method its ``method.<name>`` options (an ``Options`` dataclass on the method class, added
+to :class:`MethodConfig` from the method registry when a configuration is read). String options
+with a fixed set of values declare it on the field (:func:`choice`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import OmegaConf
 
 from geoharmony.data.longtail import PROFILES
 from geoharmony.gh.options import GHConfig, choice
@@ -35,9 +32,6 @@ __all__ = [
     "TrainConfig",
     "choice",
     "config_differences",
-    "config_schema",
-    "from_dict",
-    "load_config",
     "method_options",
     "stage_epochs",
     "to_dict",
@@ -174,173 +168,11 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a preset, resolving its ``defaults`` list of parent files (relative to it)."""
-    path = path.resolve()
-    if path in seen:
-        raise ConfigError(f"{path}: circular 'defaults' chain")
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    parents = data.pop("defaults", [])
-    merged: dict[str, Any] = {}
-    for parent in parents if isinstance(parents, list) else [parents]:
-        merged = _deep_merge(merged, _read_yaml(path.parent / str(parent), (*seen, path)))
-    return _deep_merge(merged, data)
-
-
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _validate_choices(node: Any, prefix: str = "") -> None:
-    """Every field declared with :func:`choice` holds one of its values (recursively)."""
-    for f in dataclasses.fields(node):
-        value = getattr(node, f.name)
-        allowed = f.metadata.get("choices")
-        if allowed is not None and value not in allowed:
-            raise ConfigError(f"{prefix}{f.name}={value!r} is not one of {', '.join(allowed)}")
-        if dataclasses.is_dataclass(value):
-            _validate_choices(value, f"{prefix}{f.name}.")
-
-
-# One schema class per set of method sections, kept importable by name so configs pickle.
-_SCHEMAS: dict[tuple[tuple[str, type], ...], type[Config]] = {}
-
-
-def config_schema(method_name: str = "simclr") -> type[Config]:
-    """The :class:`Config` schema with a ``method.<name>`` section for every registered
-    method's options, plus ``method_name``'s own if it is a ``module:Class`` path.
-
-    Raises:
-        ConfigError: ``method_name`` is neither registered nor an importable method class.
-    """
-    # The registry imports this module; it is only needed once a config is being read.
-    from geoharmony.methods.registry import option_sections
-
-    sections = tuple(sorted(option_sections(method_name).items()))
-    if sections not in _SCHEMAS:
-        number = len(_SCHEMAS)
-        method = dataclasses.make_dataclass(
-            f"_MethodConfig{number}",
-            [(name, options, field(default_factory=options)) for name, options in sections],
-            bases=(MethodConfig,),
-        )
-        schema = dataclasses.make_dataclass(
-            f"_Config{number}", [("method", method, field(default_factory=method))], bases=(Config,)
-        )
-        for cls, shown in ((method, "MethodConfig"), (schema, "Config")):
-            # Errors name the class as users know it; pickle finds it by its unique qualname.
-            cls.__module__, cls.__qualname__ = __name__, cls.__name__
-            globals()[cls.__name__] = cls
-            cls.__name__ = shown
-        _SCHEMAS[sections] = schema
-    return _SCHEMAS[sections]
-
-
-def _method_name(layers: list[tuple[str, DictConfig]], default: str) -> str:
-    """The ``method.name`` the last layer that sets one asks for."""
-    name = default
-    for _, layer in layers:
-        value = OmegaConf.select(layer, "method.name", default=None)
-        if value is not None:
-            name = str(value)
-    return name
-
-
-def _merged(
-    layers: list[tuple[str, DictConfig]], base: dict[str, Any] | None, default_name: str
-) -> Config:
-    """``base`` <- each layer, on the schema of the method the layers name; strictly typed."""
-    schema = config_schema(_method_name(layers, default_name))
-    cfg = OmegaConf.structured(schema)
-    source = "defaults"
-    try:
-        if base is not None:
-            source = "stored config"
-            cfg = OmegaConf.merge(cfg, base)
-        for layer_source, layer in layers:
-            source = layer_source
-            cfg = OmegaConf.merge(cfg, layer)
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "?"
-        raise ConfigError(f"{source}: invalid key or value '{key}': {err.msg}") from None
-    result = OmegaConf.to_object(cfg)
-    assert isinstance(result, Config)
-    _validate_choices(result)
-    # Stored configs name the profile as run: a record made before ``auto`` existed compares
-    # equal to a fresh config that resolves to the same profile (resuming it stays allowed).
-    from geoharmony.data.sources import default_profile
-
-    result.data.profile = default_profile(result.data)
-    return result
-
-
-def load_config(
-    path: str | Path | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-    base: Config | None = None,
-) -> Config:
-    """``base`` (default: the schema's defaults) <- preset file (if any) <- ``key=value``
-    overrides, strictly typed.
-
-    Raises:
-        ConfigError: unknown key, wrong type, bad choice, unknown method, unreadable file.
-    """
-    layers: list[tuple[str, DictConfig]] = []
-    try:
-        if path is not None:
-            layers.append((str(path), OmegaConf.create(_read_yaml(Path(path)))))
-        for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"override {item!r} must look like key=value")
-            layers.append((f"override {item!r}", OmegaConf.from_dotlist([item])))
-    except OmegaConfBaseException as err:
-        raise ConfigError(f"{layers[-1][0] if layers else path}: {err.msg}") from None
-    stored = to_dict(base) if base is not None else None
-    return _merged(layers, stored, base.method.name if base is not None else "simclr")
-
-
 def to_dict(cfg: Config) -> dict[str, Any]:
     """Plain nested dict (for checkpoints, JSON and comparisons)."""
     out = OmegaConf.to_container(OmegaConf.structured(cfg))
     assert isinstance(out, dict)
     return {str(k): v for k, v in out.items()}
-
-
-# Keys of configs stored by earlier versions, and where they live now.
-_MOVED_KEYS = {("method", "focal_gamma"): ("method", "focal", "gamma")}
-
-
-def _migrated(data: dict[str, Any]) -> dict[str, Any]:
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    for (section, key), (_, new_section, new_key) in _MOVED_KEYS.items():
-        if isinstance(out.get(section), dict) and key in out[section]:
-            value = out[section].pop(key)
-            out[section].setdefault(new_section, {})[new_key] = value
-    return out
-
-
-def from_dict(data: dict[str, Any]) -> Config:
-    """Inverse of :func:`to_dict` (strict: unknown keys are errors); also reads the configs
-    earlier versions stored (moved keys are carried to their new place)."""
-    data = _migrated(data)
-    name = str((data.get("method") or {}).get("name", "simclr"))
-    try:
-        return _merged([], data, name)
-    except ConfigError as err:
-        raise ConfigError(f"stored config is invalid: {err}") from None
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -4,7 +4,7 @@ import sys
 
 import torch
 import torch.distributed as dist
-from dist_core_data import ALLOCATIONS, full_batch, queued_targets
+from dist_core_data import full_batch
 
 from geoharmony.gh import GHLoss
 from geoharmony.gh.allocation import partial, relaxed
@@ -50,9 +50,6 @@ def main(out_dir: str) -> None:
         results[f"partial_{mode}"] = partial(
             data["logits"][shard], 0.6, data["prior"], tau=0.3, mode=mode, distributed=True
         )
-    for name, allocate in ALLOCATIONS.items():
-        # Every rank queues the global batch and allocates over its own share of it.
-        results[f"queue_{name}"] = queued_targets(data["steps"], allocate, rank, world, True)
     bank = BankPrior(data["b"], data["k"], warmup_momentum=0.5, distributed=True)
     stream = StreamingPrior(data["k"], momentum=0.5, distributed=True)
     local_index = torch.arange(data["b"])[shard]

@@ -1,4 +1,3 @@
-import io
 import itertools
 import math
 import warnings
@@ -8,9 +7,7 @@ import ot
 import pytest
 import torch
 
-from geoharmony.gh.allocation import AllocationQueue, partial, partial_mass, relaxed
-from geoharmony.gh.anchors import simplex_etf
-from geoharmony.gh.loss import GHLoss
+from geoharmony.gh.allocation import partial, partial_mass, relaxed
 from geoharmony.gh.sinkhorn import sinkhorn
 
 INF = float("inf")
@@ -451,102 +448,3 @@ def test_partial_mass_bad_arguments(kwargs, match) -> None:
     kwargs = {"progress": 0.5, **kwargs}
     with pytest.raises(ValueError, match=match):
         partial_mass(**kwargs)
-
-
-# --- queue ---------------------------------------------------------------------------------
-
-
-def _batches(n: int, b: int, k: int, seed: int) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return [torch.rand(2, b, k, generator=g, dtype=torch.float64) * 2 - 1 for _ in range(n)]
-
-
-def test_queue_starts_empty_and_fills_in_slot_order() -> None:
-    queue = AllocationQueue(3, 8, 5, dtype=torch.float64)
-    batches = _batches(6, 8, 5, seed=22)
-    assert queue.queued().shape == (2, 0, 5)
-    expected_slots = []
-    for step, batch in enumerate(batches[:-1]):
-        queue.push(batch)
-        slot = step % 3
-        if slot == len(expected_slots):
-            expected_slots.append(batch)
-        else:
-            expected_slots[slot] = batch
-        rows = queue.queued()
-        assert torch.equal(rows, torch.cat(expected_slots, dim=1))
-    assert rows.shape == (2, 24, 5)  # full: 3 queued batches
-    assert int(queue.filled) == 3
-
-
-@pytest.mark.parametrize(
-    ("allocation", "allocate"),
-    [
-        ("balanced", lambda x: sinkhorn(x)),
-        ("relaxed", lambda x: relaxed(x, tau=0.5)),
-        ("partial", lambda x: partial(x, 1.0, dummy_temperature=0.1).targets),
-    ],
-)
-def test_gh_loss_targets_are_the_current_rows_of_the_plan_over_the_queue(
-    allocation, allocate
-) -> None:
-    # The path training takes: GHLoss allocates over the batch followed by the queued rows
-    # and keeps the batch's own targets.
-    b, k = 16, 6
-    loss = GHLoss(simplex_etf(k, 8).double(), allocation=allocation)
-    queue = AllocationQueue(2, b, k, dtype=torch.float64)
-    g = torch.Generator().manual_seed(23)
-    for step in range(4):
-        z1, z2 = (torch.randn(b, 8, generator=g, dtype=torch.float64) for _ in range(2))
-        out = loss.compute(z1, z2, history=queue.queued())
-        batch = torch.stack([out.logits1, out.logits2]).detach()
-        joint = torch.cat([batch, queue.queued()], dim=1)
-        expected = allocate(joint)[:, :b]
-        torch.testing.assert_close(out.targets1, expected[0], atol=1e-12, rtol=0)
-        torch.testing.assert_close(out.targets2, expected[1], atol=1e-12, rtol=0)
-        if step > 0:  # the history changes the allocation of the current rows
-            assert float((expected - allocate(batch)).abs().max()) > 1e-4
-        queue.push(batch)
-
-
-def test_queue_state_dict_round_trip_is_bit_identical() -> None:
-    queue = AllocationQueue(3, 8, 5)
-    batches = [b.float() for b in _batches(6, 8, 5, seed=24)]
-    for batch in batches[:4]:
-        queue.push(batch)
-    assert set(queue.state_dict()) == {"history", "filled", "position"}
-    buffer = io.BytesIO()
-    torch.save(queue.state_dict(), buffer)
-    buffer.seek(0)
-    resumed = AllocationQueue(3, 8, 5)
-    resumed.load_state_dict(torch.load(buffer))
-    for batch in batches[4:]:
-        assert torch.equal(resumed.queued(), queue.queued())
-        queue.push(batch)
-        resumed.push(batch)
-    for key, value in queue.state_dict().items():
-        assert torch.equal(resumed.state_dict()[key], value), key
-
-
-def test_queue_without_history_and_bad_shapes() -> None:
-    queue = AllocationQueue(0, 4, 3)
-    batch = torch.rand(2, 4, 3)
-    queue.push(batch)
-    assert queue.queued().shape == (2, 0, 3)
-    queue = AllocationQueue(2, 4, 3)
-    for bad in (torch.rand(2, 5, 3), torch.rand(1, 4, 3), torch.rand(2, 4, 4)):
-        with pytest.raises(ValueError, match="V, B, K"):
-            queue.push(bad)
-    with pytest.raises(ValueError, match="num_batches"):
-        AllocationQueue(-1, 4, 3)
-
-
-def test_queue_stores_detached_copies() -> None:
-    queue = AllocationQueue(1, 4, 3)
-    batch = torch.rand(2, 4, 3, requires_grad=True)
-    queue.push(batch)
-    with torch.no_grad():
-        batch.mul_(0)
-    rows = queue.queued()
-    assert not rows.requires_grad
-    assert float(rows.abs().sum()) > 0

@@ -14,7 +14,7 @@ from geoharmony.losses import focal_nt_xent, nt_xent
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from dist_core_data import ALLOCATIONS, full_batch, queued_targets  # noqa: E402
+from dist_core_data import full_batch  # noqa: E402
 
 WORLD = 2
 
@@ -63,14 +63,6 @@ def test_two_gloo_ranks_equal_single_process(tmp_path, run_distributed) -> None:
             torch.testing.assert_close(ranks[r][f"relaxed_{mode}"], plan[shard])
             for got, want in zip(ranks[r][f"partial_{mode}"], split, strict=True):
                 torch.testing.assert_close(got, want[shard])  # plan, mass, targets
-    # 2 ranks with local batch b and a queue of Q batches = 1 process with batch 2b and queue Q.
-    for name, allocate in ALLOCATIONS.items():
-        single = queued_targets(data["steps"], allocate)
-        for r, shard in enumerate(shards):
-            for step, step_targets in enumerate(single):
-                torch.testing.assert_close(
-                    ranks[r][f"queue_{name}"][step], step_targets[:, shard], msg=f"{name} {step}"
-                )
     for r, shard in enumerate(shards):
         torch.testing.assert_close(ranks[r]["gh"][3], targets.targets1[shard])
         torch.testing.assert_close(ranks[r]["gh"][4], targets.targets2[shard])

@@ -5,6 +5,7 @@ import torch
 from geoharmony.gh import GHLoss, gh_diagnostics, swapped_cross_entropy
 from geoharmony.gh.anchors import simplex_etf
 from geoharmony.gh.loss import prior_weights
+from geoharmony.gh.options import AllocationOptions
 from geoharmony.gh.sinkhorn import sinkhorn
 
 
@@ -34,7 +35,7 @@ def test_matches_hand_computation() -> None:
     z1 = torch.tensor([[1.0, 0.2], [-0.3, 0.9]], dtype=torch.float64)
     z2 = torch.tensor([[0.8, -0.1], [-0.5, 0.7]], dtype=torch.float64)
     prior = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
-    loss = GHLoss(m, epsilon=0.5, temperature=0.1, num_iters=1)
+    loss = GHLoss(m, temperature=0.1, allocation=AllocationOptions(epsilon=0.5, iterations=1))
     expected = _hand_gh(z1.numpy(), z2.numpy(), m.numpy(), prior.numpy(), 0.5, 0.1)
     assert loss(z1, z2, prior).item() == pytest.approx(expected, rel=1e-6)
 
@@ -46,7 +47,7 @@ def test_gradcheck_with_frozen_targets() -> None:
     m = simplex_etf(5, 6, seed=1)
     z1 = torch.randn(7, 6, generator=g, dtype=torch.float64, requires_grad=True)
     z2 = torch.randn(7, 6, generator=g, dtype=torch.float64, requires_grad=True)
-    loss_fn = GHLoss(m, epsilon=0.1, num_iters=50)
+    loss_fn = GHLoss(m, allocation=AllocationOptions(epsilon=0.1, iterations=50))
     out = loss_fn.compute(z1, z2)
     assert not out.targets1.requires_grad and not out.targets2.requires_grad
 

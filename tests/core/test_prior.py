@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from geoharmony.gh.priors import BankPrior, StreamingPrior, UniformPrior, effective_number
+from geoharmony.config import ConfigError
+from geoharmony.configure import load_config
+from geoharmony.gh.priors import BankPrior, StreamingPrior, effective_number
 
 
 def test_bank_update_is_vectorised_ema() -> None:
@@ -63,10 +65,12 @@ def test_streaming_prior_tracks_soft_assignments() -> None:
     assert torch.equal(copy.prior(), est.prior())
 
 
-def test_uniform_prior_and_effective_number() -> None:
-    est = UniformPrior(5)
-    est.update(torch.arange(2), torch.randn(2, 5))
-    est.refresh()
-    torch.testing.assert_close(est.prior(), torch.full((5,), 0.2))
-    assert effective_number(est.prior()) == pytest.approx(5)
+def test_effective_number() -> None:
+    assert effective_number(torch.full((5,), 0.2)) == pytest.approx(5)
     assert effective_number(torch.tensor([1.0, 0, 0])) == pytest.approx(1)
+
+
+@pytest.mark.parametrize("retired", ["uniform", "mixture", "plan", "powerlaw"])
+def test_retired_priors_are_refused_by_name(retired: str) -> None:
+    with pytest.raises(ConfigError, match=rf"gh.prior.name={retired}: this prior was retired"):
+        load_config(None, [f"gh.prior={retired}"])

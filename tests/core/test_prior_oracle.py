@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from geoharmony.config import GHConfig, load_config
+from geoharmony.config import GHConfig
+from geoharmony.configure import load_config
+from geoharmony.gh.options import PriorOptions
 from geoharmony.gh.oracles import OraclePrior
 from geoharmony.gh.term import build_prior
 
@@ -57,4 +59,4 @@ def test_is_a_gh_prior_choice_that_needs_labels() -> None:
     est = build_prior(cfg.gh, num_samples=5, class_counts=(5, 3, 1))
     assert isinstance(est, OraclePrior)
     with pytest.raises(ValueError, match="class counts"):
-        build_prior(GHConfig(prior="oracle"), 5)
+        build_prior(GHConfig(prior=PriorOptions(name="oracle")), 5)

@@ -100,7 +100,8 @@ def test_download_fetches_torchvision_s_archive_once(
 
 
 def test_download_is_refused_for_other_sources(tmp_path: Path) -> None:
-    from geoharmony.config import ConfigError, load_config
+    from geoharmony.config import ConfigError
+    from geoharmony.configure import load_config
     from geoharmony.data.build import build_run_data
 
     cfg = load_config(None, ["data.download=true", "data.source=folder", f"data.root={tmp_path}"])

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from geoharmony.cli import main
-from geoharmony.config import load_config, to_dict
+from geoharmony.config import to_dict
+from geoharmony.configure import load_config
 from geoharmony.engine.checkpoint import save_checkpoint
 from geoharmony.methods import DataInfo, build_method
 from tiny_runs import randomise_batchnorm

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from geoharmony.cli import main
-from geoharmony.config import ConfigError, from_dict, load_config, to_dict
+from geoharmony.config import ConfigError, to_dict
+from geoharmony.configure import from_dict, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 

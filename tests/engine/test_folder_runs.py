@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from geoharmony.cli import _print_summary, main
-from geoharmony.config import load_config
+from geoharmony.configure import load_config
 from geoharmony.data.build import build_run_data
 from geoharmony.data.splits import FileList
 from image_files import count_decodes, write_broken, write_class_folders, write_images
@@ -92,8 +92,9 @@ def test_labelled_folder_without_test_split_holds_out(tmp_path: Path) -> None:
         (["broken"], r"2 of 30 image files cannot be read.*data.skip_bad_files=true"),
         (["data.labels=none", "data.profile=ldam"], r"data.profile=ldam draws .*no labels"),
         (
-            ["gh.enabled=true", "gh.marginal_tau=0", "gh.partial_end=1.5"],
-            r"gh.marginal_tau=0.0 must be positive.*gh.partial_end=1.5 must be in \(0, 1\]",
+            ["gh.enabled=true", "gh.allocation.tau=0", "gh.allocation.partial_end=1.5"],
+            r"gh.allocation.tau=0.0 must be positive.*"
+            r"gh.allocation.partial_end=1.5 must be in \(0, 1\]",
         ),
         (
             ["eval.probe_shots=null", "eval.probe_disjoint=true"],

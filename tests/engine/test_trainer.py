@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from geoharmony.cli import main
-from geoharmony.config import from_dict
+from geoharmony.configure import from_dict
 from geoharmony.data.build import build_run_data
 from geoharmony.engine.checkpoint import list_checkpoints, load_checkpoint
 from tiny_runs import SMOKE, TINY, needs_fashion_mnist

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from geoharmony.config import ConfigError, GHConfig, load_config
+from geoharmony.config import ConfigError, GHConfig
+from geoharmony.configure import load_config
 from geoharmony.data.build import build_run_data
 from geoharmony.gh import swapped_cross_entropy
-from geoharmony.gh.options import option_problems
+from geoharmony.gh.options import AllocationOptions, PriorOptions
 from geoharmony.gh.term import GHTerm
 from geoharmony.methods import DataInfo
 from tiny_runs import REPO, SMOKE, TINY, needs_fashion_mnist
@@ -73,21 +74,41 @@ def test_data_info_labels_follow_the_pretraining_indices() -> None:
 
 
 def test_every_preset_gh_section_is_in_range() -> None:
-
-    assert option_problems(GHConfig()) == []
+    assert GHConfig().problems() == []
     for preset in sorted((REPO / "configs").rglob("*.yaml")):
-        assert option_problems(load_config(preset).gh) == [], preset
+        assert load_config(preset).gh.problems() == [], preset
 
 
 def test_out_of_range_gh_options_are_named() -> None:
-
-    cfg = GHConfig(epsilon=0.0, sinkhorn_iters=0, affinity=-1.0, bank_momentum=1.0)
-    assert option_problems(cfg) == [
-        "gh.epsilon=0.0 must be positive",
-        "gh.sinkhorn_iters=0 must be at least 1",
-        "gh.affinity=-1.0 must not be negative",
-        "gh.bank_momentum=1.0 must be in [0, 1)",
+    cfg = GHConfig(
+        num_anchors=1,
+        weight=-1.0,
+        allocation=AllocationOptions(epsilon=0.0, iterations=0),
+        prior=PriorOptions(momentum=1.0),
+    )
+    assert cfg.problems() == [
+        "gh.num_anchors=1 must be at least 2",
+        "gh.weight=-1.0 must not be negative",
+        "gh.allocation.epsilon=0.0 must be positive",
+        "gh.allocation.iterations=0 must be at least 1",
+        "gh.prior.momentum=1.0 must be in [0, 1)",
     ]
+    with pytest.raises(ConfigError, match=r"gh\.num_anchors=1 must be at least 2"):
+        load_config(None, ["gh.num_anchors=1"])
+
+
+def test_retired_options_load_when_off_and_are_refused_when_on() -> None:
+    from geoharmony.config import to_dict
+    from geoharmony.configure import from_dict
+
+    stored = to_dict(load_config(None, ["gh.enabled=true"]))
+    stored["gh"].update(queue_batches=0, affinity=0.0, affinity_source="batch", epsilon=0.07)
+    assert from_dict(stored).gh.allocation.epsilon == 0.07  # moved into its section
+    stored["gh"]["queue_batches"] = 8
+    with pytest.raises(ConfigError, match=r"gh\.queue_batches=8: this option was retired"):
+        from_dict(stored)
+    with pytest.raises(ConfigError, match=r"gh\.affinity=0\.5: this option was retired"):
+        load_config(None, ["gh.affinity=0.5"])
 
 
 def test_a_warmup_as_long_as_the_run_is_warned(caplog: pytest.LogCaptureFixture) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from geoharmony.cli import main
-from geoharmony.config import ConfigError, load_config
+from geoharmony.config import ConfigError
+from geoharmony.configure import load_config
 from tiny_runs import SMOKE, TINY, needs_fashion_mnist
 
 PLUGIN = textwrap.dedent(

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from geoharmony.config import load_config
+from geoharmony.configure import load_config
 from geoharmony.data.randaugment import (
     OP_NAMES,
     apply_op,

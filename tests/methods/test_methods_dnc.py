@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 
 from geoharmony.cli import main
-from geoharmony.config import load_config
+from geoharmony.configure import load_config
 from geoharmony.engine.checkpoint import list_checkpoints, load_checkpoint
 from geoharmony.methods import DataInfo, TrainContext, build_method
 from geoharmony.methods.dnc import (

@@ -13,7 +13,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from geoharmony.config import load_config
+from geoharmony.configure import load_config
 from geoharmony.losses import nt_xent
 from geoharmony.methods import DataInfo, build_method
 from geoharmony.methods.sdclr import SDCLR, magnitude_mask

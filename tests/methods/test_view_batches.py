@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from geoharmony.config import load_config
+from geoharmony.configure import load_config
 from geoharmony.methods import METHODS, DataInfo, build_method
 
 UNIT = ["model.width=0.0625", "model.projector_hidden=16", "model.projector_dim=8"]

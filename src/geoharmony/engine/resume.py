@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from geoharmony.config import Config, ConfigError, config_differences, from_dict
+from geoharmony.config import Config, ConfigError, config_differences
+from geoharmony.configure import from_dict
 from geoharmony.engine.checkpoint import latest_valid_checkpoint, list_checkpoints, load_checkpoint
 
 __all__ = ["RESUME_POLICIES", "RUNTIME_KEYS", "StartingPoint", "TrainState", "starting_point"]

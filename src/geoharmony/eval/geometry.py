@@ -9,17 +9,15 @@ or CPU tensors; the heavy ones work in float64 for stable reductions.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from numpy.typing import ArrayLike
-from scipy.stats import rankdata
 from torch import Tensor
 
 from geoharmony.eval.metrics import GROUP_NAMES
+from geoharmony.gh.priors import prior_agreement
 
 __all__ = [
     "alignment",
@@ -204,79 +202,3 @@ def effective_rank(features: Tensor, *, center: bool = False) -> float:
     p = s / total
     p = p[p > 0]
     return float(torch.exp(-(p * p.log()).sum()))
-
-
-def _entropy(p: np.ndarray) -> float:
-    nz = p[p > 0]
-    return float(-(nz * np.log(nz)).sum())
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = rankdata(a), rankdata(b)  # average ranks for ties
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")  # undefined for a constant vector (e.g. a uniform prior)
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def prior_agreement(
-    estimated: Sequence[float] | ArrayLike | Tensor,
-    true: Sequence[float] | ArrayLike | Tensor,
-    *,
-    align: Literal["auto", "index", "sorted"] = "auto",
-    eps: float = 1e-12,
-) -> dict[str, float]:
-    """Compare an estimated class-marginal prior (over K anchors) with the true one (C classes).
-
-    Both inputs are normalised to sum to 1. Alignment:
-
-    * ``index``: entry k of one is compared with entry k of the other (needs K == C and anchors
-      matched to classes);
-    * ``sorted``: both are sorted descending and the shorter is padded with zeros to the same
-      length, so only the *shape* of the imbalance is compared (anchors are unordered);
-    * ``auto`` (default): ``index`` when K == C, ``sorted`` otherwise.
-
-    Returns:
-        ``kl``: KL(true || estimated) in nats, with ``estimated`` smoothed by ``eps`` (then
-        renormalised) so that a zero estimate (including padding) gives a large finite value;
-        ``spearman``: rank correlation of the aligned vectors (average ranks for ties); NaN in
-        ``sorted`` mode, where it would be trivially close to 1, or when either is constant;
-        ``effective_number_estimated`` / ``effective_number_true``: ``exp(entropy)`` of each
-        distribution as given (K and C at most; 1 for a point mass).
-    """
-    q = np.asarray(
-        estimated.detach().cpu().numpy() if isinstance(estimated, Tensor) else estimated,
-        dtype=np.float64,
-    ).ravel()
-    p = np.asarray(
-        true.detach().cpu().numpy() if isinstance(true, Tensor) else true, dtype=np.float64
-    ).ravel()
-    for name, v in (("estimated", q), ("true", p)):
-        if v.size == 0 or (v < 0).any() or not np.isfinite(v).all() or v.sum() <= 0:
-            raise ValueError(f"{name} must be non-empty, finite, >= 0 and not all zero")
-    q, p = q / q.sum(), p / p.sum()
-    out = {
-        "effective_number_estimated": math.exp(_entropy(q)),
-        "effective_number_true": math.exp(_entropy(p)),
-    }
-    mode = ("index" if q.size == p.size else "sorted") if align == "auto" else align
-    if mode == "index":
-        if q.size != p.size:
-            raise ValueError(f"align='index' needs K == C, got K={q.size}, C={p.size}")
-        qa, pa = q, p
-        spearman = _spearman(qa, pa)
-    elif mode == "sorted":
-        length = max(q.size, p.size)
-        qa = np.zeros(length)
-        pa = np.zeros(length)
-        qa[: q.size] = np.sort(q)[::-1]
-        pa[: p.size] = np.sort(p)[::-1]
-        spearman = float("nan")
-    else:
-        raise ValueError(f"align must be auto, index or sorted, got {align!r}")
-    qs = (qa + eps) / (qa + eps).sum()
-    nz = pa > 0
-    out["kl"] = float((pa[nz] * np.log(pa[nz] / qs[nz])).sum())
-    out["spearman"] = spearman
-    return {
-        k: out[k] for k in ("kl", "spearman", "effective_number_estimated", "effective_number_true")
-    }

@@ -43,8 +43,6 @@ SETTING_PATHS: dict[str, tuple[str, ...]] = {
     # GH beyond the paper: a run with another allocation is not the study's +GH cell
     "allocation": ("config", "gh", "allocation"),
     "prior": ("config", "gh", "prior"),
-    "queue": ("config", "gh", "queue_batches"),
-    "affinity": ("config", "gh", "affinity"),
     "target weighting": ("config", "gh", "target_weighting"),
 }
 _PROBE_NAMES = {"knn": "kNN", "linear": "linear"}

@@ -16,8 +16,6 @@ differ in how the anchor side is constrained:
   dummy anchor takes exactly mass ``1 - rho``, the real anchors the remaining ``rho`` with
   their marginal ``rho * prior`` KL-relaxed (strength ``tau``). The samples the allocation is
   least sure of go to the dummy; :func:`partial_mass` is the schedule that ramps ``rho`` to 1.
-* :class:`AllocationQueue`: any of them over the current batch plus the last few batches'
-  detached logits, targets for the current batch only.
 
 The solvers share the balanced one's iterations (plain or log domain, batched leading dims,
 early stopping, distributed mode with the sample axis sharded over the process group).
@@ -28,23 +26,20 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from geoharmony import parallel
+from geoharmony.gh.options import AllocationOptions
 from geoharmony.gh.sinkhorn import SinkhornMode, _prepare, _Relaxation, _solve, sinkhorn
 
 __all__ = [
     "ALLOCATIONS",
-    "AllocationQueue",
     "Allocator",
-    "NeighbourMemory",
     "PartialPlan",
     "RampKind",
-    "neighbour_targets",
     "partial",
     "partial_mass",
     "relaxed",
@@ -231,209 +226,32 @@ def partial_mass(
     return start + (end - start) * ramp
 
 
-class AllocationQueue(nn.Module):
-    """The last ``num_batches`` global batches' detached logits, to allocate over more samples.
-
-    ``queued(shard)`` is this process's share of the queued rows (in storage order; the
-    allocations treat samples symmetrically, so the order only affects rounding):
-    :meth:`GHLoss.compute <geoharmony.gh.loss.GHLoss.compute>` allocates over the current
-    batch's rows followed by these and keeps the current rows' targets; then ``push`` the
-    *global* batch's logits. Until the queue fills it holds fewer rows (none at first: the
-    allocation runs on the batch alone).
-
-    Under data parallelism the queue holds every rank's rows, so it is the same on every rank
-    (like the prior bank: DDP's buffer broadcast and rank 0's checkpoint keep it right) and
-    rank ``shard`` allocates over its own slice of each queued batch; the distributed solvers
-    treat the sample axis as sharded, so the union of the slices is the global queue. The ring
-    buffer, its fill count and write position are persistent buffers: a resumed run allocates
-    bit-identically.
-
-    Args:
-        num_batches: number of past batches held (0: no history).
-        batch_size: rows per global batch; every batch must have exactly this many.
-        num_anchors: ``K``.
-        num_views: ``V``, the leading dim of the logits (views allocated in one batched call).
-        shards: processes the global batch is split over, in rank order (``batch_size`` must
-            divide evenly).
-        dtype: storage dtype of the queued logits.
-    """
-
-    history: Tensor
-    filled: Tensor
-    position: Tensor
-
-    def __init__(
-        self,
-        num_batches: int,
-        batch_size: int,
-        num_anchors: int,
-        num_views: int = 2,
-        shards: int = 1,
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        super().__init__()
-        if num_batches < 0 or batch_size < 1 or num_anchors < 1 or num_views < 1:
-            raise ValueError(
-                "need num_batches >= 0 and batch_size, num_anchors, num_views >= 1, got "
-                f"{num_batches}, {batch_size}, {num_anchors}, {num_views}"
-            )
-        if shards < 1 or batch_size % shards:
-            raise ValueError(f"batch_size {batch_size} does not split over {shards} shards")
-        self.num_batches, self.batch_size, self.shards = num_batches, batch_size, shards
-        shape = (num_views, num_batches * batch_size, num_anchors)
-        self.register_buffer("history", torch.zeros(shape, dtype=dtype))
-        self.register_buffer("filled", torch.zeros((), dtype=torch.long))  # batches held
-        self.register_buffer("position", torch.zeros((), dtype=torch.long))  # next batch slot
-
-    @property
-    def local_batch(self) -> int:
-        return self.batch_size // self.shards
-
-    def _checked(self, logits: Tensor, rows: int) -> Tensor:
-        expected = (self.history.shape[0], rows, self.history.shape[2])
-        if logits.shape != expected:
-            raise ValueError(
-                f"logits must be [V, B, K] = {list(expected)}, got {list(logits.shape)}"
-            )
-        return logits.detach()
-
-    def queued(self, shard: int = 0) -> Tensor:
-        """``[V, filled * b, K]``: shard ``shard``'s slice of every queued batch (``b`` = local
-        batch), oldest slot first."""
-        v, _, k = self.history.shape
-        held = self.history[:, : int(self.filled) * self.batch_size]
-        return held.reshape(v, -1, self.shards, self.local_batch, k)[:, :, shard].reshape(v, -1, k)
-
-    @torch.no_grad()
-    def push(self, logits: Tensor) -> None:
-        """Queue the global batch's ``[V, B, K]`` logits (every shard's rows, in rank order),
-        replacing the oldest batch once the queue is full."""
-        logits = self._checked(logits, self.batch_size)
-        if self.num_batches == 0:
-            return
-        slot = int(self.position)
-        rows = slice(slot * self.batch_size, (slot + 1) * self.batch_size)
-        self.history[:, rows] = logits.to(self.history.dtype)
-        self.position.fill_((slot + 1) % self.num_batches)
-        self.filled.fill_(min(int(self.filled) + 1, self.num_batches))
-
-    def extra_repr(self) -> str:
-        v, _, k = self.history.shape
-        return (
-            f"num_batches={self.num_batches}, batch_size={self.batch_size}, K={k}, V={v}, "
-            f"shards={self.shards}"
-        )
-
-
-class NeighbourMemory(nn.Module):
-    """Every pretraining sample's latest logits and surrogate labels, for a kNN-affinity bias
-    over the whole data set rather than the batch.
-
-    Within a batch a rare class has about one image, so a sample's nearest rows there belong to
-    other classes; among all ``N`` samples a rare image's neighbours are often its own class.
-    :meth:`neighbour_targets` gives each current sample the mean latest targets of its
-    ``neighbours`` nearest remembered samples (cosine of the logits, itself and samples not seen
-    yet excluded); the allocation then runs on ``logits + affinity * that`` (a one-step,
-    data-set-wide form of the affinity pass of :func:`neighbour_targets`). Under data
-    parallelism every rank stores every rank's rows, so the memory is the same everywhere; its
-    buffers are persistent (checkpoints carry them).
-
-    Args:
-        num_samples: ``N``.
-        num_anchors: ``K``.
-        neighbours: ``k``.
-        distributed: gather every rank's rows in :meth:`store`.
-    """
-
-    logits: Tensor
-    targets: Tensor
-    seen: Tensor
-
-    def __init__(
-        self, num_samples: int, num_anchors: int, neighbours: int = 10, distributed: bool = False
-    ) -> None:
-        super().__init__()
-        if num_samples < 2 or num_anchors < 1 or neighbours < 1:
-            raise ValueError(
-                "need num_samples >= 2 and num_anchors, neighbours >= 1, got "
-                f"{num_samples}, {num_anchors}, {neighbours}"
-            )
-        self.neighbours, self.distributed = neighbours, distributed
-        self.register_buffer("logits", torch.zeros(num_samples, num_anchors))
-        self.register_buffer("targets", torch.zeros(num_samples, num_anchors))
-        self.register_buffer("seen", torch.zeros(num_samples, dtype=torch.bool))
-
-    @torch.no_grad()
-    def neighbour_targets(self, logits: Tensor, indices: Tensor) -> Tensor:
-        """``[V, B, K]`` current logits of the samples ``indices`` ``[B]`` -> ``[V, B, K]``
-        mean remembered targets of each one's nearest remembered samples (zeros while fewer
-        than one other sample is remembered)."""
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            unit = torch.nn.functional.normalize(logits.detach().float(), dim=-1)
-            memory = torch.nn.functional.normalize(self.logits, dim=-1)
-            similarity = unit @ memory.T  # [V, B, N]
-            excluded = ~self.seen
-            excluded = excluded.unsqueeze(0).expand(logits.shape[-2], -1).clone()
-            excluded[torch.arange(len(indices), device=indices.device), indices] = True
-            similarity = similarity.masked_fill(excluded, -math.inf)
-            k = min(self.neighbours, int((~excluded).sum(dim=-1).min()))
-            if k < 1:
-                return torch.zeros_like(unit)
-            nearest = similarity.topk(k, dim=-1).indices  # [V, B, k]
-            return self.targets[nearest].mean(dim=-2)
-
-    @torch.no_grad()
-    def store(self, indices: Tensor, logits: Tensor, targets: Tensor) -> None:
-        """Remember ``[B, K]`` logits and targets of the samples ``indices`` ``[B]``."""
-        if self.distributed:
-            indices = parallel.all_gather_no_grad(indices)
-            logits = parallel.all_gather_no_grad(logits.detach())
-            targets = parallel.all_gather_no_grad(targets.detach())
-        self.logits[indices] = logits.detach().to(self.logits)
-        self.targets[indices] = targets.detach().to(self.targets)
-        self.seen[indices] = True
-
-
 @dataclass(frozen=True)
 class Allocator:
     """One way of finding surrogate labels, with its settings: ``allocator(logits, prior)``.
 
     Attributes:
-        kind: a key of :data:`ALLOCATIONS`: ``balanced`` (the paper's exact marginal),
-            ``relaxed`` or ``partial``.
-        epsilon, num_iters, tol, mode: the solver's (see :func:`~geoharmony.gh.sinkhorn`).
-        tau: strength of the KL penalty on the anchor marginal (``relaxed``, ``partial``).
+        options: the ``gh.allocation`` section: which allocation (``balanced``, the paper's
+            exact marginal; ``relaxed``; ``partial``) and the solver's settings.
+        mode: Sinkhorn's arithmetic (see :func:`~geoharmony.gh.sinkhorn`).
         rho: mass on the real anchors (``partial``; its schedule sets it, see
             :func:`partial_mass`).
-        weighted: ``partial``'s targets are confidence-weighted (rows sum to each sample's mass
-            on the real anchors, P2OT's form) rather than renormalised to sum 1.
-        dummy_temperature: ``partial``'s dummy-anchor score temperature.
-        affinity: weight of the neighbours' targets in a second pass (0: one pass); see
-            :func:`neighbour_targets`.
-        neighbours: how many nearest rows each row's second pass looks at.
     """
 
-    kind: str = "balanced"
-    epsilon: float = 0.05
-    num_iters: int = 300
-    tol: float | None = None
+    options: AllocationOptions = field(default_factory=AllocationOptions)
     mode: SinkhornMode = "auto"
-    tau: float = 0.5
     rho: float = 1.0
-    weighted: bool = True
-    dummy_temperature: float | None = 0.1
-    affinity: float = 0.0
-    neighbours: int = 10
 
     def __post_init__(self) -> None:
-        if self.kind not in ALLOCATIONS:
-            raise ValueError(
-                f"allocation must be one of {', '.join(ALLOCATIONS)}, got {self.kind!r}"
-            )
-        if self.affinity < 0 or self.neighbours < 1:
-            raise ValueError(
-                f"affinity must be >= 0 and neighbours >= 1, got {self.affinity}, {self.neighbours}"
-            )
+        problems = self.options.problems("allocation")
+        if self.options.name not in ALLOCATIONS:
+            problems.append(f"allocation.name must be one of {', '.join(ALLOCATIONS)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def epsilon(self) -> float:
+        return self.options.epsilon
 
     def with_rho(self, rho: float) -> Allocator:
         return dataclasses.replace(self, rho=rho)
@@ -443,84 +261,37 @@ class Allocator:
     ) -> Tensor:
         """``[..., N, K]`` logits -> ``[..., N, K]`` surrogate labels (no gradient): rows sum
         to 1, or to the sample's real mass for weighted ``partial`` targets."""
-        allocate = ALLOCATIONS[self.kind]
-        targets = allocate(self, logits, prior, distributed)
-        if self.affinity == 0:
-            return targets
-        nearby = neighbour_targets(logits, targets, self.neighbours, distributed)
-        return allocate(self, logits + self.affinity * nearby, prior, distributed)
-
-
-@torch.no_grad()
-def neighbour_targets(
-    logits: Tensor, targets: Tensor, neighbours: int = 10, distributed: bool = False
-) -> Tensor:
-    """Mean of the targets of each row's ``neighbours`` nearest rows, itself excluded.
-
-    A kNN-affinity step in the spirit of SP2OT (Zhang et al., 2024): a second allocation on
-    ``logits + affinity * neighbour_targets(...)`` pulls each sample towards the anchors its
-    neighbours were allocated to (one majorise-minimise step of a graph term that rewards
-    neighbours sharing anchors). It helps a rare class only where its images' neighbours are
-    mostly its own class, and only when the problem holds several of them (an allocation queue).
-
-    Args:
-        logits: ``[..., N, K]`` scores; nearness is their cosine.
-        targets: ``[..., N, K]`` a first allocation of those rows.
-        neighbours: ``k``; fewer when there are fewer other rows.
-        distributed: the rows are this rank's equal share of a sample axis sharded in rank
-            order; neighbours are searched among every rank's rows.
-
-    Returns:
-        ``[..., N, K]`` float32 (float64 for float64 ``logits``).
-    """
-    with torch.autocast(device_type=logits.device.type, enabled=False):
-        dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-        unit = torch.nn.functional.normalize(logits.detach().to(dtype), dim=-1)
-        targets = targets.detach().to(dtype)
-        everyone, every_target, offset = unit, targets, 0
-        if distributed and parallel.is_distributed():
-            # all_gather concatenates dim 0: put the sample axis first, then back.
-            everyone = parallel.all_gather_no_grad(unit.movedim(-2, 0)).movedim(0, -2)
-            every_target = parallel.all_gather_no_grad(targets.movedim(-2, 0)).movedim(0, -2)
-            offset = parallel.rank() * unit.shape[-2]
-        k = min(neighbours, everyone.shape[-2] - 1)
-        if k < 1:
-            return torch.zeros_like(targets)
-        similarity = unit @ everyone.transpose(-2, -1)  # [..., N, N_total]
-        rows = torch.arange(unit.shape[-2], device=unit.device)
-        similarity[..., rows, rows + offset] = -math.inf  # not one's own neighbour
-        nearest = similarity.topk(k, dim=-1).indices  # [..., N, k]
-        flat = nearest.flatten(-2)  # [..., N * k]
-        index = flat.unsqueeze(-1).expand(*flat.shape, every_target.shape[-1])
-        gathered = torch.gather(every_target, -2, index)  # [..., N * k, K]
-        return gathered.unflatten(-2, nearest.shape[-2:]).mean(dim=-2)
+        return ALLOCATIONS[self.options.name](self, logits, prior, distributed)
 
 
 def _balanced(a: Allocator, logits: Tensor, prior: Tensor | None, distributed: bool) -> Tensor:
-    return sinkhorn(logits, prior, a.epsilon, a.num_iters, a.tol, a.mode, distributed)
+    o = a.options
+    return sinkhorn(logits, prior, o.epsilon, o.iterations, o.tolerance, a.mode, distributed)
 
 
 def _relaxed(a: Allocator, logits: Tensor, prior: Tensor | None, distributed: bool) -> Tensor:
-    return relaxed(logits, prior, a.tau, a.epsilon, a.num_iters, a.tol, a.mode, distributed)
+    o = a.options
+    return relaxed(logits, prior, o.tau, o.epsilon, o.iterations, o.tolerance, a.mode, distributed)
 
 
 def _partial(a: Allocator, logits: Tensor, prior: Tensor | None, distributed: bool) -> Tensor:
+    o = a.options
     found = partial(
         logits,
         a.rho,
         prior,
-        a.tau,
-        a.epsilon,
-        a.dummy_temperature,
-        a.num_iters,
-        a.tol,
+        o.tau,
+        o.epsilon,
+        o.dummy_temperature,
+        o.iterations,
+        o.tolerance,
         a.mode,
         distributed,
     )
-    return found.plan if a.weighted else found.targets
+    return found.plan if o.partial_targets == "weighted" else found.targets
 
 
-# The allocations ``gh.allocation`` selects from (the choices of that option are these keys).
+# The allocations ``gh.allocation.name`` selects from (its choices, options.ALLOCATIONS).
 ALLOCATIONS: dict[str, Callable[[Allocator, Tensor, Tensor | None, bool], Tensor]] = {
     "balanced": _balanced,
     "relaxed": _relaxed,

@@ -1,28 +1,16 @@
-"""The prior estimators ``gh.prior`` selects from: the registry (the option's choices are its
-keys)."""
+"""The prior estimators ``gh.prior.name`` selects from: the registry (its keys are the option's
+choices, :data:`geoharmony.gh.options.PRIORS`)."""
 
 from __future__ import annotations
 
-from geoharmony.gh.mixture import MixturePrior
 from geoharmony.gh.oracles import MatchedOraclePrior, OraclePrior
-from geoharmony.gh.priors import (
-    BankPrior,
-    PlanPrior,
-    PowerLawPrior,
-    PriorEstimator,
-    StreamingPrior,
-    UniformPrior,
-)
+from geoharmony.gh.priors import BankPrior, PriorEstimator, StreamingPrior
 
 __all__ = ["PRIORS"]
 
 PRIORS: dict[str, type[PriorEstimator]] = {
     "bank": BankPrior,
     "streaming": StreamingPrior,
-    "uniform": UniformPrior,
-    "mixture": MixturePrior,
-    "plan": PlanPrior,
-    "powerlaw": PowerLawPrior,
     "oracle": OraclePrior,
     "oracle_matched": MatchedOraclePrior,
 }

@@ -11,10 +11,10 @@ from torch import Tensor, nn
 
 from geoharmony import parallel
 from geoharmony.gh.allocation import Allocator
+from geoharmony.gh.options import LOGITS, MIN_ANCHORS, TARGET_WEIGHTINGS, AllocationOptions
 from geoharmony.gh.sinkhorn import SinkhornMode
 
 __all__ = [
-    "TARGET_WEIGHTINGS",
     "GHLoss",
     "GHOutput",
     "LogitsKind",
@@ -24,9 +24,6 @@ __all__ = [
 ]
 
 LogitsKind = Literal["projected", "cosine"]
-# none (paper): every sample counts once | inverse_prior: a sample counts as much as its
-# targets' anchors are rare under the prior (prior_weights), beyond the paper
-TARGET_WEIGHTINGS = ("none", "inverse_prior")
 
 
 class GHOutput(NamedTuple):
@@ -98,21 +95,16 @@ class GHLoss(nn.Module):
     Args:
         structure: ``[K, d]`` anchors (e.g. :func:`geoharmony.gh.uniform_structure`), kept
             as a fixed buffer.
-        epsilon: Sinkhorn entropic regularisation.
         temperature: prediction temperature gamma.
-        num_iters: Sinkhorn iterations.
         logits: ``"projected"`` (official): ``t = normalize(z M^T)``; ``"cosine"``:
             ``t_k = cos(z, m_k)``.
-        tol: optional Sinkhorn early-stopping tolerance on the anchor marginals.
-        sinkhorn_mode: "auto", "plain" or "log" (see :func:`geoharmony.gh.sinkhorn`).
-        distributed: solve the allocation over the batch of all ranks.
-        allocation: ``balanced`` (paper), ``relaxed`` or ``partial``; ``marginal_tau``,
-            ``partial_weighted``, ``dummy_temperature``, ``affinity`` and
-            ``affinity_neighbours`` are their settings (see
-            :class:`~geoharmony.gh.allocation.Allocator`); ``partial``'s mass ``rho`` is the
-            attribute :attr:`rho`, which a schedule sets.
+        allocation: how surrogate labels are found (:class:`~geoharmony.gh.AllocationOptions`:
+            the paper's balanced Sinkhorn, epsilon 0.05, 300 iterations, by default);
+            ``partial``'s mass ``rho`` is the attribute :attr:`rho`, which a schedule sets.
         target_weighting: ``none`` (paper) or ``inverse_prior``: each sample's term weighted
             by :func:`prior_weights` of its targets under the prior (beyond the paper).
+        sinkhorn_mode: "auto", "plain" or "log" (see :func:`geoharmony.gh.sinkhorn`).
+        distributed: solve the allocation over the batch of all ranks.
     """
 
     structure: Tensor
@@ -120,20 +112,12 @@ class GHLoss(nn.Module):
     def __init__(
         self,
         structure: Tensor,
-        epsilon: float = 0.05,
         temperature: float = 0.1,
-        num_iters: int = 300,
         logits: LogitsKind = "projected",
-        tol: float | None = None,
+        allocation: AllocationOptions | None = None,
+        target_weighting: str = "none",
         sinkhorn_mode: SinkhornMode = "auto",
         distributed: bool = False,
-        allocation: str = "balanced",
-        marginal_tau: float = 0.5,
-        partial_weighted: bool = True,
-        dummy_temperature: float | None = 0.1,
-        affinity: float = 0.0,
-        affinity_neighbours: int = 10,
-        target_weighting: str = "none",
     ) -> None:
         super().__init__()
         if target_weighting not in TARGET_WEIGHTINGS:
@@ -141,29 +125,20 @@ class GHLoss(nn.Module):
                 f"target_weighting must be one of {', '.join(TARGET_WEIGHTINGS)}, "
                 f"got {target_weighting!r}"
             )
-        self.target_weighting = target_weighting
-        if structure.dim() != 2 or structure.shape[0] < 2:
-            raise ValueError(f"structure must be [K >= 2, d], got {list(structure.shape)}")
+        if structure.dim() != 2 or structure.shape[0] < MIN_ANCHORS:
+            raise ValueError(
+                f"structure must be [K >= {MIN_ANCHORS}, d], got {list(structure.shape)}"
+            )
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
-        if logits not in ("projected", "cosine"):
-            raise ValueError(f"logits must be 'projected' or 'cosine', got {logits!r}")
+        if logits not in LOGITS:
+            raise ValueError(f"logits must be one of {', '.join(LOGITS)}, got {logits!r}")
+        self.target_weighting = target_weighting
         self.register_buffer("structure", F.normalize(structure.detach().float(), dim=1))
         self.temperature = temperature
         self.logits_kind: LogitsKind = logits
         self.distributed = distributed
-        self.allocator = Allocator(
-            allocation,
-            epsilon,
-            num_iters,
-            tol,
-            sinkhorn_mode,
-            marginal_tau,
-            weighted=partial_weighted,
-            dummy_temperature=dummy_temperature,
-            affinity=affinity,
-            neighbours=affinity_neighbours,
-        )
+        self.allocator = Allocator(allocation or AllocationOptions(), sinkhorn_mode)
 
     @property
     def num_anchors(self) -> int:
@@ -202,8 +177,6 @@ class GHLoss(nn.Module):
         z2: Tensor,
         prior: Tensor | None = None,
         targets: Tensor | None = None,
-        history: Tensor | None = None,
-        bias: Tensor | None = None,
     ) -> GHOutput:
         """Loss plus the intermediate tensors (for prior estimation and diagnostics).
 
@@ -212,10 +185,6 @@ class GHLoss(nn.Module):
             prior: ``[K]`` anchor marginal for the allocation; ``None`` = uniform.
             targets: ``[B, K]`` given surrogate labels of both views (rows sum to 1) instead of
                 the allocation's; the diagnostic ``gh.targets=labels`` passes the true classes.
-            history: ``[2, M, K]`` detached logits of earlier samples (an allocation queue) that
-                the allocation also balances over; only the batch's own targets are used.
-            bias: ``[2, B, K]`` added to the batch's scores for the allocation only (not to the
-                predictions): e.g. its neighbours' targets (:class:`NeighbourMemory`).
         """
         if z1.shape != z2.shape:
             raise ValueError(f"z1 and z2 shapes differ: {list(z1.shape)} vs {list(z2.shape)}")
@@ -228,18 +197,9 @@ class GHLoss(nn.Module):
             given = targets.detach().to(logits1.dtype)
             loss = self._loss(logits1, logits2, given, given, prior)
             return GHOutput(loss, logits1, logits2, given, given)
-        # Both views in one batched call: [2, B, K], then any queued rows: [2, B + M, K].
+        # Both views in one batched call: [2, B, K].
         scores = torch.stack([logits1, logits2]).detach()
-        if bias is not None:
-            if bias.shape != scores.shape:
-                raise ValueError(
-                    f"bias must be [2, B, K] = {list(scores.shape)}, got {list(bias.shape)}"
-                )
-            scores = scores + bias.detach().to(scores.dtype)
-        if history is not None:
-            scores = torch.cat([scores, history.to(scores.dtype)], dim=1)
         plan = self.allocator(scores, prior, self.distributed).to(logits1.dtype)
-        plan = plan[:, : logits1.shape[0]]
         loss = self._loss(logits1, logits2, plan[0], plan[1], prior)
         return GHOutput(loss, logits1, logits2, plan[0], plan[1])
 
@@ -268,10 +228,10 @@ class GHLoss(nn.Module):
 
     def extra_repr(self) -> str:
         k, d = self.structure.shape
-        a = self.allocator
+        a = self.allocator.options
         return (
             f"K={k}, d={d}, epsilon={a.epsilon}, temperature={self.temperature}, "
-            f"num_iters={a.num_iters}, logits={self.logits_kind}, allocation={a.kind}, "
+            f"iterations={a.iterations}, logits={self.logits_kind}, allocation={a.name}, "
             f"target_weighting={self.target_weighting}"
         )
 

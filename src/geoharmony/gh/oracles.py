@@ -8,17 +8,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from geoharmony import parallel
+from geoharmony.gh.options import GHConfig
 from geoharmony.gh.priors import BankPrior, PriorData, bank_options
-
-if TYPE_CHECKING:
-    from geoharmony.gh.options import GHConfig
 
 __all__ = ["MatchedOraclePrior", "OraclePrior", "matched_class_shares"]
 

@@ -5,36 +5,35 @@ Every estimator is an ``nn.Module`` whose state lives in buffers, so ``state_dic
 step with the view-1 geometric logits, :meth:`PriorEstimator.observe_allocation` with the
 surrogate labels, and :meth:`PriorEstimator.refresh` at the epoch boundaries its schedule names;
 :meth:`PriorEstimator.prior` is what the allocation receives. The diagnostics that read the
-labels are in :mod:`geoharmony.gh.oracles`, the vMF-mixture estimator in
-:mod:`geoharmony.gh.mixture`, and the registry ``gh.prior`` selects from in
-:mod:`geoharmony.gh.estimators`.
+labels are in :mod:`geoharmony.gh.oracles`, and the registry ``gh.prior.name`` selects from in
+:mod:`geoharmony.gh.estimators`. :func:`prior_agreement` compares an estimate with the true class
+shares.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Literal, Self
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
 from geoharmony import parallel
-
-if TYPE_CHECKING:
-    from geoharmony.gh.options import GHConfig
+from geoharmony.gh.options import MIN_ANCHORS, GHConfig
 
 __all__ = [
     "BankPrior",
-    "PlanPrior",
-    "PowerLawPrior",
     "PriorData",
     "PriorEstimator",
     "StreamingPrior",
-    "UniformPrior",
     "bank_options",
     "effective_number",
+    "prior_agreement",
 ]
 
 
@@ -69,9 +68,9 @@ def _check_momentum(name: str, value: float) -> None:
 def bank_options(cfg: GHConfig, data: PriorData) -> dict[str, Any]:
     """The keyword arguments of :class:`BankPrior` (and of the estimators built on its bank)."""
     return {
-        "warmup_momentum": cfg.bank_warmup_momentum,
-        "momentum": cfg.bank_momentum,
-        "floor": cfg.prior_floor,
+        "warmup_momentum": cfg.prior.warmup_momentum,
+        "momentum": cfg.prior.momentum,
+        "floor": cfg.prior.floor,
         "distributed": data.distributed,
     }
 
@@ -83,8 +82,8 @@ class PriorEstimator(nn.Module):
 
     def __init__(self, num_anchors: int) -> None:
         super().__init__()
-        if num_anchors < 2:
-            raise ValueError(f"num_anchors must be >= 2, got {num_anchors}")
+        if num_anchors < MIN_ANCHORS:
+            raise ValueError(f"num_anchors must be >= {MIN_ANCHORS}, got {num_anchors}")
         self.num_anchors = num_anchors
         self.register_buffer("current", torch.full((num_anchors,), 1.0 / num_anchors))
 
@@ -122,10 +121,6 @@ class PriorEstimator(nn.Module):
             raise ValueError(
                 f"indices must be [{logits.shape[0]}] to match logits, got {list(indices.shape)}"
             )
-
-
-class UniformPrior(PriorEstimator):
-    """``pi_k = 1/K`` always (GH without prior estimation)."""
 
 
 class BankPrior(PriorEstimator):
@@ -209,58 +204,6 @@ class BankPrior(PriorEstimator):
             self.current.copy_(counts / counts.sum())
 
 
-class PlanPrior(PriorEstimator):
-    """The allocation's own estimate: an EMA of the anchors' share of the surrogate labels.
-
-    Beyond the paper. With a KL-relaxed allocation (``gh.allocation=relaxed``/``partial``) the
-    plan's anchor masses move towards where the samples' predictions put them, so feeding their
-    EMA back as the prior lets the allocation's marginal follow the data instead of the bank's
-    near-uniform vote histogram (with the balanced allocation the plan's masses *are* the prior,
-    and this estimator stays where it starts). Uniform until the first allocation; live (each
-    step moves it), ``refresh`` is a no-op.
-    """
-
-    def __init__(self, num_anchors: int, momentum: float = 0.99, distributed: bool = False):
-        super().__init__(num_anchors)
-        _check_momentum("momentum", momentum)
-        self.momentum = momentum
-        self.distributed = distributed
-
-    @classmethod
-    def from_options(cls, cfg: GHConfig, data: PriorData) -> Self:
-        return cls(cfg.num_anchors, momentum=cfg.plan_momentum, distributed=data.distributed)
-
-    @torch.no_grad()
-    def observe_allocation(self, indices: Tensor, targets: Tensor) -> None:
-        mass = targets.detach().float().sum(dim=0)
-        if self.distributed:
-            parallel.all_reduce_sum(mass)
-        if float(mass.sum()) <= 0:
-            return
-        self.current.mul_(self.momentum).add_((1.0 - self.momentum) * (mass / mass.sum()))
-        self.current.div_(self.current.sum())
-
-
-class PowerLawPrior(PriorEstimator):
-    """A fixed power-law marginal, ``pi_k ~ (k + 1) ** -exponent`` in anchor order (PMSN, Assran
-    et al., ICLR 2023: a long-tailed cluster prior instead of the uniform one). Beyond the paper.
-
-    The anchors are fixed but the network is not: it learns which of them the frequent
-    categories take. Nothing is estimated; ``update`` and ``refresh`` are no-ops.
-    """
-
-    def __init__(self, num_anchors: int, exponent: float = 0.25) -> None:
-        super().__init__(num_anchors)
-        if exponent < 0:
-            raise ValueError(f"exponent must be >= 0, got {exponent}")
-        shares = torch.arange(1, num_anchors + 1, dtype=torch.float64) ** -exponent
-        self.current.copy_((shares / shares.sum()).float())
-
-    @classmethod
-    def from_options(cls, cfg: GHConfig, data: PriorData) -> Self:
-        return cls(cfg.num_anchors, cfg.powerlaw_exponent)
-
-
 class StreamingPrior(PriorEstimator):
     """O(K)-memory estimator: EMA of the batch-mean soft assignment ``softmax(t / temperature)``.
 
@@ -284,7 +227,10 @@ class StreamingPrior(PriorEstimator):
     @classmethod
     def from_options(cls, cfg: GHConfig, data: PriorData) -> Self:
         return cls(
-            cfg.num_anchors, cfg.streaming_momentum, cfg.temperature, distributed=data.distributed
+            cfg.num_anchors,
+            cfg.prior.streaming_momentum,
+            cfg.temperature,
+            distributed=data.distributed,
         )
 
     @torch.no_grad()
@@ -301,3 +247,81 @@ class StreamingPrior(PriorEstimator):
         batch_mean = stats[:-1] / stats[-1]
         self.current.mul_(self.momentum).add_((1.0 - self.momentum) * batch_mean.to(self.current))
         self.current.div_(self.current.sum())
+
+
+def _entropy(p: np.ndarray) -> float:
+    nz = p[p > 0]
+    return float(-(nz * np.log(nz)).sum())
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import rankdata  # only for index-aligned comparisons (keeps gh scipy-free)
+
+    ra, rb = rankdata(a), rankdata(b)  # average ranks for ties
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")  # undefined for a constant vector (e.g. a uniform prior)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def prior_agreement(
+    estimated: Sequence[float] | ArrayLike | Tensor,
+    true: Sequence[float] | ArrayLike | Tensor,
+    *,
+    align: Literal["auto", "index", "sorted"] = "auto",
+    eps: float = 1e-12,
+) -> dict[str, float]:
+    """Compare an estimated class-marginal prior (over K anchors) with the true one (C classes).
+
+    Both inputs are normalised to sum to 1. Alignment:
+
+    * ``index``: entry k of one is compared with entry k of the other (needs K == C and anchors
+      matched to classes);
+    * ``sorted``: both are sorted descending and the shorter is padded with zeros to the same
+      length, so only the *shape* of the imbalance is compared (anchors are unordered);
+    * ``auto`` (default): ``index`` when K == C, ``sorted`` otherwise.
+
+    Returns:
+        ``kl``: KL(true || estimated) in nats, with ``estimated`` smoothed by ``eps`` (then
+        renormalised) so that a zero estimate (including padding) gives a large finite value;
+        ``spearman``: rank correlation of the aligned vectors (average ranks for ties); NaN in
+        ``sorted`` mode, where it would be trivially close to 1, or when either is constant;
+        ``effective_number_estimated`` / ``effective_number_true``: ``exp(entropy)`` of each
+        distribution as given (K and C at most; 1 for a point mass).
+    """
+    q = np.asarray(
+        estimated.detach().cpu().numpy() if isinstance(estimated, Tensor) else estimated,
+        dtype=np.float64,
+    ).ravel()
+    p = np.asarray(
+        true.detach().cpu().numpy() if isinstance(true, Tensor) else true, dtype=np.float64
+    ).ravel()
+    for name, v in (("estimated", q), ("true", p)):
+        if v.size == 0 or (v < 0).any() or not np.isfinite(v).all() or v.sum() <= 0:
+            raise ValueError(f"{name} must be non-empty, finite, >= 0 and not all zero")
+    q, p = q / q.sum(), p / p.sum()
+    out = {
+        "effective_number_estimated": math.exp(_entropy(q)),
+        "effective_number_true": math.exp(_entropy(p)),
+    }
+    mode = ("index" if q.size == p.size else "sorted") if align == "auto" else align
+    if mode == "index":
+        if q.size != p.size:
+            raise ValueError(f"align='index' needs K == C, got K={q.size}, C={p.size}")
+        qa, pa = q, p
+        spearman = _spearman(qa, pa)
+    elif mode == "sorted":
+        length = max(q.size, p.size)
+        qa = np.zeros(length)
+        pa = np.zeros(length)
+        qa[: q.size] = np.sort(q)[::-1]
+        pa[: p.size] = np.sort(p)[::-1]
+        spearman = float("nan")
+    else:
+        raise ValueError(f"align must be auto, index or sorted, got {align!r}")
+    qs = (qa + eps) / (qa + eps).sum()
+    nz = pa > 0
+    out["kl"] = float((pa[nz] * np.log(pa[nz] / qs[nz])).sum())
+    out["spearman"] = spearman
+    return {
+        k: out[k] for k in ("kl", "spearman", "effective_number_estimated", "effective_number_true")
+    }

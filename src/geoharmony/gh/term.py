@@ -15,14 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geoharmony import parallel
-from geoharmony.eval.geometry import prior_agreement
-from geoharmony.gh.allocation import AllocationQueue, NeighbourMemory, RampKind, partial_mass
+from geoharmony.gh.allocation import RampKind, partial_mass
 from geoharmony.gh.anchors import uniform_structure
 from geoharmony.gh.estimators import PRIORS
-from geoharmony.gh.loss import GHLoss
-from geoharmony.gh.options import GHConfig, option_problems
-from geoharmony.gh.priors import PriorData, PriorEstimator, effective_number
+from geoharmony.gh.loss import GHLoss, LogitsKind
+from geoharmony.gh.options import GHConfig
+from geoharmony.gh.priors import PriorData, PriorEstimator, effective_number, prior_agreement
 
 __all__ = ["GHTerm", "build_prior", "gh_data_problems", "pairing_epoch"]
 
@@ -36,10 +34,10 @@ def build_prior(
     class_counts: Sequence[int] = (),
     labels: Sequence[int] = (),
 ) -> PriorEstimator:
-    """The estimator named by ``cfg.prior`` (the oracles need the labels: ``class_counts``,
-    or each image's class ``labels``)."""
+    """The estimator named by ``cfg.prior.name`` (the oracles need the labels:
+    ``class_counts``, or each image's class ``labels``)."""
     data = PriorData(num_samples, distributed, class_counts, labels)
-    return PRIORS[cfg.prior].from_options(cfg, data)
+    return PRIORS[cfg.prior.name].from_options(cfg, data)
 
 
 def pairing_epoch(cfg: GHConfig) -> int:
@@ -50,8 +48,9 @@ def pairing_epoch(cfg: GHConfig) -> int:
 
 def gh_data_problems(cfg: GHConfig, num_samples: int, class_counts: Sequence[int]) -> list[str]:
     """What GH with ``cfg`` cannot do on ``num_samples`` pretraining images (``class_counts``
-    empty: unlabeled); one message per problem, naming the setting and the fix."""
-    problems = option_problems(cfg)
+    empty: unlabeled); one message per problem, naming the setting and the fix. The options'
+    own ranges are checked when the configuration is loaded (:meth:`GHConfig.problems`)."""
+    problems = []
     if num_samples < cfg.num_anchors:
         empty = cfg.num_anchors - num_samples
         problems.append(
@@ -60,10 +59,10 @@ def gh_data_problems(cfg: GHConfig, num_samples: int, class_counts: Sequence[int
             f"never hold one; set gh.num_anchors to at most {num_samples} (about the number of "
             "categories you expect)"
         )
-    if not class_counts and cfg.prior in ("oracle", "oracle_matched"):
+    if not class_counts and cfg.prior.name in ("oracle", "oracle_matched"):
         problems.append(
-            f"gh.prior={cfg.prior} reads the true class shares, but the data has no labels; use "
-            "gh.prior=bank (the paper's estimator)"
+            f"gh.prior.name={cfg.prior.name} reads the true class shares, but the data has no "
+            "labels; use gh.prior.name=bank (the paper's estimator)"
         )
     if not class_counts and cfg.targets == "labels":
         problems.append(
@@ -97,16 +96,15 @@ class GHTerm(nn.Module):
     The weight is 0 for ``warmup_epochs`` (only the prior is estimated, no Sinkhorn runs), rises
     linearly to ``weight`` over ``ramp_epochs`` in per-epoch steps (the official ramp: ``1 /
     ramp_epochs`` of it in GH's first epoch), then stays there. The prior is refreshed at the
-    end of the warm-up and every ``prior_refresh_every`` epochs after it.
+    end of the warm-up and every ``prior.refresh_every`` epochs after it.
 
-    Beyond the paper (``cfg.allocation``, ``cfg.queue_batches``): the allocation may relax the
-    anchor marginal or send part of the mass to a dummy anchor (``partial``: its mass ``rho``
-    ramps over the GH phase, from the end of the warm-up to ``total_epochs``), and may balance
-    over a queue of the last global batches' logits as well (``batch_size``: the global batch).
+    Beyond the paper (``cfg.allocation.name``): the allocation may relax the anchor marginal or
+    send part of the mass to a dummy anchor (``partial``: its mass ``rho`` ramps over the GH
+    phase, from the end of the warm-up to ``total_epochs``).
 
     ``labels`` (``N`` class ids in dataset-index order) is needed only by the diagnostics
     ``cfg.targets == "labels"``, which replaces the surrogate labels by the true classes, and
-    ``cfg.prior == "oracle_matched"``.
+    ``cfg.prior.name == "oracle_matched"``.
     """
 
     sample_labels: Tensor
@@ -120,13 +118,8 @@ class GHTerm(nn.Module):
         class_counts: Sequence[int] = (),
         labels: Sequence[int] = (),
         total_epochs: int = 0,
-        batch_size: int = 0,
     ) -> None:
         super().__init__()
-        if cfg.queue_batches < 0:
-            raise ValueError(f"gh.queue_batches must be >= 0, got {cfg.queue_batches}")
-        if cfg.queue_batches and batch_size < 1:
-            raise ValueError("gh.queue_batches needs the global batch size")
         self.cfg = cfg
         self.total_epochs = total_epochs
         if 0 < total_epochs <= cfg.warmup_epochs:
@@ -138,30 +131,13 @@ class GHTerm(nn.Module):
             )
         self.loss = GHLoss(
             uniform_structure(cfg.num_anchors, embed_dim, seed=cfg.structure_seed),
-            epsilon=cfg.epsilon,
             temperature=cfg.temperature,
-            num_iters=cfg.sinkhorn_iters,
-            logits=cfg.logits,  # type: ignore[arg-type]  # GHLoss checks it
-            tol=cfg.sinkhorn_tol,
-            distributed=distributed,
+            logits=cast(LogitsKind, cfg.logits),
             allocation=cfg.allocation,
-            marginal_tau=cfg.marginal_tau,
-            partial_weighted=cfg.partial_targets == "weighted",
-            dummy_temperature=cfg.partial_dummy_temperature,
-            affinity=cfg.affinity if cfg.affinity_source == "batch" else 0.0,
-            affinity_neighbours=cfg.affinity_neighbours,
             target_weighting=cfg.target_weighting,
+            distributed=distributed,
         )
         self.prior = build_prior(cfg, num_samples, distributed, class_counts, labels)
-        self.memory: NeighbourMemory | None = None
-        if cfg.affinity > 0 and cfg.affinity_source == "memory":
-            self.memory = NeighbourMemory(
-                num_samples, cfg.num_anchors, cfg.affinity_neighbours, distributed
-            )
-        self.queue: AllocationQueue | None = None
-        if cfg.queue_batches:
-            shards = parallel.world_size() if distributed else 1
-            self.queue = AllocationQueue(cfg.queue_batches, batch_size, cfg.num_anchors, 2, shards)
         self.class_counts = list(class_counts)
         # Not persistent: the labels come from the data, and checkpoints stay interchangeable.
         self.register_buffer(
@@ -180,16 +156,17 @@ class GHTerm(nn.Module):
 
     def partial_mass(self, epoch: float) -> float:
         """``partial``'s ``rho`` at fractional ``epoch``: the ramp over the GH phase."""
-        c = self.cfg
+        c, a = self.cfg, self.cfg.allocation
         progress = (epoch - c.warmup_epochs) / max(self.total_epochs - c.warmup_epochs, 1)
-        ramp = cast(RampKind, c.partial_ramp)
-        return partial_mass(progress, c.partial_start, c.partial_end, ramp)
+        return partial_mass(
+            progress, a.partial_start, a.partial_end, cast(RampKind, a.partial_ramp)
+        )
 
     def forward(
         self, z1: Tensor, z2: Tensor, indices: Tensor, epoch: float
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Weighted GH loss of ``[B, d]`` projections and its logs; updates the prior's state
-        (and the allocation queue's)."""
+        """Weighted GH loss of ``[B, d]`` projections and its logs; updates the prior's
+        state."""
         weight = self.weight(epoch)
         if weight == 0.0:
             # Warm-up: estimate the prior from the view-1 logits, skip the allocation.
@@ -200,33 +177,15 @@ class GHTerm(nn.Module):
         if self.cfg.targets == "labels":
             targets = F.one_hot(self.sample_labels[indices], self.cfg.num_anchors).float()
         logs: dict[str, Tensor] = {}
-        if self.cfg.allocation == "partial":
+        if self.cfg.allocation.name == "partial":
             self.loss.rho = self.partial_mass(epoch)
             logs["gh_rho"] = z1.new_tensor(self.loss.rho)
-        history = None
-        if self.queue is not None:  # this rank's shard only when the queue is sharded
-            history = self.queue.queued(parallel.rank() if self.queue.shards > 1 else 0)
-        bias = None
-        if self.memory is not None:
-            with torch.no_grad():
-                current = torch.stack([self.loss.logits(z) for z in (z1.detach(), z2.detach())])
-                bias = self.cfg.affinity * self.memory.neighbour_targets(current, indices)
-        out = self.loss.compute(z1, z2, self.prior.prior(), targets, history, bias)
+        out = self.loss.compute(z1, z2, self.prior.prior(), targets)
         self.prior.update(indices, out.logits1.detach())
         mean_targets = 0.5 * (out.targets1 + out.targets2)
-        self.prior.observe_allocation(indices, mean_targets)
-        if self.memory is not None:
-            self.memory.store(indices, out.logits1.detach(), mean_targets)
-        if self.queue is not None:
-            self.queue.push(self._global_rows(torch.stack([out.logits1, out.logits2]).detach()))
+        self.prior.observe_allocation(indices, mean_targets)  # oracle_matched's co-occurrence
         logs = {"gh_loss": out.loss.detach(), "gh_weight": z1.new_tensor(weight), **logs}
         return weight * out.loss, logs
-
-    def _global_rows(self, views: Tensor) -> Tensor:
-        """``[V, b, K]`` local rows -> ``[V, B, K]`` every rank's, in rank order."""
-        if not self.loss.distributed:
-            return views
-        return parallel.all_gather_no_grad(views.transpose(0, 1)).transpose(0, 1)
 
     def on_epoch_start(self, epoch: int) -> None:
         self.prior.set_warmup(epoch < self.cfg.warmup_epochs)
@@ -234,7 +193,7 @@ class GHTerm(nn.Module):
     def on_epoch_end(self, epoch: int) -> None:
         finished = epoch + 1
         after = finished - self.cfg.warmup_epochs
-        every = max(1, self.cfg.prior_refresh_every)
+        every = self.cfg.prior.refresh_every
         if after == 0 or (after > 0 and after % every == 0):
             self.prior.refresh()
 

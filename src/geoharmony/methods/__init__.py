@@ -13,7 +13,6 @@ from geoharmony.methods.pretrained import Pretrained, build_method, load_pretrai
 from geoharmony.methods.registry import (
     METHODS,
     display_name,
-    method_name,
     register_method,
     resolve_method,
 )
@@ -30,7 +29,6 @@ __all__ = [
     "build_method",
     "display_name",
     "load_pretrained",
-    "method_name",
     "register_method",
     "resolve_method",
 ]

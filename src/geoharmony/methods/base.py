@@ -21,7 +21,6 @@ from geoharmony.config import Config, method_options
 from geoharmony.data.augment import ImageHook, ViewHook
 from geoharmony.data.stream import TrainBatch
 from geoharmony.gh import GHTerm, gh_data_problems, pairing_epoch
-from geoharmony.methods.registry import method_name
 from geoharmony.models import Projector, build_backbone
 
 if TYPE_CHECKING:
@@ -103,13 +102,15 @@ class Method(nn.Module):
     Options: ClassVar[type | None] = None
     # How tables print the method (e.g. "SimCLR"); empty: its name.
     display_name: ClassVar[str] = ""
+    # Set on the class itself by ``@register_method`` (a subclass does not inherit the name).
+    registered_name: ClassVar[str] = ""
     # DDP must look for parameters without gradients (e.g. experts absent from a batch).
     ddp_find_unused_parameters: ClassVar[bool] = False
 
     def __init__(self, cfg: Config, data: DataInfo, distributed: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
-        self.name = method_name(type(self))
+        self.name = self.name_of()
         self.distributed = distributed
         kwargs: dict[str, Any] = {"in_channels": data.in_channels, "seed": cfg.train.seed}
         if cfg.model.backbone == "cifar_resnet18" or cfg.model.width != 1.0:
@@ -132,8 +133,13 @@ class Method(nn.Module):
                 data.class_counts,
                 data.labels,
                 total_epochs=cfg.optim.epochs,
-                batch_size=cfg.optim.batch_size,
             )
+
+    @classmethod
+    def name_of(cls) -> str:
+        """The name in results and of the options section: the registered name of this very
+        class, else the class name (a user's method, or a subclass of a built-in one)."""
+        return cls.__dict__.get("registered_name") or cls.__name__
 
     @property
     def options(self) -> Any:

@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from geoharmony.config import Config, ConfigError, from_dict, load_config
+from geoharmony.config import Config, ConfigError
+from geoharmony.configure import from_dict, load_config
 from geoharmony.data.build import RunData, build_run_data
 from geoharmony.data.preflight import PREFLIGHT_CACHE
 from geoharmony.engine.checkpoint import CheckpointError, read_checkpoint

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from geoharmony.config import ConfigError
-
-if TYPE_CHECKING:
-    from geoharmony.methods.base import Method
+from geoharmony.methods.base import Method
 
 __all__ = [
     "METHODS",
     "display_name",
-    "method_name",
     "option_sections",
     "register_method",
     "resolve_method",
@@ -36,6 +32,7 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
         if name in METHODS:
             raise ValueError(f"method {name!r} is registered twice")
         METHODS[name] = cls
+        cls.registered_name = name
         return cls
 
     return add
@@ -47,8 +44,6 @@ def _builtins() -> None:
 
 
 def _import_class(path: str) -> type[Method]:
-    from geoharmony.methods.base import Method
-
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise ConfigError(f"method.name={path!r}: an import path looks like module:Class")
@@ -83,14 +78,6 @@ def resolve_method(name: str) -> type[Method]:
     )
 
 
-def method_name(cls: type[Method]) -> str:
-    """A method's name in results and its options section: registered name, else class name."""
-    for name, registered in METHODS.items():
-        if registered is cls:
-            return name
-    return cls.__name__
-
-
 def display_name(name: str) -> str:
     """How tables print a method (``simclr`` -> ``SimCLR``); unknown names as they are."""
     _builtins()
@@ -104,5 +91,5 @@ def option_sections(name: str) -> dict[str, type]:
     cls = resolve_method(name)
     sections = {n: m.Options for n, m in METHODS.items() if m.Options is not None}
     if cls.Options is not None:
-        sections[method_name(cls)] = cls.Options
+        sections[cls.name_of()] = cls.Options
     return sections
