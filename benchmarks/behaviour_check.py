@@ -24,11 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from geoharmony.methods import METHODS
+
 REPO = Path(__file__).resolve().parents[1]
 RECORD = REPO / "benchmarks" / "results" / "behaviour_smoke.json"
 PRESETS = [
     f"{method}{suffix}"
-    for method in ("simclr", "focal", "sdclr", "bcl", "dnc")
+    for method in METHODS
     for suffix in ("", "_gh")
 ]
 FP32 = ["train.precision=fp32", "train.threads=1", "train.progress=false"]

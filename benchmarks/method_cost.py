@@ -23,7 +23,7 @@ from geoharmony.data.build import build_run_data
 from geoharmony.data.datasets import IndexedImageArray
 from geoharmony.data.normalization import NORM_STATS
 from geoharmony.data.stream import BatchPlan, InMemoryTrainStream
-from geoharmony.methods import DataInfo, Method, TrainContext, build_method
+from geoharmony.methods import METHODS, DataInfo, Method, TrainContext, build_method
 
 
 def step_seconds(
@@ -105,7 +105,7 @@ def main() -> None:
     dataset = IndexedImageArray(data.train, data.pretrain_indices)
     info = DataInfo(len(dataset), data.in_channels, data.num_classes)
     seconds: dict[str, float] = {}
-    for name in ("simclr", "focal", "sdclr", "bcl", "dnc"):
+    for name in METHODS:
         for gh in (False, True):
             method, cfg = _prepared(name, gh, args, info)
             for label, epoch, switch in _stages(name, method):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geoharmony.data.longtail import profile_counts
+from geoharmony.methods import METHODS as REGISTERED_METHODS
 
 __all__ = [
     "ALLOCATION",
@@ -41,7 +42,9 @@ __all__ = [
 
 NUM_CLASSES = 10  # Fashion-MNIST
 PRESETS = "configs/fmnist_lt"
-METHODS = ("simclr", "focal", "sdclr", "dnc", "bcl")
+# Every registered method, in the registry's order (the paper's baseline first): a sixth
+# method joins the study by registering.
+METHODS = tuple(REGISTERED_METHODS)
 # Class orders: head -> tail as given, reversed, and seeded permutations, so every class visits
 # the head and the tail. Listed in the order they are scheduled.
 ORDERS = ("default", "reversed", "random1", "random2")

@@ -134,6 +134,10 @@ def _merged(
     assert isinstance(result, Config)
     _validate_choices(result)
     problems = result.gh.problems()
+    for section in dataclasses.fields(result.method):  # each method's own options section
+        options = getattr(result.method, section.name)
+        if hasattr(options, "problems"):
+            problems += options.problems(f"method.{section.name}")
     if problems:
         raise ConfigError("; ".join(problems))
     # Stored configs name the profile as run: a record made before ``auto`` existed compares

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from geoharmony.methods import METHODS
+
 SRC = Path(__file__).resolve().parents[2] / "src" / "geoharmony"
 ENGINE = sorted((SRC / "engine").glob("*.py"))
-BUILTIN_METHODS = ("simclr", "focal", "sdclr", "bcl", "dnc")
+BUILTIN_METHODS = tuple(METHODS)
 
 
 def imported_modules(path: Path) -> list[str]:

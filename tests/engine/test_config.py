@@ -59,3 +59,24 @@ def test_every_preset_loads() -> None:
     assert presets
     for preset in presets:
         load_config(preset)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("gh.num_anchors=1", "gh.num_anchors=1 must be at least 2"),
+        ("gh.allocation.epsilon=-1", "gh.allocation.epsilon=-1.0 must be positive"),
+        ("gh.prior.refresh_every=0", "gh.prior.refresh_every=0 must be at least 1"),
+        ("method.sdclr.prune_ratio=1.0", "method.sdclr.prune_ratio=1.0 must be in [0, 1)"),
+        ("method.bcl.num_ops=0", "method.bcl.num_ops=0 must be at least 1"),
+        ("method.dnc.kmeans_n_init=0", "method.dnc.kmeans_n_init=0 must be at least 1"),
+    ],
+)
+def test_out_of_range_values_stop_before_training_with_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str, message: str
+) -> None:
+    args = ["pretrain", "--config", str(REPO / "configs/smoke.yaml"), "--output", str(tmp_path)]
+    assert main([*args, override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("geoharmony: error:") and message in err
+    assert not (tmp_path / "checkpoints").exists()

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 
 from geoharmony.cli import main
+from geoharmony.config import ConfigError
 from geoharmony.configure import load_config
 from geoharmony.engine.checkpoint import list_checkpoints, load_checkpoint
 from geoharmony.methods import DataInfo, TrainContext, build_method
@@ -144,8 +145,15 @@ def test_distill_regression_loss_hand_case() -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="student_init"):
         make_method("method.dnc.student_init=warm")
-    with pytest.raises(ValueError, match="num_experts"):
-        make_method("method.dnc.num_experts=16")  # no more images per step than experts
+    with pytest.raises(ConfigError, match=r"method\.dnc\.num_experts=0 must be at least 1"):
+        make_method("method.dnc.num_experts=0")  # refused when the config is read
+    # No more images per step than experts: found before the method is built.
+    cfg = load_config(None, [*UNIT, "method.dnc.num_experts=16"])
+    problems = DnC.data_problems(cfg, DataInfo(64, 1))
+    assert any(
+        "more images per step and process (16) than method.dnc.num_experts (16)" in p
+        for p in problems
+    )
 
 
 # ----- the stages ------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ __all__ = [
     "LabelledBatches",
     "TrainBatch",
     "TrainStream",
+    "batch_split_problem",
     "derived_seed",
     "labelled_batches",
     "train_stream",
@@ -59,6 +60,16 @@ def epoch_order(num_samples: int, seed: int, epoch: int) -> Tensor:
     return torch.randperm(num_samples, generator=generator)
 
 
+def batch_split_problem(global_batch: int, world_size: int) -> str | None:
+    """Why ``global_batch`` cannot be split over ``world_size`` processes (None: it can)."""
+    if global_batch % world_size == 0:
+        return None
+    return (
+        f"optim.batch_size={global_batch} (the global batch) does not split evenly over "
+        f"{world_size} processes; use a multiple of {world_size}"
+    )
+
+
 @dataclass(frozen=True)
 class BatchPlan:
     """How every epoch is cut into steps: ``global_batch`` images per step over all ranks (the
@@ -72,10 +83,9 @@ class BatchPlan:
     world_size: int = 1
 
     def __post_init__(self) -> None:
-        if self.global_batch % self.world_size:
-            raise ValueError(
-                f"batch size {self.global_batch} is not divisible by {self.world_size} ranks"
-            )
+        problem = batch_split_problem(self.global_batch, self.world_size)
+        if problem:
+            raise ValueError(problem)
 
     @property
     def local_batch(self) -> int:

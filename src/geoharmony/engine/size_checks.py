@@ -14,6 +14,7 @@ import numpy as np
 from geoharmony.config import Config, ConfigError
 from geoharmony.data.build import RunData
 from geoharmony.data.splits import ImageSplit
+from geoharmony.data.stream import batch_split_problem
 from geoharmony.methods import DataInfo
 from geoharmony.methods.registry import resolve_method
 
@@ -68,11 +69,7 @@ def size_problems(
             f"would have no step (a last partial batch is dropped); set optim.batch_size to at "
             f"most {n}"
         )
-    if batch % world_size:
-        problems.append(
-            f"optim.batch_size={batch} (the global batch) does not split evenly over "
-            f"{world_size} processes; use a multiple of {world_size}"
-        )
+    problems.append(batch_split_problem(batch, world_size))
     held_out = "hold-out" if data.holdout is not None else "test split"
     if data.labelled and evaluate:
         exclude = data.pretrain_indices if cfg.eval.probe_disjoint else None

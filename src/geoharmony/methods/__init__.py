@@ -4,10 +4,13 @@ A built-in method is one file here with ``@register_method("name")``; a method o
 in your own module, runs by import path: ``method.name=my_module:MyMethod``.
 """
 
-from geoharmony.methods import bcl as _bcl  # noqa: F401 - registers bcl
-from geoharmony.methods import dnc as _dnc  # noqa: F401 - registers dnc
+# Imported in the order the registry lists them (tables and the quality study follow it): the
+# paper's baseline first, then Focal, SDCLR, DnC and BCL.
+from geoharmony.methods import simclr as _simclr  # noqa: F401, I001 - registers simclr
 from geoharmony.methods import focal as _focal  # noqa: F401 - registers focal
 from geoharmony.methods import sdclr as _sdclr  # noqa: F401 - registers sdclr
+from geoharmony.methods import dnc as _dnc  # noqa: F401 - registers dnc
+from geoharmony.methods import bcl as _bcl  # noqa: F401 - registers bcl
 from geoharmony.methods.base import DataInfo, Method, StepOutput, TrainContext
 from geoharmony.methods.pretrained import Pretrained, build_method, load_pretrained
 from geoharmony.methods.registry import (

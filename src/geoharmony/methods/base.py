@@ -111,6 +111,11 @@ class Method(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.name = self.name_of()
+        # A config read by geoharmony.configure is checked already; this guards direct builds.
+        if self.Options is not None and hasattr(self.Options, "problems"):
+            problems = self.options.problems(f"method.{self.name}")
+            if problems:
+                raise ValueError("; ".join(problems))
         self.distributed = distributed
         kwargs: dict[str, Any] = {"in_channels": data.in_channels, "seed": cfg.train.seed}
         if cfg.model.backbone == "cifar_resnet18" or cfg.model.width != 1.0:

@@ -74,6 +74,22 @@ class BCLOptions:
     # strength = base + range * w * U(0, 1) instead of base + range * w (official ImageNet/Places)
     random_strength: bool = False
 
+    def problems(self, section: str = "method.bcl") -> list[str]:
+        """Values out of range, one message each naming the key."""
+        out = []
+        if not 0.0 <= self.beta < 1.0:
+            out.append(f"{section}.beta={self.beta} must be in [0, 1)")
+        if self.num_ops < 1:
+            out.append(f"{section}.num_ops={self.num_ops} must be at least 1")
+        if not 0.0 <= self.max_strength <= MAX_MAGNITUDE:
+            out.append(
+                f"{section}.max_strength={self.max_strength} must be in [0, {MAX_MAGNITUDE:g}]"
+            )
+        for name in ("base_strength", "strength_range"):
+            if getattr(self, name) < 0:
+                out.append(f"{section}.{name}={getattr(self, name)} must not be negative")
+        return out
+
 
 @torch.no_grad()
 def memorization_scores(loss_ema: Tensor, observed: Tensor) -> Tensor:
@@ -139,20 +155,6 @@ class BCL(SimCLR):
 
     def __init__(self, cfg: Config, data: DataInfo, distributed: bool = False) -> None:
         super().__init__(cfg, data, distributed)
-        b: BCLOptions = self.options
-        if not 0.0 <= b.beta < 1.0:
-            raise ValueError(f"method.bcl.beta must be in [0, 1), got {b.beta}")
-        if b.num_ops < 1:
-            raise ValueError(f"method.bcl.num_ops must be >= 1, got {b.num_ops}")
-        if not 0.0 <= b.max_strength <= MAX_MAGNITUDE:
-            raise ValueError(
-                f"method.bcl.max_strength must be in [0, {MAX_MAGNITUDE:g}], got {b.max_strength}"
-            )
-        if b.base_strength < 0 or b.strength_range < 0:
-            raise ValueError(
-                "method.bcl.base_strength and strength_range must be >= 0, got "
-                f"{b.base_strength} and {b.strength_range}"
-            )
         n = data.num_samples
         self.register_buffer("loss_ema", torch.zeros(n))
         self.register_buffer("observed", torch.zeros(n, dtype=torch.bool))

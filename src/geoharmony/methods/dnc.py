@@ -73,6 +73,18 @@ class DnCOptions:
     student_init: str = choice("base", ("base", "scratch"))
     kmeans_n_init: int = 3  # k-means restarts (seeded by train.seed)
 
+    def problems(self, section: str = "method.dnc") -> list[str]:
+        """Values out of range, one message each naming the key."""
+        out = [
+            f"{section}.{name}={getattr(self, name)} must be at least 1"
+            for name in ("num_experts", "kmeans_n_init")
+            if getattr(self, name) < 1
+        ]
+        for name in ("base_epochs_fraction", "expert_epochs_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                out.append(f"{section}.{name}={getattr(self, name)} must lie in [0, 1]")
+        return out
+
 
 @dataclass(frozen=True)
 class StagePlan:
@@ -110,12 +122,6 @@ class StagePlan:
         """
         d: DnCOptions = method_options(cfg, "dnc")
         total = cfg.optim.epochs
-        for key, frac in (
-            ("base_epochs_fraction", d.base_epochs_fraction),
-            ("expert_epochs_fraction", d.expert_epochs_fraction),
-        ):
-            if not 0.0 <= frac <= 1.0:
-                raise ValueError(f"method.dnc.{key} must lie in [0, 1], got {frac}")
         base = math.floor(d.base_epochs_fraction * total + 0.5)
         experts = math.floor(d.expert_epochs_fraction * total + 0.5)
         if base < 1 or total - base - experts < 1:
@@ -200,6 +206,17 @@ class DnC(SimCLR):
     def data_problems(cls, cfg: Config, data: DataInfo) -> list[str]:
         problems = super().data_problems(cfg, data)
         experts = method_options(cfg, "dnc").num_experts
+        try:
+            StagePlan.from_config(cfg)
+        except ValueError as err:
+            problems.append(str(err))
+        local_batch = cfg.optim.batch_size // parallel.world_size()
+        if local_batch <= experts:
+            # With more images than experts, some cluster has two images in every batch.
+            problems.append(
+                f"DnC needs more images per step and process ({local_batch}) than "
+                f"method.dnc.num_experts ({experts}): raise optim.batch_size or lower it"
+            )
         if data.num_samples < experts:
             problems.append(
                 f"method.dnc.num_experts={experts} is more than the {data.num_samples} "
@@ -211,17 +228,6 @@ class DnC(SimCLR):
     def __init__(self, cfg: Config, data: DataInfo, distributed: bool = False) -> None:
         super().__init__(cfg, data, distributed)
         d: DnCOptions = self.options
-        if d.num_experts < 1:
-            raise ValueError(f"method.dnc.num_experts must be >= 1, got {d.num_experts}")
-        if d.kmeans_n_init < 1:
-            raise ValueError(f"method.dnc.kmeans_n_init must be >= 1, got {d.kmeans_n_init}")
-        local_batch = cfg.optim.batch_size // (parallel.world_size() if distributed else 1)
-        if local_batch <= d.num_experts:
-            # With more images than experts, some cluster has two images in every batch.
-            raise ValueError(
-                f"DnC needs more images per step and process ({local_batch}) than "
-                f"method.dnc.num_experts ({d.num_experts})"
-            )
         if distributed and cfg.train.sync_batchnorm:
             raise ValueError(
                 "DnC does not support train.sync_batchnorm: the experts run on batches whose "

@@ -57,6 +57,12 @@ class SDCLROptions:
 
     prune_ratio: float = 0.9  # share of the backbone's conv weights pruned (global magnitude)
 
+    def problems(self, section: str = "method.sdclr") -> list[str]:
+        """Values out of range, one message each naming the key."""
+        if 0.0 <= self.prune_ratio < 1.0:
+            return []
+        return [f"{section}.prune_ratio={self.prune_ratio} must be in [0, 1)"]
+
 
 def magnitude_mask(weights: Sequence[Tensor], ratio: float) -> Tensor:
     """Global magnitude pruning mask over several weight tensors.
@@ -97,10 +103,7 @@ class SDCLR(SimCLR):
 
     def __init__(self, cfg: Config, data: DataInfo, distributed: bool = False) -> None:
         super().__init__(cfg, data, distributed)
-        ratio = self.options.prune_ratio
-        if not 0.0 <= ratio < 1.0:
-            raise ValueError(f"method.sdclr.prune_ratio must be in [0, 1), got {ratio}")
-        self.prune_ratio = ratio
+        self.prune_ratio = self.options.prune_ratio
         convs = [(name, m) for name, m in self.backbone.named_modules() if isinstance(m, nn.Conv2d)]
         if not convs:
             raise ValueError(f"backbone {cfg.model.backbone!r} has no convolutions to prune")
