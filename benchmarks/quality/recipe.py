@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.quality import plan as plan_mod
-from benchmarks.quality.analysis import find_cell
+from benchmarks.quality.analysis import PROBES, find_cell
 from benchmarks.quality.formatting import md_head, md_row, pm
 from benchmarks.quality.stats import mean_sd, paired_t
 
@@ -89,7 +89,7 @@ def schedule_split(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             diffs[f"gh_{key}"] = gh[key] - base[key]
         out.setdefault(probe, []).append(diffs)
     split = []
-    for probe, members in out.items():
+    for probe, members in sorted(out.items(), key=lambda kv: PROBES.index(kv[0])):
         rec: dict[str, Any] = {"probe": probe, "triples": len(members)}
         for part in PARTS:
             for key in SPLIT_KEYS:
