@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Set up geoharmony on a fresh Debian machine: the Fashion-MNIST package, a virtual environment
-# in .venv, and the package with its test tools. Safe to run again: finished steps are skipped.
+# Set up geoharmony on a fresh Debian machine: the Fashion-MNIST package and two small font
+# packages, a virtual environment in .venv, and the package with its test tools. Safe to run
+# again: finished steps are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
-    echo "[setup] installing the Debian package dataset-fashion-mnist"
+# Fashion-MNIST, and the two small font packages the glyphs source's tests render from (the
+# full font set is scripts/install_glyph_fonts.sh, docs/glyphs.md).
+missing=()
+for package in dataset-fashion-mnist fonts-dejavu-core fonts-liberation2; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "[setup] installing the Debian packages ${missing[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -63,25 +63,32 @@ def test_every_description_is_complete_and_consistent(name: str) -> None:
 
 def test_the_former_tables_give_their_old_values() -> None:
     # Each was a literal table before the catalog; the views must read back the same.
-    assert dict(NATIVE_SIZES) == {"cifar10": 32, "cifar100": 32, "fashion_mnist": 28}
+    # (glyphs came after the catalog: its values are its description's, pinned here too.)
+    sizes = {"cifar10": 32, "cifar100": 32, "fashion_mnist": 28, "glyphs": 32}
+    assert dict(NATIVE_SIZES) == sizes
     assert dict(DEFAULT_PROFILES) == {
         "cifar10": "ldam",
         "cifar100": "ldam",
         "fashion_mnist": "ldam",
+        "glyphs": "ldam",
     }
     assert dict(NORM_STATS) == {
         "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
         "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
         "fashion_mnist": ((0.2860,), (0.3530,)),
+        "glyphs": ((0.1514,), (0.3292,)),
         "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     }
     per_class = {n: s.images_per_class for n, s in SOURCES.items() if s.images_per_class}
-    assert per_class == {"cifar10": 5000, "cifar100": 500, "fashion_mnist": 6000}
+    assert per_class == {"cifar10": 5000, "cifar100": 500, "fashion_mnist": 6000, "glyphs": 500}
     assert set(file_sources()) == {"list", "folder"}
     assert TRANSFER_SOURCES == ("folder", "list")
     assert [n for n, s in SOURCES.items() if "download" in s.options] == ["cifar10", "cifar100"]
     roots = {n: s.default_root for n, s in SOURCES.items() if s.default_root}
-    assert roots == {"fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
+    assert roots == {
+        "fashion_mnist": Path("/usr/share/datasets/fashion-mnist"),
+        "glyphs": Path("/usr/share/fonts"),
+    }
     assert norm_stats("folder") == norm_stats("unknown") == NORM_STATS["imagenet"]
     assert default_profile(DataConfig(source="unknown", profile="auto")) == "none"
     with pytest.raises(KeyError):
@@ -226,5 +233,5 @@ def test_the_tables_are_views_of_the_one_list() -> None:
     assert catalog.get_source("folder") is SOURCES["folder"]
     with pytest.raises(ValueError, match=r"unknown data source 'imagenet'.*cifar10.*folder"):
         catalog.get_source("imagenet")
-    assert list(NORM_STATS) == ["cifar10", "cifar100", "fashion_mnist", "imagenet"]
-    assert len(NATIVE_SIZES) == 3 and "list" not in NATIVE_SIZES
+    assert list(NORM_STATS) == ["cifar10", "cifar100", "fashion_mnist", "glyphs", "imagenet"]
+    assert len(NATIVE_SIZES) == 4 and "list" not in NATIVE_SIZES

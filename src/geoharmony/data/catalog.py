@@ -27,6 +27,7 @@ from geoharmony.data.fashion_mnist import (
     load_fashion_mnist,
 )
 from geoharmony.data.files import folder_split, list_split
+from geoharmony.data.glyphs import GLYPHS_DEFAULT_ROOT, GLYPHS_MISSING, load_glyphs
 from geoharmony.data.longtail import PROFILES
 from geoharmony.data.pixels import Stats
 from geoharmony.data.splits import ImageSplit
@@ -131,6 +132,20 @@ SOURCES: dict[str, Source] = {
         images_per_class=6000,
         default_root=FASHION_MNIST_DEBIAN_ROOT,
         missing_hint=FASHION_MNIST_MISSING,
+    ),
+    "glyphs": Source(
+        loader=load_glyphs,
+        native_size=32,
+        channels=1,
+        # Measured once: pixel mean and std (pixels scaled to [0, 1]) over every image of the
+        # rendered training split, 115 classes x 500 = 57,500 images from the fonts of
+        # scripts/install_glyph_fonts.sh (glyphs.pixel_stats; each cache's manifest.json
+        # records the value for its own fonts)
+        stats=((0.1514,), (0.3292,)),
+        default_profile="ldam",  # CIFAR-100-LT's: n_max 500, rho from data.imbalance_ratio
+        images_per_class=500,
+        default_root=GLYPHS_DEFAULT_ROOT,
+        missing_hint=GLYPHS_MISSING,
     ),
     "list": Source(
         loader=list_split,

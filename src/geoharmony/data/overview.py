@@ -1,6 +1,6 @@
-"""What an image folder (or a pair of list files) holds, before any training: images per class,
-the imbalance ratio, image sizes and modes, unreadable files, and a plot of the class
-distribution (``geoharmony inspect``)."""
+"""What an image folder (or a pair of list files, or an in-memory source such as the glyphs)
+holds, before any training: images per class, the imbalance ratio, image sizes and modes,
+unreadable files, and a plot of the class distribution (``geoharmony inspect``)."""
 
 from __future__ import annotations
 
@@ -53,14 +53,15 @@ def _split_report(split: FileList, checks: Sequence[ImageCheck]) -> dict[str, An
 
 def inspect_source(
     source: str,
-    root: str | Path,
+    root: str | Path | None,
     labels: str = "auto",
     train_list: str | None = None,
     test_list: str | None = None,
     workers: int = 2,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Decode every file of the source's splits once (``workers`` processes) and describe them.
+    """Decode every file of the source's splits once (``workers`` processes) and describe them;
+    an in-memory source (Fashion-MNIST, glyphs) is described from its arrays.
 
     Returns:
         ``source``, ``root``, ``labelled``, ``files``, ``bad_files`` (``{"path", "error"}``)
@@ -75,6 +76,10 @@ def inspect_source(
     train, test = load_splits(source, root, labels, **options)
     splits = {"train": train} if test is None else {"train": train, "test": test}
     files = [s for s in splits.values() if isinstance(s, FileList)]
+    if not files:
+        # root None: the source's default location (the glyphs' /usr/share/fonts).
+        shown = root if root is not None or described is None else described.default_root
+        return _memory_report(source, str(shown), splits)
     if len(files) != len(splits):
         raise ValueError(f"inspect reads image files; source {source!r} holds none")
     paths = [s.root / rel for s in files for rel in s.paths]
@@ -97,13 +102,49 @@ def inspect_source(
     return report
 
 
+def _memory_report(source: str, root: str, splits: dict[str, Any]) -> dict[str, Any]:
+    """The report of an in-memory source (its images are arrays, decoded when it loaded):
+    the same keys, every image readable, one size and mode."""
+    report: dict[str, Any] = {
+        "source": source,
+        "root": root,
+        "labelled": splits["train"].num_classes > 0,
+        "files": 0,
+        "bad_files": [],
+        "in_memory": True,
+    }
+    for name, split in splits.items():
+        side = int(split.native_size)
+        part: dict[str, Any] = {"root": split.source, "images": len(split)}
+        if split.num_classes:
+            counts = np.bincount(split.labels_of(), minlength=split.num_classes)
+            smallest = int(counts.min())
+            part["class_names"] = list(split.class_names)
+            part["class_counts"] = counts.tolist()
+            part["imbalance_ratio"] = float(counts.max()) / smallest if smallest else None
+        part["sizes"] = {
+            "width": {"min": side, "median": float(side)},
+            "height": {"min": side, "median": float(side)},
+            "max_side": side,
+            "most_common": [[side, side, len(split)]],
+            "distinct": 1,
+        }
+        part["modes"] = {"L" if split.in_channels == 1 else "RGB": len(split)}
+        report[name] = part
+    return report
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The report as lines for a terminal."""
-    lines = [
-        f"{report['root']} ({report['source']}): {report['files']} image files, "
-        f"{len(report['bad_files'])} unreadable"
-        + ("" if report["labelled"] else "; no labels (no class sub-folders)")
-    ]
+    if report.get("in_memory"):
+        images = sum(report[name]["images"] for name in ("train", "test") if name in report)
+        lines = [f"{report['root']} ({report['source']}): {images} images in memory"]
+    else:
+        lines = [
+            f"{report['root']} ({report['source']}): {report['files']} image files, "
+            f"{len(report['bad_files'])} unreadable"
+            + ("" if report["labelled"] else "; no labels (no class sub-folders)")
+        ]
     for name in ("train", "test"):
         split = report.get(name)
         if split is None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from geoharmony.config import ConfigError
 from geoharmony.data import catalog
 from geoharmony.data.catalog import SOURCES, Source, SourceTable
 from geoharmony.data.cifar import download_cifar, load_cifar
@@ -74,7 +75,10 @@ def _root(name: str, source: Source, root: str | Path | None) -> Path:
     if root is not None:
         return Path(root)
     if source.default_root is None:
-        raise ValueError(f"source {name!r} needs a root directory")
+        # A ConfigError (a ValueError) so the command line says it without a traceback.
+        raise ConfigError(
+            f"source {name!r} needs a root directory (data.root, or --root for inspect)"
+        )
     if not source.default_root.is_dir():
         raise DataFormatError(f"{source.default_root}: {source.missing_hint}")
     return source.default_root
