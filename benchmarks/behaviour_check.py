@@ -28,11 +28,7 @@ from geoharmony.methods import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
 RECORD = REPO / "benchmarks" / "results" / "behaviour_smoke.json"
-PRESETS = [
-    f"{method}{suffix}"
-    for method in METHODS
-    for suffix in ("", "_gh")
-]
+PRESETS = [f"{method}{suffix}" for method in METHODS for suffix in ("", "_gh")]
 FP32 = ["train.precision=fp32", "train.threads=1", "train.progress=false"]
 # Keys whose values are wall-clock times or inputs rather than results.
 _IGNORED = {"seconds", "images_per_s", "train_seconds", "eval_seconds", "config", "precision"}

@@ -40,7 +40,8 @@ from geoharmony.eval.geometry import prior_agreement
 from geoharmony.eval.metrics import GROUP_NAMES, class_groups
 from geoharmony.gh import BankPrior, GHLoss, effective_number, gh_diagnostics, uniform_structure
 from geoharmony.gh.loss import LogitsKind
-from geoharmony.methods import Method, load_pretrained
+from geoharmony.methods import Method
+from geoharmony.pretrained import load_pretrained
 
 __all__ = [
     "LoadedRun",

@@ -38,7 +38,8 @@ from geoharmony.engine.evaluate import (
 )
 from geoharmony.engine.runtime import pick_device
 from geoharmony.eval import write_json
-from geoharmony.methods import Method, load_pretrained
+from geoharmony.methods import Method
+from geoharmony.pretrained import load_pretrained
 
 __all__ = [
     "FEWSHOT_FILE",

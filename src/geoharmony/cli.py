@@ -155,7 +155,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from geoharmony.engine.evaluate import evaluate_method
     from geoharmony.eval import write_json
-    from geoharmony.methods import load_pretrained
+    from geoharmony.pretrained import load_pretrained
 
     # Overrides (e.g. eval.probe=sgd, data.root=...) apply on top of the stored config.
     device = torch.device(args.device)
@@ -306,12 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "inspect",
-        help="what an image folder holds, before training: classes, sizes, unreadable files",
+        help="what a data source holds, before training: classes, sizes, unreadable files",
         description="Decode every image once and report the images per class, the imbalance "
         "ratio, image sizes and modes and the unreadable files; write OUTPUT.json and (labelled "
         "images) OUTPUT.png, the class distribution on a log scale.",
     )
-    add_file_source_arguments(p, required=False)
+    add_file_source_arguments(p, required=False, every_source=True)
     p.add_argument(
         "--labels", choices=("auto", "none"), default="auto", help="as data.labels (default auto)"
     )

@@ -17,7 +17,6 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from geoharmony.data.longtail import PROFILES
 from geoharmony.gh.options import GHConfig, choice
 
 __all__ = [
@@ -53,10 +52,11 @@ class DataConfig:
     download: bool = False
     train_list: str | None = None  # list source: OLTR-style train list file
     test_list: str | None = None  # list source: balanced test list file
-    # auto: the source's default, set when the config is loaded (ldam for the balanced CIFAR and
-    # Fashion-MNIST sets; none, the images as they are, for list files, image folders and
-    # unlabeled data) | ldam | sdclr | none
-    profile: str = choice("auto", ("auto", "none", *PROFILES))
+    # auto: the source's default, set when the config is read (ldam for the balanced CIFAR,
+    # Fashion-MNIST and glyph sets; none, the images as they are, for list files, image folders
+    # and unlabeled data) | none | a profile of geoharmony.data.longtail.PROFILES (ldam, sdclr);
+    # checked where a config is read (geoharmony.configure), since the profiles are the data's
+    profile: str = "auto"
     # auto: the source's labels (an image folder's class sub-folders, where there are two or
     # more; else it is unlabeled) | none: unlabeled (a folder's sub-folders are no classes);
     # unlabeled runs report feature statistics and clusters, no accuracy

@@ -140,10 +140,14 @@ def _merged(
             problems += options.problems(f"method.{section.name}")
     if problems:
         raise ConfigError("; ".join(problems))
-    # Stored configs name the profile as run: a record made before ``auto`` existed compares
-    # equal to a fresh config that resolves to the same profile (resuming it stays allowed).
+    from geoharmony.data.longtail import PROFILES
     from geoharmony.data.sources import default_profile
 
+    if result.data.profile not in ("auto", "none", *PROFILES):
+        valid = ", ".join(("auto", "none", *PROFILES))
+        raise ConfigError(f"data.profile={result.data.profile!r} is not one of {valid}")
+    # Stored configs name the profile as run: a record made before ``auto`` existed compares
+    # equal to a fresh config that resolves to the same profile (resuming it stays allowed).
     result.data.profile = default_profile(result.data)
     return result
 

@@ -1,4 +1,4 @@
-"""Build a method from its config, and rebuild a pretrained one from its checkpoint.
+"""Rebuild a pretrained method from its checkpoint: its config, its data and its weights.
 
 :func:`load_pretrained` is the one way every command and benchmark turns a checkpoint back into
 a method with its data: ``geoharmony evaluate``, the quality study's probes and prior checks.
@@ -20,15 +20,9 @@ from geoharmony.configure import from_dict, load_config
 from geoharmony.data.build import RunData, build_run_data
 from geoharmony.data.preflight import PREFLIGHT_CACHE
 from geoharmony.engine.checkpoint import CheckpointError, read_checkpoint
-from geoharmony.methods.base import DataInfo, Method
-from geoharmony.methods.registry import resolve_method
+from geoharmony.methods import DataInfo, Method, build_method
 
-__all__ = ["Pretrained", "build_method", "load_pretrained", "preflight_cache_of", "stored_config"]
-
-
-def build_method(cfg: Config, data: DataInfo, distributed: bool = False) -> Method:
-    """Instantiate the method ``cfg.method.name`` names (registered, or ``module:Class``)."""
-    return resolve_method(cfg.method.name)(cfg, data, distributed)
+__all__ = ["Pretrained", "load_pretrained", "preflight_cache_of", "stored_config"]
 
 
 def preflight_cache_of(checkpoint: Path) -> Path | None:

@@ -69,7 +69,9 @@ def module_name(path: Path, root: Path = SRC) -> str:
 def import_graph(root: Path = SRC) -> dict[str, set[str]]:
     """``module -> modules of the package it imports``, every import counted (inside functions
     and ``TYPE_CHECKING`` blocks too: a cycle there is still a knot in the design). ``from a.b
-    import c`` is an edge to ``a.b.c`` where that is a module, else to ``a.b``."""
+    import c`` is an edge to ``a.b.c`` where that is a module, else to ``a.b``; importing
+    ``a.b.c`` also runs the packages ``a.b`` and ``a`` (their ``__init__``), so those are edges
+    too, except to the importer's own packages (already running when it is imported)."""
     modules = {module_name(p, root): p for p in root.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
@@ -81,7 +83,14 @@ def import_graph(root: Path = SRC) -> dict[str, set[str]]:
                 for alias in node.names:
                     full = f"{node.module}.{alias.name}"
                     targets.add(full if full in modules else node.module)
-        graph[name] = {t for t in targets if t in modules and t != name}
+        found = {t for t in targets if t in modules}
+        for target in list(found):
+            parts = target.split(".")
+            for depth in range(1, len(parts)):
+                package = ".".join(parts[:depth])
+                if package in modules and not (name + ".").startswith(package + "."):
+                    found.add(package)
+        graph[name] = found - {name}
     return graph
 
 
@@ -128,6 +137,12 @@ def test_the_cycle_check_sees_a_planted_cycle(tmp_path: Path) -> None:
     (package / "b.py").write_text("from geoharmony import a\n")
     (package / "c.py").write_text("import geoharmony.a\n")
     assert cycles(import_graph(package)) == [["geoharmony.a", "geoharmony.b"]]
+    # Through a package's __init__: d imports sub.e, which runs sub/__init__, which imports d.
+    (package / "d.py").write_text("from geoharmony.sub.e import x\n")
+    (package / "sub").mkdir()
+    (package / "sub" / "__init__.py").write_text("from geoharmony import d\n")
+    (package / "sub" / "e.py").write_text("x = 1\n")
+    assert ["geoharmony.d", "geoharmony.sub"] in cycles(import_graph(package))
 
 
 def test_gh_loads_neither_the_evaluation_code_nor_scipy() -> None:

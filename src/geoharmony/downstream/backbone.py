@@ -18,8 +18,8 @@ from torch import Tensor
 from geoharmony.config import Config
 from geoharmony.data import image_size, norm_stats
 from geoharmony.engine.checkpoint import BACKBONE_PREFIX, CheckpointError, read_checkpoint
-from geoharmony.methods.pretrained import stored_config
 from geoharmony.models import ResNet, build_backbone
+from geoharmony.pretrained import stored_config
 
 __all__ = [
     "ArchitectureError",

@@ -26,7 +26,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from geoharmony.downstream.finetune import FinetuneSettings, finetune
     from geoharmony.downstream.images import resolve_device
     from geoharmony.eval import write_json
-    from geoharmony.methods.pretrained import preflight_cache_of
+    from geoharmony.pretrained import preflight_cache_of
 
     pb = load_backbone(args.checkpoint, args.overrides)
     if pb.cfg.train.threads is not None:
@@ -59,13 +59,22 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_file_source_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
-    """``--data-source folder|list``, ``--root``, ``--train-list``, ``--test-list``."""
+def add_file_source_arguments(
+    p: argparse.ArgumentParser, required: bool = True, every_source: bool = False
+) -> None:
+    """``--data-source``, ``--root``, ``--train-list``, ``--test-list``. The sources offered are
+    the file sources (``folder``, ``list``), or with ``every_source`` every source of the
+    catalog; then ``--root`` may be left out for a source with a default location."""
+    from geoharmony.data.catalog import SOURCES
     from geoharmony.downstream.transfer import TRANSFER_SOURCES
 
     kind = {"required": True} if required else {"default": "folder"}
-    p.add_argument("--data-source", choices=TRANSFER_SOURCES, **kind)
-    p.add_argument("--root", required=True, help="image folder, or the root of listed paths")
+    choices = tuple(SOURCES) if every_source else TRANSFER_SOURCES
+    p.add_argument("--data-source", choices=choices, **kind)
+    where = "image folder, root of listed paths, or data folder"
+    if every_source:
+        where += " (default: the source's own location, e.g. Debian's Fashion-MNIST)"
+    p.add_argument("--root", required=not every_source, help=where)
     p.add_argument("--train-list", help="list source: training list file")
     p.add_argument("--test-list", help="list source: test list file")
 

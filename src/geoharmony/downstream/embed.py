@@ -23,7 +23,7 @@ from geoharmony.data.sources import list_images
 from geoharmony.data.splits import FileList
 from geoharmony.downstream.backbone import load_backbone
 from geoharmony.downstream.images import file_features, resolve_device
-from geoharmony.methods.pretrained import preflight_cache_of
+from geoharmony.pretrained import preflight_cache_of
 
 __all__ = ["EMBED_SUFFIXES", "embed_folder", "load_embeddings"]
 

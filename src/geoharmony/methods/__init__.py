@@ -12,9 +12,9 @@ from geoharmony.methods import sdclr as _sdclr  # noqa: F401 - registers sdclr
 from geoharmony.methods import dnc as _dnc  # noqa: F401 - registers dnc
 from geoharmony.methods import bcl as _bcl  # noqa: F401 - registers bcl
 from geoharmony.methods.base import DataInfo, Method, StepOutput, TrainContext
-from geoharmony.methods.pretrained import Pretrained, build_method, load_pretrained
 from geoharmony.methods.registry import (
     METHODS,
+    build_method,
     display_name,
     register_method,
     resolve_method,
@@ -25,13 +25,11 @@ __all__ = [
     "METHODS",
     "DataInfo",
     "Method",
-    "Pretrained",
     "SimCLR",
     "StepOutput",
     "TrainContext",
     "build_method",
     "display_name",
-    "load_pretrained",
     "register_method",
     "resolve_method",
 ]

@@ -11,11 +11,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from geoharmony.config import ConfigError
-from geoharmony.methods.base import Method
+from geoharmony.config import Config, ConfigError
+from geoharmony.methods.base import DataInfo, Method
 
 __all__ = [
     "METHODS",
+    "build_method",
     "display_name",
     "option_sections",
     "register_method",
@@ -93,3 +94,8 @@ def option_sections(name: str) -> dict[str, type]:
     if cls.Options is not None:
         sections[cls.name_of()] = cls.Options
     return sections
+
+
+def build_method(cfg: Config, data: DataInfo, distributed: bool = False) -> Method:
+    """Instantiate the method ``cfg.method.name`` names (registered, or ``module:Class``)."""
+    return resolve_method(cfg.method.name)(cfg, data, distributed)
