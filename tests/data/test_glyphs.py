@@ -30,25 +30,7 @@ from geoharmony.data.glyphs import (
 )
 from geoharmony.data.sources import load_splits
 from geoharmony.data.splits import DataFormatError
-
-DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
-LIBERATION = Path("/usr/share/fonts/truetype/liberation2")
-# fonts-dejavu-core's six files and fonts-liberation2's twelve: families "dejavu sans" (Sans,
-# Sans Mono), "dejavu serif", "arimo" (Liberation Sans and Mono), "tinos" (Liberation Serif).
-SMALL_FONTS = [
-    DEJAVU / f"DejaVu{face}.ttf"
-    for face in ("Sans", "Sans-Bold", "SansMono", "SansMono-Bold", "Serif", "Serif-Bold")
-] + [
-    LIBERATION / f"Liberation{face}-{style}.ttf"
-    for face in ("Sans", "Serif", "Mono")
-    for style in ("Regular", "Bold", "Italic", "BoldItalic")
-]
-
-needs_small_fonts = pytest.mark.skipif(
-    not all(p.is_file() for p in SMALL_FONTS),
-    reason="Debian packages fonts-dejavu-core and fonts-liberation2 are not installed "
-    "(scripts/setup.sh installs them)",
-)
+from glyph_fonts import DEJAVU, LIBERATION, SMALL_FONTS, font_folder, needs_small_fonts
 
 # A few classes of each script; one family of four is held out for the test split.
 TINY = GlyphSettings(
@@ -66,11 +48,7 @@ TINY = GlyphSettings(
 @pytest.fixture
 def font_root(tmp_path: Path) -> Path:
     """A folder of links to the small packages' font files."""
-    root = tmp_path / "fonts"
-    root.mkdir()
-    for path in SMALL_FONTS:
-        (root / path.name).symlink_to(path)
-    return root
+    return font_folder(tmp_path / "fonts")
 
 
 def _rows(folder: Path) -> list[dict[str, str]]:

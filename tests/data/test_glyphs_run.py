@@ -17,19 +17,22 @@ import pytest
 from geoharmony.data import glyphs
 from geoharmony.data.catalog import SOURCES
 from geoharmony.data.glyphs import GlyphSettings, load_glyphs
+from glyph_fonts import SMALL_FONTS, font_folder, needs_small_fonts
 from tiny_runs import REPO
 
-DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
-LIBERATION = Path("/usr/share/fonts/truetype/liberation2")
-SMALL_FONTS = [DEJAVU / f"DejaVu{f}.ttf" for f in ("Sans", "SansMono", "Serif")] + [
-    LIBERATION / f"Liberation{f}-Regular.ttf" for f in ("Sans", "Serif", "Mono")
-]
+_REGULAR = {
+    "DejaVuSans",
+    "DejaVuSansMono",
+    "DejaVuSerif",
+    "LiberationSans-Regular",
+    "LiberationSerif-Regular",
+    "LiberationMono-Regular",
+}
 
-pytestmark = pytest.mark.skipif(
-    not all(p.is_file() for p in SMALL_FONTS),
-    reason="Debian packages fonts-dejavu-core and fonts-liberation2 are not installed "
-    "(scripts/setup.sh installs them)",
-)
+# One regular face of each small font file family: fewer fonts to render for a whole run.
+REGULAR_FONTS = [p for p in SMALL_FONTS if p.stem in _REGULAR]
+
+pytestmark = needs_small_fonts
 
 TINY = GlyphSettings(
     classes=("A", "Q", "a", "g", "3", "Γ", "Ж", "?"),
@@ -46,10 +49,7 @@ TINY = GlyphSettings(
 @pytest.fixture
 def tiny_glyphs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The glyphs source with TINY settings and a temporary cache; returns its font root."""
-    root = tmp_path / "fonts"
-    root.mkdir()
-    for path in SMALL_FONTS:
-        (root / path.name).symlink_to(path)
+    root = font_folder(tmp_path / "fonts", REGULAR_FONTS)
     loader = functools.partial(load_glyphs, settings=TINY, cache_dir=tmp_path / "cache")
     monkeypatch.setitem(SOURCES, "glyphs", dataclasses.replace(SOURCES["glyphs"], loader=loader))
     return root
