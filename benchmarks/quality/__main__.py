@@ -171,6 +171,9 @@ def _validate(plan: list[RunSpec], root: Path, store: Path) -> int:
     for i, spec in enumerate(todo, 1):
         block = add_validation(root / spec.run_id)
         write_record(spec, root / spec.run_id, store)
+        if block is None:
+            print(f"[{i}/{len(todo)}] {spec.run_id}: no images left to hold out", flush=True)
+            continue
         few = block["knn"]["few"]
         print(
             f"[{i}/{len(todo)}] {spec.run_id}: held-out kNN Few {few:.2f} "

@@ -25,6 +25,7 @@ __all__ = [
     "ALLOCATION_CHOICE",
     "ALLOCATION_VARIANTS",
     "CORE_PRIMARY",
+    "GLYPHS",
     "GPU_REGIME",
     "METHODS",
     "ORDERS",
@@ -42,6 +43,8 @@ __all__ = [
 
 NUM_CLASSES = 10  # Fashion-MNIST
 PRESETS = "configs/fmnist_lt"
+GLYPH_CLASSES = 115  # data.source=glyphs with scripts/install_glyph_fonts.sh's fonts
+GLYPH_PRESETS = "configs/glyphs_lt"
 # Every registered method, in the registry's order (the paper's baseline first): a sixth
 # method joins the study by registering.
 METHODS = tuple(REGISTERED_METHODS)
@@ -53,7 +56,8 @@ SEEDS = (0, 1, 2, 3, 4)
 
 @dataclass(frozen=True)
 class Regime:
-    """A pretraining regime on Fashion-MNIST-LT (everything else from configs/fmnist_lt)."""
+    """A pretraining regime: the presets of ``presets`` with these sizes (Fashion-MNIST-LT's
+    configs/fmnist_lt unless said otherwise)."""
 
     name: str
     imbalance_ratio: float
@@ -68,13 +72,18 @@ class Regime:
     # warm-up, per-step LR and ramp: every record made before). The old recipe's code is gone,
     # so its records stand as made at the commits they name and its runs cannot be re-run.
     recipe: str = "paper"
+    presets: str = PRESETS  # the folder of <method>[_gh].yaml the regime's runs start from
+    num_classes: int = NUM_CLASSES
 
     def counts(self) -> list[int]:
-        return profile_counts("ldam", NUM_CLASSES, self.n_max, self.imbalance_ratio)
+        return profile_counts("ldam", self.num_classes, self.n_max, self.imbalance_ratio)
 
     def balanced_n_max(self) -> int:
         """Per-class count of the balanced reference with (nearly) the same total."""
-        return round(sum(self.counts()) / NUM_CLASSES)
+        return round(sum(self.counts()) / self.num_classes)
+
+    def preset(self, method: str, gh: bool) -> str:
+        return f"{self.presets}/{method}{'_gh' if gh else ''}.yaml"
 
     def overrides(self) -> list[str]:
         return [
@@ -303,6 +312,28 @@ SINGLE_COSINE = ("schedule=single_cosine", ("optim.schedule=warmup_cosine",))
 # SimCLR at the core's 7 (seed, order) pairs; the ablation and the other methods at its first 4.
 RECIPE_PAIRS = CORE_PRIMARY[:4]
 
+# Issue 38 (2026-12-07): the glyph benchmark, 115 classes rendered from Debian's fonts with
+# CIFAR-100-LT's profile (rho 100, 500 -> 5), the preset as shipped (configs/glyphs_lt: 30
+# epochs, GH warm-up 15). First the regime check (SimCLR against its balanced references at
+# seeds 0-1 x default/reversed), then SimCLR+GH paired with those baselines, then the
+# labels-as-targets diagnostic (the true classes as surrogate labels, unweighted and
+# class-balanced) on long-tailed and balanced data alike: the disparity of correct targets is
+# the deficit of the long-tailed labels run against the balanced labels run.
+GLYPHS = Regime("glyphs_r100_e30", 100, 500, 30, 15, presets=GLYPH_PRESETS, num_classes=115)
+GLYPH_PAIRS = CORE_PRIMARY[:4]
+GLYPH_DIAGNOSTICS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("targets=labels", ("gh.targets=labels",)),
+    (
+        "targets=labels,weighting=inverse_prior",
+        (
+            "gh.targets=labels",
+            "gh.prior.name=oracle_matched",
+            "gh.prior.refresh_every=1",
+            "gh.target_weighting=inverse_prior",
+        ),
+    ),
+)
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -381,7 +412,7 @@ def _reference(regime: Regime, seed: int, extra: tuple[str, ...]) -> RunSpec:
         gh=False,
         seed=seed,
         class_order="balanced",
-        config=f"{PRESETS}/simclr.yaml",
+        config=regime.preset("simclr", False),
         overrides=tuple(overrides),
         imbalance_ratio=1.0,
         recipe=regime.recipe,
@@ -398,7 +429,7 @@ def _balanced_gh(
         reference,
         run_id=f"ref__{regime.name}__simclr_gh_{variant_slug(variant)}__s{seed}",
         gh=True,
-        config=f"{PRESETS}/simclr_gh.yaml",
+        config=regime.preset("simclr", True),
         overrides=(*reference.overrides, *gh_extra),
         variant=variant,
         init_from=reference.run_id,
@@ -436,7 +467,7 @@ def _pair(
             gh=gh,
             seed=seed,
             class_order=order,
-            config=f"{PRESETS}/{method}{'_gh' if gh else ''}.yaml",
+            config=regime.preset(method, gh),
             overrides=tuple(overrides),
             imbalance_ratio=regime.imbalance_ratio,
             variant=spec_variant,
@@ -546,7 +577,36 @@ def build_plan(quick: bool = False, gpu: bool = False) -> list[RunSpec]:
                         )
     add(allocation_plan)
     add(_recipe_plan())
+    add(_glyph_plan())
     return plan
+
+
+def _glyph_plan() -> list[RunSpec]:
+    """Issue 38's study in :data:`GLYPHS`, in the order its questions are asked."""
+    regime, extra = GLYPHS, BF16_OVERRIDES
+    seeds = sorted({s for s, _ in GLYPH_PAIRS})
+    specs = [_reference(regime, seed, extra) for seed in seeds]
+    for seed, order in GLYPH_PAIRS:
+        specs += [s for s in _pair("glyphs", regime, "simclr", order, seed, extra) if not s.gh]
+    for seed, order in GLYPH_PAIRS:
+        specs += [s for s in _pair("glyphs", regime, "simclr", order, seed, extra) if s.gh]
+    for label, gh_extra in GLYPH_DIAGNOSTICS:
+        for seed, order in GLYPH_PAIRS:
+            base = f"glyphs__{regime.name}__simclr__{order}__s{seed}"
+            specs += _pair(
+                "glyphs",
+                regime,
+                "simclr",
+                order,
+                seed,
+                extra,
+                gh_extra,
+                variant=label,
+                base_id=base,
+            )
+        for seed in seeds:
+            specs.append(_balanced_gh(regime, seed, extra, gh_extra, label))
+    return specs
 
 
 def _recipe_plan() -> list[RunSpec]:
@@ -636,12 +696,12 @@ def in_core(spec: RunSpec) -> bool:
     if spec.group == "primary":
         return (spec.seed, spec.class_order) in CORE_PRIMARY
     if spec.group == "reference":
-        return spec.regime in (PRIMARY.name, ALLOCATION.name, RECIPE.name) or (
+        return spec.regime in (PRIMARY.name, ALLOCATION.name, RECIPE.name, GLYPHS.name) or (
             spec.seed in CORE_REGIME_SEEDS
         )
     if spec.group == "regime":
         return spec.seed in CORE_REGIME_SEEDS
-    return spec.group in ("sensitivity", "allocation", "recipe")
+    return spec.group in ("sensitivity", "allocation", "recipe", "glyphs")
 
 
 def select(plan: list[RunSpec], patterns: list[str] | None) -> list[RunSpec]:

@@ -100,9 +100,11 @@ def validation_indices(
     return balanced_indices(labels, shots, seed + VALIDATION_SEED_OFFSET, exclude=used)
 
 
-def _validation_block(run: _LoadedRun, probe: EvalFeatures | None = None) -> dict[str, Any]:
+def _validation_block(run: _LoadedRun, probe: EvalFeatures | None = None) -> dict[str, Any] | None:
     """kNN of the held-out training images against the probe set (features of the probe set
-    are reused from ``probe`` when given)."""
+    are reused from ``probe`` when given); None where a class has fewer than
+    :data:`VALIDATION_SHOTS` images left (the glyph set's head class puts all of its training
+    images into pretraining), which the report reads as "no held-out probe"."""
     cfg, data = run.cfg, run.data
     if cfg.eval.probe_shots is None:
         raise ValueError(
@@ -111,7 +113,11 @@ def _validation_block(run: _LoadedRun, probe: EvalFeatures | None = None) -> dic
         )
     probe_idx = probe_indices(cfg, data, cfg.eval.probe_shots, cfg.train.seed)
     used = np.union1d(data.pretrain_indices, probe_idx)
-    heldout_idx = validation_indices(data.train.labels_of(), used, cfg.train.seed)
+    labels = data.train.labels_of()
+    left = np.bincount(np.delete(labels, used), minlength=int(labels.max()) + 1)
+    if left.min() < VALIDATION_SHOTS:
+        return None
+    heldout_idx = validation_indices(labels, used, cfg.train.seed)
     backbone = run.method.backbone
     if probe is None:
         train_x, train_y = extract_split_features(
@@ -152,7 +158,7 @@ def run_fewshot(
     return out
 
 
-def add_validation(run_dir: str | Path) -> dict[str, Any]:
+def add_validation(run_dir: str | Path) -> dict[str, Any] | None:
     """Add the held-out kNN block to an existing ``RUN/fewshot.json`` (runs probed before it
     existed); the few-shot results are kept as they are. Returns the block."""
     run_dir = Path(run_dir)
@@ -169,7 +175,9 @@ def add_validation(run_dir: str | Path) -> dict[str, Any]:
             f"{path} was probed at {fewshot['checkpoint']}, but the newest checkpoint is "
             f"{run.checkpoint}; rerun the few-shot probes instead"
         )
-    block = _validation_block(run) | {"seconds": time.perf_counter() - started}
+    block = _validation_block(run)
+    if block is not None:
+        block["seconds"] = time.perf_counter() - started
     write_json(path, fewshot | {"validation": block})
     return block
 

@@ -277,7 +277,7 @@ def test_the_core_is_closed_and_gives_every_primary_cell_5_seeds_and_4_orders() 
     assert {s.run_id for s in runs if s.group == "sensitivity"} <= ids
     assert {s.seed for s in core if s.group == "regime"} == {0}
     # The fp32 study's core is under half its plan (the allocation study is all core).
-    fp32 = [s for s in runs if s.regime != plan.ALLOCATION.name]
+    fp32 = [s for s in runs if s.regime in {r.name for r in (plan.PRIMARY, *plan.REGIMES)}]
     assert len([s for s in fp32 if plan.in_core(s)]) < len(fp32) / 2
     # The allocation study (issue 27): in the core, every +GH run's variant names its
     # allocation, except the labels-as-targets diagnostics, which have no allocation at all.
