@@ -38,6 +38,7 @@ import torch
 from geoharmony.cli import main as geoharmony
 from geoharmony.configure import load_config
 from geoharmony.engine.checkpoint import checkpoint_path
+from geoharmony.eval.probes import upgrade_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {
@@ -134,7 +135,9 @@ def finetune(
         argv = ["finetune", "--checkpoint", str(run_dir), "--output", str(out)]
         argv += ["--mode", mode, "--loss", loss, "--no-progress", *extra, *overrides]
         timings.record(f"finetune {name}", run_dir.name, run(argv))
-    return json.loads((out / "metrics.json").read_text())
+    # The fine-tuned classifier's block next to the run's keys (seed, ...), old files included.
+    result = upgrade_metrics(json.loads((out / "metrics.json").read_text()))
+    return {**result, **result["probes"]["finetune"]}
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:

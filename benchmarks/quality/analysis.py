@@ -26,6 +26,8 @@ from benchmarks.quality.stats import (
 from geoharmony.eval.deficit import group_deficits as deficits
 from geoharmony.eval.geometry import cosine_summary
 from geoharmony.eval.metrics import GROUP_NAMES, class_groups
+from geoharmony.eval.probes import PROBES as LIBRARY_PROBES
+from geoharmony.eval.probes import probe_block
 
 __all__ = [
     "GEOMETRY_KEYS",
@@ -48,7 +50,8 @@ __all__ = [
     "same_setting_rows",
 ]
 
-# probe name -> how to read its per-class accuracies (see per_class)
+# The study's probes: the library's two that metrics.json holds, and the few-shot linear probes
+# of fewshot.json (probes.py) between them; see per_class.
 PROBES = ("knn", "fewshot10", "fewshot100", "linear")
 # The kNN probe on held-out *training* images (probes.py): for choosing settings, never reported
 # as a result, so it is not one of the PROBES the tables and results.json show.
@@ -71,14 +74,13 @@ def per_class(
 ) -> list[float] | None:
     """Per-class accuracies (percent, by class id) of one probe, or None if missing.
 
-    ``linear``: the full-shot probe of metrics.json; ``knn``: its kNN block; ``fewshotN``: the
+    ``linear``, ``knn``: metrics.json's blocks of the library's probes; ``fewshotN``: the
     mean over draws of the N-shot probes of fewshot.json (all on the test split); ``knn_val``:
     the kNN probe on held-out training images (fewshot.json's ``validation`` block).
     """
-    if probe == "linear":
-        return list(metrics["per_class"])
-    if probe == "knn":
-        return list(metrics["knn"]["per_class"]) if "knn" in metrics else None
+    if probe in LIBRARY_PROBES:
+        block = probe_block(metrics, probe)
+        return list(block["per_class"]) if block else None
     if probe == VALIDATION_PROBE:
         block = (fewshot or {}).get("validation")
         return list(block["knn"]["per_class"]) if block else None

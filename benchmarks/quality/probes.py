@@ -32,12 +32,12 @@ from geoharmony.engine.evaluate import (
     EvalFeatures,
     extract_eval_features,
     extract_split_features,
-    knn_metrics,
     probe_indices,
-    probe_metrics,
+    probe_result,
 )
 from geoharmony.engine.runtime import pick_device
 from geoharmony.eval import write_json
+from geoharmony.eval.probes import PROBES
 from geoharmony.methods import Method
 from geoharmony.pretrained import load_pretrained
 
@@ -56,7 +56,6 @@ SHOTS = (10, 100)
 DRAWS = 3
 VALIDATION_SHOTS = 1000  # per class; Fashion-MNIST leaves >= 4,000 per class after both sets
 VALIDATION_SEED_OFFSET = 100_003  # the validation draw must not repeat the probe set's
-_KEEP = ("many", "medium", "few", "std", "avg", "worst", "per_class", "class_counts")
 
 
 @dataclass
@@ -126,9 +125,10 @@ def _validation_block(run: _LoadedRun, probe: EvalFeatures | None = None) -> dic
     else:
         train_x, train_y = probe.train_x, probe.train_y
     val_x, val_y = extract_split_features(backbone, cfg, data, data.train, heldout_idx, run.device)
-    knn = knn_metrics(EvalFeatures(train_x, train_y, val_x, val_y), cfg, list(data.class_counts))
+    heldout = EvalFeatures(train_x, train_y, val_x, val_y)
+    knn = probe_result(PROBES["knn"], heldout, cfg, list(data.class_counts))
     return {
-        "knn": {k: knn[k] for k in _KEEP},
+        "knn": knn | {"class_counts": list(data.class_counts)},
         "images": len(heldout_idx),
         "seed": cfg.train.seed + VALIDATION_SEED_OFFSET,
     }
@@ -149,8 +149,8 @@ def run_fewshot(
         results = []
         for draw in range(draws):
             seed = 1000 * n + draw
-            result = probe_metrics(_subset(feats, n, seed), run.cfg, counts, seed)
-            results.append({k: result[k] for k in _KEEP} | {"draw_seed": seed})
+            result = probe_result(PROBES["linear"], _subset(feats, n, seed), run.cfg, counts, seed)
+            results.append(result | {"class_counts": counts, "draw_seed": seed})
         out["shots"][str(n)] = results
     out["validation"] = _validation_block(run, feats)
     out["seconds"] = time.perf_counter() - started

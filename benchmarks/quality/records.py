@@ -28,6 +28,8 @@ from typing import Any
 from benchmarks.quality.plan import RunSpec
 from benchmarks.quality.probes import FEWSHOT_FILE
 
+from geoharmony.eval.probes import upgrade_metrics
+
 __all__ = [
     "GPU_STORE",
     "SCHEMA",
@@ -159,7 +161,7 @@ def load_records(plan: Sequence[RunSpec], store: Path) -> dict[str, dict[str, An
             )
         runs[spec.run_id] = {
             "spec": spec,
-            "metrics": record["metrics"],
+            "metrics": upgrade_metrics(record["metrics"]),
             "fewshot": record["fewshot"],
             "timing": record["timing"],
             "command": record["command"],

@@ -56,7 +56,7 @@ from benchmarks.quality.records import REPO, load_records
 from benchmarks.quality.sections import Study
 
 from geoharmony.config import Config, to_dict
-from geoharmony.eval.deficit import PROBES as COMPARE_PROBES
+from geoharmony.eval.probes import PRETRAINING_PROBES as COMPARE_PROBES
 from geoharmony.eval.reading import SETTING_PATHS, setting_value
 from geoharmony.methods import display_name
 

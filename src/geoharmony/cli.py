@@ -51,18 +51,13 @@ def _print_unlabeled(result: dict) -> None:
 
 
 def _print_summary(result: dict) -> None:
-    if "per_class" not in result:  # unlabeled
+    from geoharmony.eval.probes import probe_lines, upgrade_metrics
+
+    if "probes" not in upgrade_metrics(result):  # unlabeled
         _print_unlabeled(result)
         return
-    from geoharmony.eval.metrics import format_group_value
-
-    keys = ("many", "medium", "few", "std", "avg")
-    line = "  ".join(f"{k} {format_group_value(result.get(k))}" for k in keys)
-    knn = result.get("knn", {})
-    knn_line = "  ".join(f"{k} {format_group_value(knn.get(k))}" for k in keys if k in knn)
-    print(f"linear probe ({result.get('group_rule')}): {line}")
-    if knn_line:
-        print(f"kNN: {knn_line}")
+    for line in probe_lines(result):
+        print(line)
 
 
 def _run_data(cfg: Config, out: Path, runtime: Runtime) -> RunData:
@@ -176,15 +171,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.study and not args.reference:
         raise ConfigError("--study gives the reading's noise levels, which need --reference")
     results = load_results(args.runs, display_name=display_name)
-    unlabeled = [r["_path"] for r in results if "per_class" not in r]
+    unlabeled = [r["_path"] for r in results if "probes" not in r]
     if unlabeled:
         raise ConfigError(
             f"{', '.join(unlabeled)}: runs on unlabeled images have no accuracy to compare; "
             "their metrics.json holds the feature statistics and the kNN-cluster summary"
         )
-    markdown = "### Linear probe\n\n" + table_markdown(results)
-    if all("knn" in r for r in results):
-        markdown += "\n\n### kNN\n\n" + table_markdown(results, "knn")
+    markdown = table_markdown(results)
     prefix = Path(args.output)
     written = [f"{prefix}.md", f"{prefix}.csv", f"{prefix}_per_class.png"]
     if args.reference:
@@ -235,19 +228,21 @@ def _compare_reference(results: list[dict], args: argparse.Namespace, prefix: Pa
         load_results,
         plot_deficits,
         run_label,
+        shared_probes,
     )
-    from geoharmony.eval.deficit import PROBES, check_reference, run_deficits
+    from geoharmony.eval.deficit import check_reference, run_deficits
     from geoharmony.eval.reading import load_study, write_reading
 
     (reference,) = load_results([args.reference])
     for r in results:
         check_reference(r, reference)
-    deficits = {p: [run_deficits(r, reference, p) for r in results] for p in PROBES}
+    probes = shared_probes([*results, reference])
+    deficits = {p: [run_deficits(r, reference, p) for r in results] for p in probes}
     study = load_study(args.study)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{prefix}_deficit.csv").write_text(deficit_csv(results, deficits))
     records = [
-        {"run": run_label(r), "path": r["_path"], **{p: deficits[p][i] for p in PROBES}}
+        {"run": run_label(r), "path": r["_path"], **{p: deficits[p][i] for p in probes}}
         for i, r in enumerate(results)
     ]
     write_json(f"{prefix}_deficit.json", {"reference": reference["_path"], "runs": records})

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from geoharmony.cli import main
-from geoharmony.eval import SCHEMA_KEYS
+from geoharmony.eval.probes import BLOCK_KEYS
 
 RUN_KEYS = ("method", "gh", "dataset", "imbalance_ratio", "seed", "task", "loss", "tau", "mode")
 
@@ -28,18 +28,21 @@ def _finetune(run: Path, out: Path, *extra: str) -> dict:
 
 def test_linear_logit_adjusted_writes_schema_and_is_seeded(tiny_run: Path, tmp_path: Path) -> None:
     result = _finetune(tiny_run, tmp_path / "lin", "--epochs", "200")
-    for key in (*SCHEMA_KEYS, *RUN_KEYS):
+    for key in ("class_counts", "group_rule", *RUN_KEYS):
         assert key in result, key
+    assert list(result["probes"]) == ["finetune"]
+    block = result["probes"]["finetune"]
+    assert set(block) == set(BLOCK_KEYS)
     assert result["task"] == "finetune" and result["mode"] == "linear"
     assert result["loss"] == "la" and result["tau"] == 1.0 and result["method"] == "simclr"
     assert result["class_counts"] == [100, 59, 35, 21, 12, 7, 4, 2, 1, 1]
-    assert len(result["per_class"]) == 10 and result["group_rule"] == "thirds"
+    assert len(block["per_class"]) == 10 and result["group_rule"] == "thirds"
     assert result["finetune"]["train_images"] == 242 and result["finetune"]["test_images"] == 200
-    assert result["avg"] > 20.0  # well above chance (10) on the learnable toy classes
+    assert block["avg"] > 20.0  # well above chance (10) on the learnable toy classes
     state = torch.load(tmp_path / "lin" / "model.pt", weights_only=False)
     assert state["head"]["weight"].shape == (10, 32) and state["backbone"] is None
     again = _finetune(tiny_run, tmp_path / "lin2", "--epochs", "200")
-    assert again["per_class"] == result["per_class"]
+    assert again["probes"] == result["probes"]
     ce = _finetune(tiny_run, tmp_path / "ce", "--epochs", "200", "--loss", "ce", "--seed", "3")
     assert ce["loss"] == "ce" and ce["tau"] == 0.0 and ce["seed"] == 3
 
@@ -125,11 +128,14 @@ def test_transfer_probe_on_image_folder(
     base = ["probe", "--checkpoint", str(tiny_run), "--data-source", "folder", "--root", str(root)]
     assert main([*base, "--output", str(out), "--workers", "0", "--epochs", "5"]) == 0
     result = json.loads((out / "metrics.json").read_text())
-    for key in (*SCHEMA_KEYS, "accuracy", "task", "method", "gh", "seed"):
+    for key in ("class_counts", "group_rule", "accuracy", "task", "method", "gh", "seed"):
         assert key in result, key
+    assert list(result["probes"]) == ["linear"]
+    assert set(result["probes"]["linear"]) == set(BLOCK_KEYS)
     assert result["task"] == "probe" and result["class_counts"] == [4, 3, 2]
     assert result["class_names"] == ["a", "b", "c"]
     # The test split lacks class "a": its labels are mapped by name, and "a" has no accuracy.
-    assert result["per_class"][0] is None and result["probe"]["test_images"] == 4
+    assert result["probes"]["linear"]["per_class"][0] is None
+    assert result["probe_set"]["test_images"] == 4
     code = main([*base[:4], "list", "--root", str(root), "--output", str(out)])
     assert code == 2 and "--train-list and --test-list" in capsys.readouterr().err

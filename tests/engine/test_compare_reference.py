@@ -36,8 +36,8 @@ def test_compare_reference_on_tiny_runs(tmp_path: Path, capsys) -> None:
     # Thirds of 10 classes: the 3 classes with the fewest pretraining images are Few.
     few = np.argsort(-np.asarray(run["class_counts"]), kind="stable")[-3:]
     for probe, acc, ref_acc in (
-        ("linear", run["per_class"], ref["per_class"]),
-        ("knn", run["knn"]["per_class"], ref["knn"]["per_class"]),
+        ("linear", run["probes"]["linear"]["per_class"], ref["probes"]["linear"]["per_class"]),
+        ("knn", run["probes"]["knn"]["per_class"], ref["probes"]["knn"]["per_class"]),
     ):
         diff = np.asarray(ref_acc) - np.asarray(acc)
         assert out[probe]["per_class_deficit"] == pytest.approx(diff.tolist(), abs=1e-9)
@@ -58,7 +58,8 @@ def test_compare_reference_on_tiny_runs(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert main([*args, "--reference", str(other)]) == 2
     err = capsys.readouterr().err
-    assert "geoharmony: error: reference" in err and "probe.shots: 10 against the run's 20" in err
+    assert "geoharmony: error: reference" in err
+    assert "probe_set.shots: 10 against the run's 20" in err
     # The long-tailed run itself is no reference.
     assert main([*args, "--reference", str(tmp_path / "lt")]) == 2
     assert "is not balanced" in capsys.readouterr().err

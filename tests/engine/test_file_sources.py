@@ -56,5 +56,5 @@ def test_pretrain_on_file_backed_source(tmp_path: Path, source: str, method: str
     assert main(["pretrain", "--config", SMOKE, "--output", str(out), *TINY_FILES, *extra]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["class_counts"] == COUNTS["train"]
-    assert metrics["probe"]["test_images"] == sum(COUNTS["test"])
-    assert len(metrics["per_class"]) == 3
+    assert metrics["probe_set"]["test_images"] == sum(COUNTS["test"])
+    assert len(metrics["probes"]["linear"]["per_class"]) == 3

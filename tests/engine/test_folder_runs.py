@@ -73,7 +73,7 @@ def test_labelled_folder_without_test_split_holds_out(tmp_path: Path) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     holdout = metrics["data"]["holdout"]
     assert holdout == {"fraction": 0.25, "seed": 0, "images": 7, "class_counts": [4, 2, 1]}
-    assert metrics["class_counts"] == [12, 6, 3] and metrics["probe"]["test_images"] == 7
+    assert metrics["class_counts"] == [12, 6, 3] and metrics["probe_set"]["test_images"] == 7
     data = build_run_data(load_config(out / "config.yaml").data)
     assert isinstance(data.train, FileList) and isinstance(data.test, FileList)
     pretrained = {data.train.paths[i] for i in data.pretrain_indices}
@@ -198,8 +198,9 @@ def test_summary_marks_an_empty_group(capsys: pytest.CaptureFixture[str]) -> Non
     # thresholds: the group's accuracy is NaN in memory (null in metrics.json), printed as a dash.
     nan = float("nan")
     groups = {"many": nan, "medium": 91.666, "few": 37.5, "std": 27.08, "avg": 55.55}
-    _print_summary({"per_class": [91.7, 0.0], "group_rule": "thresholds", **groups, "knn": groups})
+    linear = {**groups, "per_class": [91.7, 0.0]}
+    _print_summary({"probes": {"knn": groups, "linear": linear}, "group_rule": "thresholds"})
     assert capsys.readouterr().out.splitlines() == [
-        "linear probe (thresholds): many -  medium 91.67  few 37.50  std 27.08  avg 55.55",
-        "kNN: many -  medium 91.67  few 37.50  std 27.08  avg 55.55",
+        "kNN (thresholds): many -  medium 91.67  few 37.50  std 27.08  avg 55.55",
+        "Linear probe (thresholds): many -  medium 91.67  few 37.50  std 27.08  avg 55.55",
     ]

@@ -134,20 +134,18 @@ def test_end_to_end_smoke_run_writes_metrics(tmp_path: Path) -> None:
         "imbalance_ratio",
         "seed",
         "group_rule",
-        "many",
-        "medium",
-        "few",
-        "std",
-        "avg",
-        "per_class",
+        "probes",
+        "probe_set",
         "class_counts",
         "config",
     ):
         assert key in metrics, key
     assert metrics["gh"] is True and metrics["method"] == "simclr"
-    assert len(metrics["per_class"]) == 10 and metrics["class_counts"][0] == 100
-    assert 0 <= metrics["avg"] <= 100 and metrics["std"] >= 0
-    assert "prior" in metrics and "knn" in metrics and "geometry" in metrics
+    assert list(metrics["probes"]) == ["knn", "linear"] and metrics["class_counts"][0] == 100
+    for block in metrics["probes"].values():
+        assert len(block["per_class"]) == 10
+        assert 0 <= block["avg"] <= 100 and block["std"] >= 0
+    assert "prior" in metrics and "geometry" in metrics
     assert metrics["precision"] == "fp32"  # as run (TINY sets it)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     epochs = [r for r in log if r["kind"] == "epoch"]
@@ -201,7 +199,8 @@ def test_evaluate_command_reads_a_checkpoint(tmp_path: Path, probe: str) -> None
         == 0
     )
     metrics = json.loads(out.read_text())
-    assert metrics["probe"]["preset"] == probe and len(metrics["per_class"]) == 10
+    assert metrics["probe_set"]["preset"] == probe
+    assert len(metrics["probes"]["linear"]["per_class"]) == 10
 
 
 def test_oracle_prior_receives_the_true_class_shares(tmp_path: Path) -> None:

@@ -17,74 +17,7 @@ import pytest
 from geoharmony.cli import main
 from geoharmony.eval import deficit, reading
 from geoharmony.eval.deficit import ReferenceMismatchError, check_reference, group_deficits
-
-COUNTS = [1000, 599, 359, 215, 129, 77, 46, 27, 16, 10]  # the fmnist_lt preset, 2,478 images
-REF_LINEAR = [80.0] * 10
-REF_KNN = [50.0 + 5 * c for c in range(10)]
-# Deficits (reference - run) per class id that each synthetic run is built with.
-DEFICITS = {
-    "simclr": ([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 1, 1, 1, 2, 2, 2, 10, 10, 13]),
-    "simclr_gh": ([0, 1, 2, 3, 4, 5, 6, 7, 8, 6], [1, 1, 1, 1, 2, 2, 2, 10, 10, 10]),
-    "focal": ([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 1, 1, 1, 2, 2, 2, 10, 10, 13]),
-}
-
-
-def metrics(
-    counts: list[int], linear: list[float], knn: list[float], method: str = "simclr", gh=False
-) -> dict[str, Any]:
-    """A metrics.json with the fields compare --reference reads (the schema of a real run)."""
-    return {
-        "per_class": linear,
-        "knn": {"per_class": knn},
-        "class_counts": counts,
-        "group_rule": "thirds",
-        "method": method,
-        "gh": gh,
-        "imbalance_ratio": max(counts) / min(counts),
-        "precision": "fp32",
-        "probe": {
-            "preset": "adam",
-            "shots": 1000,
-            "disjoint": True,
-            "train_images": 10000,
-            "test_images": 10000,
-        },
-        "data": {
-            "dataset": "fashion_mnist-lt",
-            "source": "fashion_mnist:/usr/share/datasets/fashion-mnist:train",
-            "num_pretrain_images": sum(counts),
-            "class_counts": counts,
-            "class_order": list(range(len(counts))),
-        },
-        "config": {
-            "model": {"width": 0.25},
-            "optim": {"epochs": 80},
-            "eval": {
-                "probe_epochs": None,
-                "probe_source": "train",
-                "knn_k": 200,
-                "knn_temperature": 0.1,
-            },
-        },
-    }
-
-
-def run_metrics(name: str, counts: list[int] = COUNTS) -> dict[str, Any]:
-    d_linear, d_knn = DEFICITS[name]
-    return metrics(
-        counts,
-        [r - d for r, d in zip(REF_LINEAR, d_linear, strict=True)],
-        [r - d for r, d in zip(REF_KNN, d_knn, strict=True)],
-        method=name.removesuffix("_gh"),
-        gh=name.endswith("_gh"),
-    )
-
-
-def write(folder: Path, result: dict[str, Any]) -> str:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(result))
-    return str(folder)
-
+from metrics_files import COUNTS, DEFICITS, REF_KNN, REF_LINEAR, metrics, run_metrics, write
 
 STUDY = [
     {
@@ -203,10 +136,10 @@ def _mutated(result: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     ("key", "value", "named"),
     [
         ("data.source", "cifar10:/data/cifar:train", "data.source"),
-        ("probe.shots", 100, "probe.shots"),
-        ("probe.disjoint", False, "probe.disjoint"),
-        ("probe.preset", "sgd", "probe.preset"),
-        ("probe.test_images", 5000, "probe.test_images"),
+        ("probe_set.shots", 100, "probe_set.shots"),
+        ("probe_set.disjoint", False, "probe_set.disjoint"),
+        ("probe_set.preset", "sgd", "probe_set.preset"),
+        ("probe_set.test_images", 5000, "probe_set.test_images"),
         ("config.eval.knn_k", 20, "config.eval.knn_k"),
         ("data.num_pretrain_images", 2490, "data.num_pretrain_images"),  # 12 > 1 a class
         ("data.class_counts", [249, 248, 248, 248, 248, 248, 248, 248, 248, 248], "not balanced"),
@@ -239,8 +172,8 @@ def test_a_reference_within_one_image_per_class_serves(per_class: int, serves: b
 
 def test_a_metrics_file_without_a_needed_field_is_named() -> None:
     old = run_metrics("simclr")
-    del old["probe"]
-    with pytest.raises(ReferenceMismatchError, match=r"has no probe\.preset"):
+    del old["probe_set"]
+    with pytest.raises(ReferenceMismatchError, match=r"has no probe_set\.preset"):
         check_reference(old, metrics([248] * 10, REF_LINEAR, REF_KNN))
 
 
@@ -259,11 +192,13 @@ def test_group_deficits_leave_out_classes_without_accuracy_and_empty_groups() ->
 
 
 def test_probe_accuracies_read_both_probes_and_null_as_nan() -> None:
+    # an old-layout file (linear at the top level): read through the migration
     result = {"per_class": [1.0, None], "knn": {"per_class": [3.0, 4.0]}, "_path": "r"}
     assert deficit.probe_accuracies(result, "knn").tolist() == [3.0, 4.0]
     linear = deficit.probe_accuracies(result, "linear")
     assert linear[0] == 1.0 and math.isnan(linear[1])
-    with pytest.raises(ReferenceMismatchError, match=r"r: metrics.json has no knn\.per_class"):
+    missing = r"r: metrics.json has no probes\.knn\.per_class"
+    with pytest.raises(ReferenceMismatchError, match=missing):
         deficit.probe_accuracies({"per_class": [1.0], "_path": "r"}, "knn")
 
 

@@ -341,7 +341,8 @@ def test_runs_paused_in_every_stage_resume_bit_identically(tmp_path: Path) -> No
     assert pretrain(straight) == 0  # with the final evaluation
     metrics = json.loads((straight / "metrics.json").read_text())
     assert metrics["method"] == "dnc" and metrics["gh"] is True
-    assert 0 <= metrics["avg"] <= 100 and len(metrics["per_class"]) == 10
+    linear = metrics["probes"]["linear"]
+    assert 0 <= linear["avg"] <= 100 and len(linear["per_class"]) == 10
     for stop in ("1", "3", "5"):  # inside the base, expert and distillation stages
         assert pretrain(paused, "--no-eval", "--stop-after", stop) == 0
         assert load_checkpoint(list_checkpoints(paused / "checkpoints")[-1])["epoch"] == int(stop)

@@ -8,14 +8,13 @@ from typing import Any
 
 __all__ = ["add_downstream_commands", "add_file_source_arguments", "check_file_source_arguments"]
 
-_KEYS = ("many", "medium", "few", "std", "avg")
-
 
 def _summary(title: str, result: dict[str, Any]) -> None:
-    from geoharmony.eval.metrics import format_group_value
+    from geoharmony.eval.probes import probe_lines
 
-    line = "  ".join(f"{k} {format_group_value(result.get(k))}" for k in _KEYS)
-    print(f"{title} ({result.get('group_rule')}): {line}  accuracy {result['accuracy']:.2f}")
+    print(f"{title}: accuracy {result['accuracy']:.2f}")
+    for line in probe_lines(result):
+        print(f"  {line}")
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:

@@ -44,6 +44,7 @@ from geoharmony.engine.numerics import (
 )
 from geoharmony.engine.runtime import autocast_dtype
 from geoharmony.eval import extract_features, get_probe_settings, result_from_predictions
+from geoharmony.eval.probes import nest_probe
 
 __all__ = ["FinetuneSettings", "finetune", "split_features"]
 
@@ -335,7 +336,8 @@ def finetune(
     with torch.no_grad():
         logits = head(test_x.to(device)).float().cpu()
     pred = logits.argmax(1)
-    result = result_from_predictions(pred, test_y, counts, cfg.eval.group_rule)  # type: ignore[arg-type]
+    flat = result_from_predictions(pred, test_y, counts, cfg.eval.group_rule)  # type: ignore[arg-type]
+    result = nest_probe("finetune", flat)
     result.update(
         task="finetune",
         mode=s.mode,

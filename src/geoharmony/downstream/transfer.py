@@ -22,6 +22,7 @@ from geoharmony.data.sources import DataFormatError, FileList, load_splits
 from geoharmony.downstream.backbone import load_backbone
 from geoharmony.downstream.images import file_features, resolve_device
 from geoharmony.eval import predict, result_from_predictions, train_linear_probe
+from geoharmony.eval.probes import nest_probe
 
 __all__ = ["TRANSFER_SOURCES", "load_transfer_splits", "transfer_probe"]
 
@@ -107,7 +108,7 @@ def transfer_probe(
     )
     pred = predict(probe, test_x)
     counts = np.bincount(train_y.numpy(), minlength=num_classes)
-    result = result_from_predictions(pred, test_y, counts, rule)  # type: ignore[arg-type]
+    result = nest_probe("linear", result_from_predictions(pred, test_y, counts, rule))  # type: ignore[arg-type]
     result.update(
         task="probe",
         accuracy=float((pred == test_y).double().mean() * 100),
@@ -117,7 +118,7 @@ def transfer_probe(
         imbalance_ratio=pb.cfg.data.imbalance_ratio,
         seed=seed,
         class_names=list(train.class_names),
-        probe={
+        probe_set={
             "preset": preset,
             "epochs": epochs,
             "shots": shots,

@@ -1,4 +1,5 @@
-"""Final evaluation of a pretrained backbone: linear probe, kNN, geometry, prior agreement; for
+"""Final evaluation of a pretrained backbone: every probe of :data:`geoharmony.eval.probes.PROBES`
+(kNN, linear), geometry, prior agreement; for
 unlabeled data, what can be said without labels (feature statistics, a kNN-cluster summary)."""
 
 from __future__ import annotations
@@ -26,11 +27,9 @@ from geoharmony.eval import (
     effective_rank,
     etf_deviation,
     extract_features,
-    knn_predict,
-    predict,
     result_from_predictions,
-    train_linear_probe,
 )
+from geoharmony.eval.probes import BLOCK_KEYS, PRETRAINING_PROBES, PROBES, Probe
 from geoharmony.eval.unlabeled import unlabeled_report
 from geoharmony.methods import Method
 
@@ -41,12 +40,9 @@ __all__ = [
     "extract_eval_features",
     "extract_split_features",
     "geometry_metrics",
-    "knn_metrics",
     "probe_indices",
-    "probe_metrics",
+    "probe_result",
 ]
-
-_GROUP_KEYS = ("many", "medium", "few", "std", "avg", "worst")
 
 
 @dataclass
@@ -125,33 +121,17 @@ def probe_indices(cfg: Config, data: RunData, shots: int | None, seed: int) -> n
     return balanced_indices(data.train.labels_of(), shots, seed, exclude=exclude)
 
 
-def probe_metrics(
-    feats: EvalFeatures, cfg: Config, class_counts: list[int], seed: int = 0
+def probe_result(
+    probe: Probe, feats: EvalFeatures, cfg: Config, class_counts: list[int], seed: int = 0
 ) -> dict[str, Any]:
-    """Linear probe (``eval.probe`` preset) -> schema dict (many/medium/few/std/avg, per_class)."""
-    probe = train_linear_probe(
-        feats.train_x,
-        feats.train_y,
-        len(class_counts),
-        preset=cfg.eval.probe,
-        epochs=cfg.eval.probe_epochs,
-        seed=seed,
+    """One probe on ``feats`` -> its block (many/medium/few/std/avg/worst, per_class [C])."""
+    if probe.fit_predict is None:
+        raise ValueError(f"probe {probe.name!r} is measured by its own command, not here")
+    pred = probe.fit_predict(
+        feats.train_x, feats.train_y, feats.test_x, len(class_counts), cfg.eval, seed
     )
-    pred = predict(probe, feats.test_x)
-    return result_from_predictions(pred, feats.test_y, class_counts, cfg.eval.group_rule)  # type: ignore[arg-type]
-
-
-def knn_metrics(feats: EvalFeatures, cfg: Config, class_counts: list[int]) -> dict[str, Any]:
-    """Weighted kNN on the same features -> schema dict."""
-    pred = knn_predict(
-        feats.train_x,
-        feats.train_y,
-        feats.test_x,
-        len(class_counts),
-        k=min(cfg.eval.knn_k, len(feats.train_y)),
-        temperature=cfg.eval.knn_temperature,
-    )
-    return result_from_predictions(pred, feats.test_y, class_counts, cfg.eval.group_rule)  # type: ignore[arg-type]
+    result = result_from_predictions(pred, feats.test_y, class_counts, cfg.eval.group_rule)  # type: ignore[arg-type]
+    return {k: result[k] for k in BLOCK_KEYS}
 
 
 def geometry_metrics(
@@ -186,22 +166,28 @@ def evaluate_method(
     if parallel.rank() != 0:
         return {}
     counts = list(data.class_counts)
-    result = probe_metrics(feats, cfg, counts, cfg.train.seed)
-    knn = knn_metrics(feats, cfg, counts)
+    seed = cfg.train.seed
+    result: dict[str, Any] = {
+        "probes": {
+            name: probe_result(PROBES[name], feats, cfg, counts, seed)
+            for name in PRETRAINING_PROBES
+        },
+        "class_counts": counts,
+        "group_rule": cfg.eval.group_rule,
+    }
     result.update(
         **method.describe(),
         dataset=data.name,
         imbalance_ratio=cfg.data.imbalance_ratio,
         seed=cfg.train.seed,
         schedule=cfg.optim.schedule,
-        probe={
+        probe_set={
             "preset": cfg.eval.probe,
             "shots": cfg.eval.probe_shots,
             "disjoint": cfg.eval.probe_disjoint,
             "train_images": len(feats.train_y),
             "test_images": len(feats.test_y),
         },
-        knn={k: knn[k] for k in (*_GROUP_KEYS, "per_class")},
         geometry=geometry_metrics(feats, counts, cfg.eval.group_rule),
         data=data.record(),
         config=to_dict(cfg),

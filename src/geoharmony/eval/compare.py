@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from geoharmony.eval.metrics import FEW, class_groups, format_group_value
+from geoharmony.eval.probes import PROBES, probe_block, probe_title, upgrade_metrics
 
 __all__ = [
     "ResultFileError",
@@ -24,6 +25,7 @@ __all__ = [
     "plot_deficits",
     "plot_per_class",
     "run_label",
+    "shared_probes",
     "table_csv",
     "table_markdown",
     "table_rows",
@@ -37,7 +39,6 @@ _DEFICIT_ROWS = (
     ("Few - Many", "few_minus_many"),
     ("Avg", "avg"),
 )
-_PROBE_TITLES = {"linear": "Linear probe", "knn": "kNN"}
 
 
 class ResultFileError(ValueError):
@@ -47,9 +48,10 @@ class ResultFileError(ValueError):
 def load_results(
     paths: Sequence[str | Path], display_name: Callable[[str], str] | None = None
 ) -> list[dict[str, Any]]:
-    """Read ``metrics.json`` of each run directory (or each given JSON file). ``display_name``
-    (method -> table label, e.g. :func:`geoharmony.methods.display_name`) labels each run
-    (``display_name`` in its dict, unless the file has one): this layer knows no methods."""
+    """Read ``metrics.json`` of each run directory (or each given JSON file), in today's layout
+    (:func:`geoharmony.eval.probes.upgrade_metrics`). ``display_name`` (method -> table label,
+    e.g. :func:`geoharmony.methods.display_name`) labels each run (``display_name`` in its
+    dict, unless the file has one): this layer knows no methods."""
     results = []
     for raw in paths:
         path = Path(raw)
@@ -57,7 +59,7 @@ def load_results(
         if not file.is_file():
             raise FileNotFoundError(f"no metrics.json in {path} (has the run finished?)")
         try:
-            result = json.loads(file.read_text())
+            result = upgrade_metrics(json.loads(file.read_text()))
         except json.JSONDecodeError as err:
             raise ResultFileError(f"{file} is not valid JSON: {err}") from err
         result.setdefault("_path", str(path))
@@ -93,24 +95,39 @@ def _study_display_names() -> dict[str, str]:
     }
 
 
+def shared_probes(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The probes every result has a block of, known ones in :data:`PROBES`' order first."""
+    names = [set(upgrade_metrics(r).get("probes", {})) for r in results]
+    common = set.intersection(*names) if names else set()
+    return [p for p in PROBES if p in common] + sorted(common - set(PROBES))
+
+
 def table_rows(
-    results: Sequence[dict[str, Any]], source: str | None = None
+    results: Sequence[Mapping[str, Any]], probe: str
 ) -> tuple[list[str], list[list[str]]]:
-    """Header and rows (Many/Med/Few/Std/Avg); ``source="knn"`` reads the kNN block."""
+    """Header and rows (Many/Med/Few/Std/Avg) of one probe, a column a run."""
     header = ["", *(run_label(r) for r in results)]
-    rows = []
-    for title, key in _ROWS:
-        blocks = [r.get(source, {}) if source else r for r in results]
-        rows.append([title, *(format_group_value(b.get(key)) for b in blocks)])
+    blocks = [probe_block(r, probe) or {} for r in results]
+    rows = [[title, *(format_group_value(b.get(key)) for b in blocks)] for title, key in _ROWS]
     return header, rows
 
 
-def table_markdown(results: Sequence[dict[str, Any]], source: str | None = None) -> str:
-    return _markdown(*table_rows(results, source))
+def table_markdown(results: Sequence[Mapping[str, Any]]) -> str:
+    """A table per shared probe, each under a ``###`` heading."""
+    return "\n\n".join(
+        f"### {probe_title(p)}\n\n" + _markdown(*table_rows(results, p))
+        for p in shared_probes(results)
+    )
 
 
-def table_csv(results: Sequence[dict[str, Any]], source: str | None = None) -> str:
-    return _csv(*table_rows(results, source))
+def table_csv(results: Sequence[Mapping[str, Any]]) -> str:
+    """Every shared probe's table as one CSV, the probe in the first column."""
+    body: list[list[str]] = []
+    header: list[str] = []
+    for probe in shared_probes(results):
+        header, rows = table_rows(results, probe)
+        body += [[probe, *row] for row in rows]
+    return _csv(["probe", *header], body)
 
 
 def deficit_rows(
@@ -134,7 +151,7 @@ def deficit_markdown(
 ) -> str:
     """A deficit table per probe (``deficits``: probe -> one ``run_deficits`` a run)."""
     return "\n\n".join(
-        f"#### {_PROBE_TITLES.get(probe, probe)}\n\n" + _markdown(*deficit_rows(results, ds))
+        f"#### {probe_title(probe)}\n\n" + _markdown(*deficit_rows(results, ds))
         for probe, ds in deficits.items()
     )
 
@@ -166,22 +183,25 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def plot_per_class(results: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """Per-class accuracy against the class's pretraining image count (log x), one series a run."""
+    """Per-class accuracy of the first shared probe against the class's pretraining image
+    count (log x), one series a run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    probe = shared_probes(results)[0]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in results:
         counts = np.asarray(r["class_counts"], dtype=float)
-        acc = np.asarray([np.nan if a is None else a for a in r["per_class"]], dtype=float)
+        block = probe_block(r, probe) or {}
+        acc = np.asarray([np.nan if a is None else a for a in block["per_class"]], dtype=float)
         order = np.argsort(-counts, kind="stable")
         ax.plot(counts[order], acc[order], marker="o", ms=3, lw=1, label=run_label(r))
     ax.set_xscale("log")
     ax.invert_xaxis()
     ax.set_xlabel("pretraining images of the class (log scale, head on the left)")
-    ax.set_ylabel("linear-probe accuracy (%)")
+    ax.set_ylabel(f"{probe_title(probe)} accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -215,7 +235,7 @@ def plot_deficits(
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1000, not 10^3
         ax.invert_xaxis()
-        ax.set_title(_PROBE_TITLES.get(probe, probe))
+        ax.set_title(probe_title(probe))
         ax.set_xlabel("pretraining images of the class (log scale)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -25,10 +25,10 @@ from numpy.typing import ArrayLike, NDArray
 
 from geoharmony.data.catalog import find_source
 from geoharmony.eval.metrics import GROUP_NAMES, GroupRule, class_groups, group_metrics
+from geoharmony.eval.probes import probe_block, upgrade_metrics
 
 __all__ = [
     "DEFICIT_KEYS",
-    "PROBES",
     "ReferenceMismatchError",
     "check_reference",
     "group_deficits",
@@ -36,10 +36,6 @@ __all__ = [
     "run_deficits",
 ]
 
-# The probes every metrics.json holds: kNN (its block) and the full linear probe (top level).
-# kNN first: on Fashion-MNIST-LT a full linear probe with 1,000 labels a class hides much of the
-# tail deficit that kNN shows (docs/design.md section 6), so kNN carries the headline there.
-PROBES: tuple[str, ...] = ("knn", "linear")
 DEFICIT_KEYS: tuple[str, ...] = (
     "deficit_many",
     "deficit_medium",
@@ -47,7 +43,7 @@ DEFICIT_KEYS: tuple[str, ...] = (
     "deficit_avg",
     "deficit_few_minus_many",
 )
-# The probe protocol a deficit needs to be equal: the probe block of metrics.json and the
+# The probe protocol a deficit needs to be equal: the probe set of metrics.json and the
 # config's evaluation keys that change what a probe measures.
 _PROBE_KEYS = ("preset", "shots", "disjoint", "train_images", "test_images")
 _EVAL_KEYS = ("probe_epochs", "probe_source", "knn_k", "knn_temperature")
@@ -64,12 +60,11 @@ def probe_accuracies(result: Mapping[str, Any], probe: str) -> NDArray[np.float6
     Returns:
         ``[C]`` float64 by class id; a class without test images (JSON ``null``) is NaN.
     """
-    if probe not in PROBES:
-        raise ValueError(f"unknown probe {probe!r}; valid: {', '.join(PROBES)}")
-    block = result if probe == "linear" else result.get(probe)
-    if not isinstance(block, Mapping) or "per_class" not in block:
-        key = "per_class" if probe == "linear" else f"{probe}.per_class"
-        raise ReferenceMismatchError(f"{_name(result)}: metrics.json has no {key}")
+    block = probe_block(result, probe)
+    if block is None or "per_class" not in block:
+        raise ReferenceMismatchError(
+            f"{_name(result)}: metrics.json has no probes.{probe}.per_class"
+        )
     return np.asarray([np.nan if a is None else a for a in block["per_class"]], dtype=np.float64)
 
 
@@ -134,8 +129,9 @@ def run_deficits(
 def check_reference(run: Mapping[str, Any], reference: Mapping[str, Any]) -> None:
     """Raise :class:`ReferenceMismatchError`, naming the key, unless ``reference`` is a balanced
     run on the same data set (source and number of classes), with the same probe protocol
-    (``probe.*`` and the config's ``eval.`` probe keys) and a total pretraining image count
+    (``probe_set.*`` and the config's ``eval.`` probe keys) and a total pretraining image count
     within one image per class of ``run``'s."""
+    run, reference = upgrade_metrics(run), upgrade_metrics(reference)
     run_counts = _field(run, "data.class_counts")
     ref_counts = _field(reference, "data.class_counts")
     if min(ref_counts) != max(ref_counts):
@@ -147,7 +143,7 @@ def check_reference(run: Mapping[str, Any], reference: Mapping[str, Any]) -> Non
         ("data.source", _dataset(run), _dataset(reference)),
         ("number of classes", len(run_counts), len(ref_counts)),
     ]
-    keys = [f"probe.{k}" for k in _PROBE_KEYS] + [f"config.eval.{k}" for k in _EVAL_KEYS]
+    keys = [f"probe_set.{k}" for k in _PROBE_KEYS] + [f"config.eval.{k}" for k in _EVAL_KEYS]
     pairs += [(key, _field(run, key), _field(reference, key)) for key in keys]
     for key, mine, theirs in pairs:
         if mine != theirs:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from geoharmony.eval.compare import ResultFileError, run_label
+from geoharmony.eval.probes import probe_label
 
 __all__ = [
     "SETTING_PATHS",
@@ -45,7 +46,6 @@ SETTING_PATHS: dict[str, tuple[str, ...]] = {
     "prior": ("config", "gh", "prior"),
     "target weighting": ("config", "gh", "target_weighting"),
 }
-_PROBE_NAMES = {"knn": "kNN", "linear": "linear"}
 
 
 def load_study(path: str | Path | None = None) -> dict[str, Any] | None:
@@ -134,7 +134,7 @@ def write_reading(
     usable = None if unknown else study
     lines = []
     for probe, ds in deficits.items():
-        name = _PROBE_NAMES.get(probe, probe)
+        name = probe_label(probe)
         for r, d in zip(results, ds, strict=True):
             if not r.get("gh"):
                 cell = _study_cell(usable, r, probe).get("baseline")
