@@ -34,7 +34,8 @@ SinkhornMode = Literal["auto", "plain", "log"]
 # Largest exponent span (in nats) the plain iteration may see: exp(-span) must stay a normal
 # number with headroom for the prior's own range (float32 normals reach exp(-87)).
 _PLAIN_SPAN_LIMIT = {torch.float32: 60.0, torch.float64: 600.0}
-# Zero prior entries are lifted to this mass so the log iteration never sees log(0).
+# Zero prior entries that reach the iterations (the relaxed and partial allocations; the
+# balanced one leaves such anchors out) are lifted to this mass so that no log(0) is taken.
 _MIN_PRIOR = 1e-20
 # How often the early-stopping test runs: each test costs a device synchronisation.
 _TOL_CHECK_EVERY = 10
@@ -55,6 +56,17 @@ def _validated_prior(prior: Tensor | None, num_anchors: int, like: Tensor) -> Te
         raise ValueError(f"prior must sum to 1, sums to {total:.6g}")
     prior = prior.clamp_min(_MIN_PRIOR)
     return prior / prior.sum()
+
+
+def _empty_anchors(prior: Tensor | None, logits: Tensor) -> Tensor | None:
+    """``[K]`` bool mask of the anchors a valid ``prior`` gives exactly no mass, or None when
+    there are none (or the prior is not valid: :func:`_validated_prior` then says why)."""
+    if prior is None or logits.dim() < 2 or prior.shape != logits.shape[-1:]:
+        return None
+    empty = prior.detach() == 0
+    if not bool(empty.any()) or bool(empty.all()):
+        return None
+    return empty.to(logits.device)
 
 
 def _sum_over_samples(x: Tensor, distributed: bool) -> Tensor:
@@ -110,15 +122,27 @@ class _Stopping:
         return float((per_sample - self.previous).abs().max()) < self.tol
 
 
-def _matvec(matrix: Tensor, vector: Tensor) -> Tensor:
-    """``[..., m, n] @ [..., n, 1]``. On CPU, batched matmul of matrix-vector shapes is several
-    times slower than one 2-D matmul per problem, so the few leading problems are looped over."""
-    if matrix.dim() == 2:
-        return matrix @ vector
-    flat_m = matrix.reshape(-1, *matrix.shape[-2:])
-    flat_v = vector.reshape(-1, *vector.shape[-2:])
-    out = torch.stack([m @ v for m, v in zip(flat_m, flat_v, strict=True)])
-    return out.reshape(*matrix.shape[:-1], 1)
+class _MatVecs:
+    """``out = matrix @ vector`` for each of the leading problems of ``[..., m, n]`` matrices
+    and ``[..., n, 1]`` vectors, one 2-D product per problem into ``out`` (``[..., m, 1]``).
+
+    On CPU a batched matmul of matrix-vector shapes is several times slower than one 2-D
+    product per problem; and with the per-problem views made once, an iteration issues only the
+    products themselves (300 iterations of two small products each: the view bookkeeping of
+    each call used to cost more than the arithmetic).
+    """
+
+    def __init__(self, matrix: Tensor, vector: Tensor, out: Tensor) -> None:
+        self.triples = list(zip(_problems(matrix), _problems(vector), _problems(out), strict=True))
+
+    def __call__(self) -> None:
+        for m, v, o in self.triples:
+            torch.mm(m, v, out=o)
+
+
+def _problems(x: Tensor) -> list[Tensor]:
+    """``[..., a, b]`` -> its 2-D problems (views of ``x``; ``x`` 2-D: itself)."""
+    return list(x.reshape(-1, *x.shape[-2:]).unbind(0))
 
 
 def _peak(scores: Tensor, dist: bool) -> Tensor:
@@ -198,19 +222,26 @@ def _plain_iterations(
     weights = _translation_weights(prior, relax)
     weights = None if weights is None else weights.unsqueeze(-1)
     stopping = _Stopping(tol, prior, num_samples, balanced=relax is None)
+    leading = kernel.shape[:-2]
     row_scale = torch.ones_like(kernel[..., :1])  # u: [..., B, 1]
-    col_scale = torch.ones_like(target.expand(*kernel.shape[:-2], -1, 1))  # v: [..., K, 1]
+    col_scale = kernel.new_ones(*leading, prior.shape[0], 1)  # v: [..., K, 1]
+    col_mass = torch.empty_like(col_scale)  # K^T u
+    row_mass = torch.empty_like(row_scale)  # K v
+    # Every tensor of the loop is updated in place, so the products' views stay valid.
+    column_products = _MatVecs(kernel_t, row_scale, col_mass)
+    row_products = _MatVecs(kernel, col_scale, row_mass)
     for step in range(num_iters):
-        col_mass = _matvec(kernel_t, row_scale)  # [..., K, 1]
+        column_products()
         if dist:
             parallel.all_reduce_sum(col_mass)
         if stopping.due(step):
             if stopping.reached(step, (col_scale * col_mass).transpose(-2, -1)):
                 break
-        col_scale = target / col_mass
+        torch.div(target, col_mass, out=col_scale)
         if relax is not None:
-            col_scale = _relaxed_scaling(col_scale, weights, relax)
-        row_scale = 1.0 / _matvec(kernel, col_scale)
+            col_scale.copy_(_relaxed_scaling(col_scale, weights, relax))
+        row_products()
+        torch.reciprocal(row_mass, out=row_scale)
     return row_scale * kernel * col_scale.transpose(-2, -1)
 
 
@@ -328,7 +359,8 @@ def sinkhorn(
     Args:
         logits: ``[..., B, K]`` scores; leading dims are independent problems (e.g. two views
             solved in one batched call). Never receives gradients.
-        prior: ``[K]`` anchor marginal summing to 1; ``None`` means uniform.
+        prior: ``[K]`` anchor marginal summing to 1; ``None`` means uniform. Anchors of mass 0
+            get none.
         epsilon: entropic regularisation (kernel ``exp(logits / epsilon)``).
         num_iters: maximum number of scaling iterations.
         tol: stop early once every anchor's mass is within ``tol`` of ``prior`` (checked every
@@ -341,6 +373,18 @@ def sinkhorn(
         ``[..., B, K]`` plan in float32 (float64 if ``logits`` is float64): each row sums to 1,
         column ``k`` sums to about ``B_total * prior[k]``.
     """
+    empty = _empty_anchors(prior, logits)
+    if empty is not None:
+        # Anchors the prior gives no mass get none (exact zeros, as the official iteration gives
+        # them), and the rest is solved on its own: its prior's range is then that of the
+        # anchors in use, so the fast plain iteration serves the paper's bank prior, whose
+        # histogram leaves anchors empty, instead of the log iteration.
+        assert prior is not None
+        keep = ~empty
+        plan = sinkhorn(logits[..., keep], prior[keep], epsilon, num_iters, tol, mode, distributed)
+        full = plan.new_zeros(*plan.shape[:-1], logits.shape[-1])
+        full[..., keep] = plan
+        return full
     # Autocast would silently run the exp/sums in half precision, where exp(20) overflows.
     with torch.autocast(device_type=logits.device.type, enabled=False):
         problem = _prepare(logits, prior, epsilon, num_iters, mode, distributed)
