@@ -127,6 +127,7 @@ def _parts(study: Study, docs: Path, made: list[str]) -> list[list[str]]:
         sections.sensitivity_section(study),
         sections.allocation_section(study),
         sections.recipe_section(study),
+        sections.glyph_section(study),
         sections.prior_section(study),
         [] if study.quick else sections.prior_check_section(_outside_allocation(study)),
         sections.geometry_section(study),

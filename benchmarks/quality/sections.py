@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.quality import glyph_study, tables
 from benchmarks.quality import plan as plan_mod
-from benchmarks.quality import tables
-from benchmarks.quality.analysis import PROBES
+from benchmarks.quality.analysis import PROBES, same_setting_cells
 from benchmarks.quality.formatting import critical_t_list, num, relative_paths, shown, tally
 from benchmarks.quality.goal import allocation_goal_rows, regime_goal_rows
 from benchmarks.quality.plan import RunSpec
@@ -339,6 +339,45 @@ def recipe_section(s: Study) -> list[str]:
         "deficits in points).",
         "",
         schedule_table(split),
+    ]
+
+
+def glyph_section(s: Study) -> list[str]:
+    """Issue 38: the many-class glyph regime, its regime check, GH and the diagnostics."""
+    regime = plan_mod.GLYPHS
+    if not any(c["regime"] == regime.name for c in s.cells):
+        return []
+    goal = glyph_study.goal_rows(s.diffs)
+    goal_lines = [
+        f"- {g['probe']}: {g['pairs']} pairs close {num(100 * g['gap_closed'], '.0f')}% of the "
+        f"baseline's Few - Many gap ({g['baseline_gap']:.2f} points), Δ Avg "
+        f"{g['delta_avg']:+.2f}: goal {'met' if g['met'] else 'not met'}"
+        for g in goal
+    ]
+    return [
+        f"## Glyphs: {regime.num_classes} classes (regime `{regime.name}`)",
+        "",
+        f"`configs/glyphs_lt` as shipped: characters rendered from Debian's fonts, test split of "
+        f"unseen type families, rho {regime.imbalance_ratio:g} ({regime.n_max} -> "
+        f"{min(regime.counts())}), {regime.epochs} epochs, GH warm-up {regime.warmup_epochs}, "
+        f"bf16; balanced references of {regime.balanced_n_max()} a class. Deficits in points "
+        "against the balanced reference of the same seed; Δ: +GH minus its paired baseline "
+        "(negative: narrowed); gap closed: the share of the baseline's Few - Many gap.",
+        "",
+        glyph_study.deficit_table(s.cells, s.diffs),
+        "**Goal** (the paper's SimCLR closes "
+        f"{round(100 * glyph_study.GOAL_GAP_SHARE)}% of its Many - Few gap on CIFAR-100-LT; "
+        "here the paper's GH must close as much of the Few - Many deficit gap, Avg not lower):",
+        "",
+        *(goal_lines or ["- no +GH pairs yet"]),
+        "",
+        "**Class-mean geometry** (cosines between test-class means, grouped by the run's "
+        "pretraining counts; ref.: its balanced reference grouped the same way):",
+        "",
+        glyph_study.geometry_table(s.geo_rows),
+        "**Labels as targets against balanced runs of the same setting:**",
+        "",
+        glyph_study.same_setting_table(same_setting_cells(s.runs, regime.name)),
     ]
 
 

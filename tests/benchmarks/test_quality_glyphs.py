@@ -1,0 +1,73 @@
+"""Issue 38's study on synthetic cells: the glyph regime's plan and its tables and goal rows."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.quality import analysis, glyph_study, plan  # noqa: E402
+
+
+def _cell(gh: bool, variant: str, probe: str = "knn", **values: float) -> dict:
+    stats = {f"{k}_{p}": 0.0 for k in analysis.STAT_KEYS for p in ("mean", "sd")}
+    stats.update(values)
+    return dict(
+        group="glyphs", regime=plan.GLYPHS.name, method="simclr", gh=gh, variant=variant,
+        probe=probe, **stats,
+    )  # fmt: skip
+
+
+def test_the_glyph_plan_pairs_every_arm_with_the_regime_check_baselines() -> None:
+    runs = [s for s in plan.build_plan() if s.regime == plan.GLYPHS.name]
+    ids = {s.run_id for s in runs}
+    baselines = [s for s in runs if s.group == "glyphs" and not s.gh]
+    assert {(s.seed, s.class_order) for s in baselines} == set(plan.GLYPH_PAIRS)
+    assert all(s.config.startswith("configs/glyphs_lt/") for s in runs)
+    assert plan.GLYPHS.counts()[0] == 500 and plan.GLYPHS.counts()[-1] == 5
+    for s in runs:
+        assert s.init_from is None or s.init_from in ids
+        assert s.balanced or s.reference in ids
+    paired = [s for s in runs if s.group == "glyphs" and s.gh]
+    assert len(paired) == len(plan.GLYPH_PAIRS) * (1 + len(plan.GLYPH_DIAGNOSTICS))
+    # every diagnostic also continues each balanced reference (its disparity's baseline)
+    balanced_gh = {s.variant for s in runs if s.balanced and s.gh}
+    assert balanced_gh == {label for label, _ in plan.GLYPH_DIAGNOSTICS}
+    # the glyph runs use the options of today's configuration (nested gh.prior.*)
+    weighted = dict(plan.GLYPH_DIAGNOSTICS)["targets=labels,weighting=inverse_prior"]
+    assert "gh.prior.name=oracle_matched" in weighted
+
+
+def test_goal_rows_need_the_paper_s_share_of_the_gap_and_avg_not_lower() -> None:
+    assert math.isclose(glyph_study.GOAL_GAP_SHARE, 2.04 / 7.30)
+    diffs = [
+        _cell(True, "", "knn", gap_closed=0.30, avg_mean=0.1, baseline_gap_mean=6.0, pairs=4),
+        _cell(True, "", "linear", gap_closed=0.30, avg_mean=-0.1, baseline_gap_mean=3.0, pairs=4),
+        _cell(
+            True, "", "fewshot100", gap_closed=0.20, avg_mean=0.5, baseline_gap_mean=3.0, pairs=4
+        ),
+        _cell(True, "targets=labels", "knn", gap_closed=0.9, avg_mean=1.0, pairs=4),
+    ]
+    rows = {r["probe"]: r for r in glyph_study.goal_rows(diffs)}
+    assert rows["knn"]["met"] and not rows["linear"]["met"] and not rows["fewshot100"]["met"]
+    assert rows["knn"]["baseline_gap"] == 6.0  # the paper's GH, not the diagnostic
+
+
+def test_deficit_table_shows_the_baseline_and_each_arm_s_paired_change() -> None:
+    cells = [_cell(False, "", deficit_few_mean=6.0, deficit_few_sd=1.0, runs=4)]
+    diffs = [
+        _cell(True, "", deficit_few_minus_many_mean=-2.0, deficit_few_minus_many_sd=1.0,
+              gap_closed=0.25, pairs=4),
+        _cell(True, "targets=labels", gap_closed=math.nan, pairs=1),
+    ]  # fmt: skip
+    lines = glyph_study.deficit_table(cells, diffs).splitlines()
+    assert lines[2].startswith("| knn | SimCLR | 4 | 0.00 ± 0.00 | 6.00 ± 1.00 |")
+    assert "| +12.0 |" in lines[2]  # t = 6 / (1 / sqrt 4)
+    assert lines[3].startswith("| knn | +GH | 4 |") and "| 25% |" in lines[3]
+    assert lines[3].endswith("| -4.0 |")  # t of the gap's change, -2 / (1 / 2)
+    assert lines[4].startswith("| knn | +GH (targets=labels) | 1 |") and lines[4].endswith("| - |")
+    assert glyph_study.deficit_table([], []).startswith("_no finished glyph runs")
