@@ -38,14 +38,14 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "commit": commit,
     }
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     """The CPU's model name (bf16 timings differ between CPU kinds), or "unknown"."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

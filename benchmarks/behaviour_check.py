@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from _common import cpu_model
 from geoharmony.eval.probes import upgrade_metrics
 from geoharmony.methods import METHODS
 
@@ -36,13 +37,8 @@ _IGNORED = {"seconds", "images_per_s", "train_seconds", "eval_seconds", "config"
 
 
 def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    model = cpu_model()
+    return model if model != "unknown" else platform.processor() or platform.machine()
 
 
 def _pretrain(name: str, out: Path, *extra: str) -> dict[str, Any]:
