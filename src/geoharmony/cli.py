@@ -259,6 +259,7 @@ def _compare_reference(results: list[dict], args: argparse.Namespace, prefix: Pa
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from geoharmony.detection.commands import add_detection_commands
     from geoharmony.downstream.commands import add_downstream_commands, add_file_source_arguments
 
     parser = argparse.ArgumentParser(
@@ -339,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_compare)
     add_downstream_commands(sub)
+    add_detection_commands(sub)
     return parser
 
 
