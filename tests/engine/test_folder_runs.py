@@ -22,8 +22,9 @@ from image_files import count_decodes, write_broken, write_class_folders, write_
 from tiny_runs import REPO, SMOKE, TINY_FILES
 
 FOLDER_PRESET = str(REPO / "configs" / "folder" / "simclr_gh.yaml")
-# Keys of a labelled result; an unlabeled run's metrics.json has none of them.
-ACCURACY_KEYS = {"many", "medium", "few", "std", "avg", "worst", "per_class", "knn", "probe"}
+# Keys of a labelled result (today's and the layout before 2026-12-07); an unlabeled run's
+# metrics.json has none of them.
+ACCURACY_KEYS = {"probes", "probe_set", "many", "few", "avg", "per_class", "knn", "probe"}
 
 
 def _pretrain(config: str, out: Path, root: Path, *extra: str, flags: tuple[str, ...] = ()) -> int:
