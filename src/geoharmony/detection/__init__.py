@@ -1,2 +1,3 @@
 """Detection and instance segmentation downstream of a pretrained backbone: COCO-format data
-(:mod:`.coco`) and a pasted-object set built from real images (:mod:`.pasted`)."""
+(:mod:`.coco`), a pasted-object set built from real images (:mod:`.pasted`) and Mask R-CNN over
+a checkpoint's ResNet (:mod:`.model`)."""
