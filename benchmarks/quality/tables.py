@@ -246,6 +246,8 @@ def prior_table(runs: dict[str, dict[str, Any]]) -> str:
         share = hist[-1].get("prior_max_share") if hist else None
         k = entry["metrics"]["config"]["gh"]["num_anchors"]
         name = entry["metrics"]["config"]["gh"]["prior"]
+        if isinstance(name, dict):  # configs since 2026-12-07: the gh.prior section
+            name = name["name"]
         label = f"{name}, K={k}" + (f" [{spec.variant}]" if spec.variant else "")
         label += " (balanced data)" if spec.balanced else ""
         rows.setdefault((spec.regime, spec.method, label), []).append({**prior, "share": share})
