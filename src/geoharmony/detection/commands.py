@@ -43,7 +43,8 @@ def add_detection_commands(sub: Any) -> None:
     """Add the detection subcommands to the ``geoharmony`` subparsers ``sub``."""
     from geoharmony.data.catalog import SOURCES
 
-    in_memory = tuple(name for name, source in SOURCES.items() if not source.files)
+    # Pasting takes the items' own pixels as their masks: grayscale arrays in memory.
+    grayscale = tuple(n for n, src in SOURCES.items() if not src.files and src.channels == 1)
     p = sub.add_parser(
         "detection-set",
         help="a COCO-format detection set of real items pasted on empty canvases",
@@ -55,7 +56,7 @@ def add_detection_commands(sub: Any) -> None:
         "profile); validation objects from its test split, balanced.",
     )
     p.add_argument("--output", required=True, help="the set's root folder")
-    p.add_argument("--data-source", choices=in_memory, default="fashion_mnist")
+    p.add_argument("--data-source", choices=grayscale, default="fashion_mnist")
     p.add_argument("--root", help="the source's data folder (default: its own location)")
     p.add_argument("--canvas", type=int, default=96, help="canvas side in pixels (default 96)")
     p.add_argument("--train-images", type=int, default=2000)
