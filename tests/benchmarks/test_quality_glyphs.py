@@ -33,7 +33,9 @@ def test_the_glyph_plan_pairs_every_arm_with_the_regime_check_baselines() -> Non
         assert s.init_from is None or s.init_from in ids
         assert s.balanced or s.reference in ids
     paired = [s for s in runs if s.group == "glyphs" and s.gh]
-    assert len(paired) == len(plan.GLYPH_PAIRS) * (1 + len(plan.GLYPH_DIAGNOSTICS))
+    assert len(paired) == len(plan.GLYPH_PAIRS) + len(plan.GLYPH_DIAGNOSTIC_PAIRS) * len(
+        plan.GLYPH_DIAGNOSTICS
+    )
     # every diagnostic also continues each balanced reference (its disparity's baseline)
     balanced_gh = {s.variant for s in runs if s.balanced and s.gh}
     assert balanced_gh == {label for label, _ in plan.GLYPH_DIAGNOSTICS}
