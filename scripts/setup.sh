@@ -22,10 +22,10 @@ if [ ! -x .venv/bin/python ]; then
     echo "[setup] creating .venv"
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import geoharmony, ot, pytest" >/dev/null 2>&1; then
+if ! .venv/bin/python -c "import geoharmony, ot, pytest, pycocotools" >/dev/null 2>&1; then
     echo "[setup] installing geoharmony and its test tools into .venv (a minute or two)"
     .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
     .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
-    .venv/bin/python -c "import geoharmony, ot, pytest"
+    .venv/bin/python -c "import geoharmony, ot, pytest, pycocotools"
 fi
 echo "[setup] ready: $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
@@ -165,12 +165,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from geoharmony.config import ConfigError
+    from geoharmony.detection.report import is_detection
     from geoharmony.eval.compare import load_results, plot_per_class, table_csv, table_markdown
     from geoharmony.methods import display_name
 
     if args.study and not args.reference:
         raise ConfigError("--study gives the reading's noise levels, which need --reference")
     results = load_results(args.runs, display_name=display_name)
+    if any(is_detection(r) for r in results):
+        return _compare_detection(results, args)
     unlabeled = [r["_path"] for r in results if "probes" not in r]
     if unlabeled:
         raise ConfigError(
@@ -189,6 +192,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
     Path(f"{prefix}.csv").write_text(table_csv(results))
     plot_per_class(results, f"{prefix}_per_class.png")
     print(f"\nwrote {', '.join(written)}")
+    return 0
+
+
+def _compare_detection(results: list[dict[str, Any]], args: argparse.Namespace) -> int:
+    """``compare`` of ``geoharmony detect`` runs: the paper's AP table."""
+    from geoharmony.config import ConfigError
+    from geoharmony.detection.report import detection_csv, detection_markdown, is_detection
+    from geoharmony.eval.compare import run_label
+
+    others = [r["_path"] for r in results if not is_detection(r)]
+    if others or args.reference:
+        culprit = ", ".join(others) if others else f"--reference {args.reference}"
+        raise ConfigError(f"{culprit}: detection runs compare only with detection runs")
+    labels = [run_label(r) for r in results]
+    markdown = detection_markdown(results, labels)
+    prefix = Path(args.output)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{prefix}.md").write_text(markdown + "\n")
+    Path(f"{prefix}.csv").write_text(detection_csv(results, labels))
+    print(markdown)
+    print(f"\nwrote {prefix}.md, {prefix}.csv")
     return 0
 
 

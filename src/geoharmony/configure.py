@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from geoharmony.config import Config, ConfigError, MethodConfig, to_dict
 
-__all__ = ["config_schema", "from_dict", "load_config"]
+__all__ = ["config_schema", "from_dict", "load_config", "read_preset", "validate_choices"]
 
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -48,6 +48,11 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return _deep_merge(merged, data)
 
 
+def read_preset(path: str | Path) -> dict[str, Any]:
+    """A YAML preset as a dict, its ``defaults`` parents merged under it."""
+    return _read_yaml(Path(path))
+
+
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in update.items():
@@ -58,7 +63,7 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _validate_choices(node: Any, prefix: str = "") -> None:
+def validate_choices(node: Any, prefix: str = "") -> None:
     """Every field declared with :func:`choice` holds one of its values (recursively)."""
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
@@ -66,7 +71,7 @@ def _validate_choices(node: Any, prefix: str = "") -> None:
         if allowed is not None and value not in allowed:
             raise ConfigError(f"{prefix}{f.name}={value!r} is not one of {', '.join(allowed)}")
         if dataclasses.is_dataclass(value):
-            _validate_choices(value, f"{prefix}{f.name}.")
+            validate_choices(value, f"{prefix}{f.name}.")
 
 
 # One schema class per set of method sections, kept importable by name so configs pickle.
@@ -132,7 +137,7 @@ def _merged(
         raise ConfigError(f"{source}: invalid key or value '{key}': {err.msg}") from None
     result = OmegaConf.to_object(cfg)
     assert isinstance(result, Config)
-    _validate_choices(result)
+    validate_choices(result)
     problems = result.gh.problems()
     for section in dataclasses.fields(result.method):  # each method's own options section
         options = getattr(result.method, section.name)

@@ -6,9 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
-from geoharmony.detection.model import ResNetFPN, build_mask_rcnn, mask_rcnn_from_checkpoint
+from geoharmony.detection.model import (
+    ResNetFPN,
+    build_mask_rcnn,
+    load_detection_backbone,
+    mask_rcnn_from_checkpoint,
+)
+from geoharmony.downstream.backbone import ArchitectureError
+from geoharmony.downstream.export import export_backbone
 from geoharmony.engine.checkpoint import read_checkpoint
 from geoharmony.models import build_backbone
 from tiny_runs import randomise_batchnorm
@@ -35,7 +43,8 @@ def test_the_pyramid_takes_the_stages_in_the_resnet_s_own_order() -> None:
 def test_a_checkpoint_s_backbone_arrives_unchanged_and_its_other_keys_are_reported(
     tiny_run: Path,
 ) -> None:
-    model, pretrained, report = mask_rcnn_from_checkpoint(tiny_run, num_classes=10, min_size=64)
+    model, backbone = mask_rcnn_from_checkpoint(tiny_run, num_classes=10, min_size=64)
+    report = backbone.report
     _, state = read_checkpoint(tiny_run)
     stored = {
         k.removeprefix("backbone."): v
@@ -47,11 +56,29 @@ def test_a_checkpoint_s_backbone_arrives_unchanged_and_its_other_keys_are_report
     for key in ("conv1.weight", "layer4.1.bn2.running_var", "layer2.0.downsample.0.weight"):
         assert torch.equal(detector[key], stored[key]), key
     assert report["backbone_tensors_loaded"] == len(stored)
-    assert report["unused_checkpoint_tensors"]["projector"] > 0
+    assert report["unused_tensors"]["projector"] > 0
     transform = model.transform
-    assert transform.image_mean == list(pretrained.mean) and transform.image_std == list(
-        pretrained.std
-    )
+    assert transform.image_mean == list(backbone.mean) and transform.image_std == list(backbone.std)
+
+
+def test_an_exported_backbone_loads_with_its_normalisation_and_reports_extra_tensors(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    export_backbone(tiny_run, tmp_path / "backbone.pt")
+    state = torch.load(tmp_path / "backbone.pt", weights_only=True)
+    state["fc.weight"] = torch.zeros(3, 3)  # as a torchvision model's classifier would be
+    torch.save(state, tmp_path / "backbone.pt")
+    from_export = load_detection_backbone(tmp_path / "backbone.pt")
+    from_checkpoint = load_detection_backbone(tiny_run)
+    assert from_export.report["unused_tensors"] == {"fc": 1}
+    assert (from_export.mean, from_export.std) == (from_checkpoint.mean, from_checkpoint.std)
+    exported = from_export.body.state_dict()
+    for key, value in from_checkpoint.body.state_dict().items():
+        assert torch.equal(exported[key], value), key
+    del state["layer1.0.conv1.weight"]
+    torch.save(state, tmp_path / "backbone.pt")
+    with pytest.raises(ArchitectureError, match=r"layer1\.0\.conv1\.weight"):
+        load_detection_backbone(tmp_path / "backbone.pt")
 
 
 def test_the_detector_trains_and_predicts_on_a_tiny_batch() -> None:

@@ -1,3 +1,4 @@
 """Detection and instance segmentation downstream of a pretrained backbone: COCO-format data
-(:mod:`.coco`), a pasted-object set built from real images (:mod:`.pasted`) and Mask R-CNN over
-a checkpoint's ResNet (:mod:`.model`)."""
+(:mod:`.coco`, :mod:`.dataset`), a pasted-object set built from real images (:mod:`.pasted`),
+Mask R-CNN over a checkpoint's ResNet (:mod:`.model`), its fine-tuning (:mod:`.config`,
+:mod:`.train`), COCO AP (:mod:`.evaluate`) and the table of runs (:mod:`.report`)."""

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
-
-from geoharmony.config import TrainConfig
 
 __all__ = [
     "Runtime",
@@ -79,7 +77,15 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolved)
 
 
-def setup_runtime(cfg: TrainConfig) -> Runtime:
+class RunSettings(Protocol):
+    """What :func:`setup_runtime` reads (pretraining's ``train`` section, detection's, ...)."""
+
+    device: str
+    threads: int | None
+    seed: int
+
+
+def setup_runtime(cfg: RunSettings) -> Runtime:
     """Choose the device, join the process group when launched by torchrun, seed every RNG."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

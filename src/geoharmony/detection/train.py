@@ -1,0 +1,323 @@
+"""Fine-tune Mask R-CNN from a pretrained backbone on a COCO-format set, then score it.
+
+One run is one output folder: ``checkpoint.ckpt`` (the newest state, written atomically every
+``train.checkpoint_every`` iterations and at a pause), ``metrics.json`` and ``model.pt`` when it
+ends. Started again on the same folder with the same settings, a run continues from its
+checkpoint and ends as the uninterrupted run would: the images, flips and every random draw of
+an iteration follow from ``(seed, iteration)``, not from what ran before.
+
+Under torchrun every process takes its share of each iteration's batch; BatchNorm in the backbone
+and the FPN is synchronised across processes (the protocol's SyncBN), the gradients are averaged
+by DDP, and evaluation shares out the validation images.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from geoharmony import parallel
+from geoharmony.config import ConfigError
+from geoharmony.data.splits import DataFormatError
+from geoharmony.data.stream import batch_split_problem, derived_seed, epoch_order
+from geoharmony.detection.coco import CocoInstances, find_split, load_instances
+from geoharmony.detection.config import DetectionConfig, config_dict
+from geoharmony.detection.dataset import DetectionSplit, collate
+from geoharmony.detection.evaluate import evaluate_detector
+from geoharmony.detection.model import DetectionBackbone, build_mask_rcnn
+from geoharmony.engine.checkpoint import load_checkpoint, save_checkpoint
+from geoharmony.engine.numerics import NonFiniteLossError
+from geoharmony.engine.runtime import Runtime, autocast_dtype, resolve_precision
+from geoharmony.models.sync_bn import convert_sync_batchnorm
+
+__all__ = ["CHECKPOINT", "DetectionSets", "load_sets", "run_detection"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.ckpt"
+# Settings that do not change what a run computes: a run may continue under other values.
+_FREE_KEYS = {"progress", "threads", "device", "workers", "log_every", "eval_batch_size"}
+
+
+@dataclass(frozen=True)
+class DetectionSets:
+    """The training and validation splits of one COCO-format set, checked."""
+
+    train: DetectionSplit
+    val: DetectionSplit
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.train.labels)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "root": str(self.train.instances.path.parent.parent),
+            "train_images": len(self.train),
+            "val_images": len(self.val),
+            "categories": list(self.train.instances.categories.values()),
+        }
+
+
+def load_sets(root: str | Path, cfg: DetectionConfig, channels: int) -> DetectionSets:
+    """Check both annotation files (and that every image exists) before any model is built.
+
+    Raises:
+        DataFormatError: a missing or malformed file, naming it and the field.
+    """
+    instances: dict[str, tuple[CocoInstances, Path]] = {}
+    for name in (cfg.data.train_split, cfg.data.val_split):
+        path, images = find_split(root, name)
+        instances[name] = (load_instances(path, images), images)
+    (train, train_images), (val, val_images) = instances.values()
+    if train.categories != val.categories:
+        raise DataFormatError(
+            f"{val.path}: categories differ from {train.path}'s (ids and names must match)"
+        )
+    sets = DetectionSets(
+        DetectionSplit(train, train_images, channels, train=True),
+        DetectionSplit(val, val_images, channels),
+    )
+    if len(sets.train) == 0:
+        raise DataFormatError(f"{train.path}: no image has an object to train on")
+    return sets
+
+
+class _IterationBatches:
+    """This process's ``[(image index, flip), ...]`` for iterations ``start`` to ``end - 1``.
+
+    Iteration ``i`` reads positions ``i * B`` to ``(i + 1) * B - 1`` of an endless stream made of
+    seeded permutations of the images (one per pass); process ``r`` of ``W`` takes every
+    ``W``-th of them from the ``r``-th. Each position's flip is a seeded coin."""
+
+    def __init__(
+        self, n: int, batch: int, seed: int, flip: bool, start: int, end: int, rank: int, world: int
+    ) -> None:
+        self.n, self.batch, self.seed, self.flip = n, batch, seed, flip
+        self.start, self.end, self.rank, self.world = start, end, rank, world
+
+    def __len__(self) -> int:
+        return max(0, self.end - self.start)
+
+    def _key(self, position: int) -> tuple[int, bool]:
+        epoch, offset = divmod(position, self.n)
+        index = int(epoch_order(self.n, self.seed, epoch)[offset])
+        coin = np.random.default_rng(derived_seed(self.seed, 0xF11, position)).random()
+        return index, bool(self.flip and coin < 0.5)
+
+    def __iter__(self) -> Iterator[list[tuple[int, bool]]]:
+        for i in range(self.start, self.end):
+            first = i * self.batch
+            yield [self._key(p) for p in range(first + self.rank, first + self.batch, self.world)]
+
+
+def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Normalisation layers' scales and shifts without weight decay (detectron2's
+    ``WEIGHT_DECAY_NORM = 0``), every other parameter with it."""
+    norm: list[nn.Parameter] = []
+    other: list[nn.Parameter] = []
+    for module in model.modules():
+        is_norm = isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm)
+        for p in module.parameters(recurse=False):
+            if p.requires_grad:
+                (norm if is_norm else other).append(p)
+    return [
+        {"params": other, "weight_decay": weight_decay},
+        {"params": norm, "weight_decay": 0.0},
+    ]
+
+
+def _check_resumable(saved: dict[str, Any], cfg: DetectionConfig, source: str, out: Path) -> None:
+    """A checkpoint continues only the run it belongs to: same backbone, same settings."""
+    problems = []
+    if saved["backbone_source"] != source:
+        problems.append(f"backbone {saved['backbone_source']} (now {source})")
+    now = config_dict(cfg)
+    for section, values in saved["config"].items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if key not in _FREE_KEYS and now[section].get(key) != value:
+                problems.append(f"{section}.{key}={value!r} (now {now[section].get(key)!r})")
+    if problems:
+        raise ConfigError(
+            f"{out / CHECKPOINT} belongs to a run with other settings: {'; '.join(problems)}. "
+            "Use another --output, or delete the checkpoint to start over"
+        )
+
+
+def _losses_checked(losses: dict[str, Tensor], iteration: int) -> Tensor:
+    total = sum(losses.values(), torch.zeros(()))
+    if not bool(torch.isfinite(total)):
+        parts = ", ".join(f"{k} {float(v):.4g}" for k, v in losses.items())
+        raise NonFiniteLossError(
+            f"detection loss is not finite at iteration {iteration + 1} ({parts}); try a "
+            "lower optim.lr or a longer optim.warmup_iterations"
+        )
+    return total
+
+
+def run_detection(
+    cfg: DetectionConfig,
+    backbone: DetectionBackbone,
+    sets: DetectionSets,
+    out: Path,
+    runtime: Runtime,
+    stop_after: int | None = None,
+) -> dict[str, Any] | None:
+    """Train (or continue) and evaluate; returns the ``metrics.json`` dict on the main process
+    once the run is complete (None on other processes, and after a pause at ``stop_after``
+    iterations)."""
+    device, o = runtime.device, cfg.optim
+    if problem := batch_split_problem(o.batch_size, runtime.world_size):
+        raise ConfigError(problem)
+    model: nn.Module = build_mask_rcnn(
+        backbone.body,
+        sets.num_classes,
+        backbone.mean,
+        backbone.std,
+        cfg.data.train_min_sizes,
+        cfg.data.max_size,
+        cfg.model.fpn_channels,
+        cfg.model.anchor_sizes,
+        (cfg.model.rpn_proposals_train, cfg.model.rpn_proposals_test),
+        cfg.model.roi_samples_per_image,
+    )
+    if runtime.distributed:
+        model = convert_sync_batchnorm(model, device)
+    model.to(device)
+    optimizer = torch.optim.SGD(
+        _parameter_groups(model, o.weight_decay), lr=o.lr, momentum=o.momentum
+    )
+    source = str(backbone.report["source"])
+    start, history, train_seconds = 0, [], 0.0
+    checkpoint = out / CHECKPOINT
+    if checkpoint.is_file():
+        saved = load_checkpoint(checkpoint, map_location=device)
+        _check_resumable(saved, cfg, source, out)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        start, history = int(saved["iteration"]), list(saved["history"])
+        train_seconds = float(saved["train_seconds"])
+        if runtime.is_main:
+            print(f"continuing {out} from iteration {start} of {o.iterations}")
+    end = o.iterations if stop_after is None else min(stop_after, o.iterations)
+    trained = model
+    if runtime.distributed:
+        trained = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    autocast = autocast_dtype(cfg.train.precision, device)
+    batches = _IterationBatches(
+        len(sets.train),
+        o.batch_size,
+        cfg.train.seed,
+        cfg.data.horizontal_flip,
+        start,
+        end,
+        runtime.rank,
+        runtime.world_size,
+    )
+    loader = DataLoader(
+        sets.train, batch_sampler=batches, collate_fn=collate, num_workers=cfg.data.workers
+    )
+
+    def save(iteration: int) -> None:
+        if runtime.is_main:
+            save_checkpoint(
+                checkpoint,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "iteration": iteration,
+                    "history": history,
+                    "train_seconds": train_seconds,
+                    "config": config_dict(cfg),
+                    "backbone_source": source,
+                },
+            )
+        parallel.barrier()
+
+    bar = tqdm(
+        total=o.iterations,
+        initial=start,
+        desc="detect",
+        disable=not (cfg.train.progress and runtime.is_main),
+        dynamic_ncols=True,
+    )
+    window: dict[str, float] = {}
+    window_start, window_count = time.perf_counter(), 0
+    trained.train()
+    for iteration, (images, targets) in zip(range(start, end), loader, strict=True):
+        began = time.perf_counter()
+        torch.manual_seed(derived_seed(cfg.train.seed, runtime.rank, iteration))
+        lr = o.lr_at(iteration)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        images = [im.to(device, non_blocking=True) for im in images]
+        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+        with torch.autocast(device.type, autocast, enabled=autocast is not None):
+            losses = trained(images, targets)
+        losses = {k: v.float() for k, v in losses.items()}
+        total = _losses_checked(losses, iteration)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        train_seconds += time.perf_counter() - began
+        for k, v in losses.items():
+            window[k] = window.get(k, 0.0) + float(v.detach())
+        window["loss"] = window.get("loss", 0.0) + float(total.detach())
+        window_count += 1
+        done = iteration + 1
+        bar.update(1)
+        if done % cfg.train.log_every == 0 or done == end:
+            elapsed = time.perf_counter() - window_start
+            entry = {k: v / window_count for k, v in window.items()}
+            per_iteration = elapsed / window_count
+            history.append(
+                {"iteration": done, "lr": lr, **entry, "seconds_per_iteration": per_iteration}
+            )
+            bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{lr:.2g}")
+            window, window_start, window_count = {}, time.perf_counter(), 0
+        if done % cfg.train.checkpoint_every == 0 or done == end:
+            save(done)
+    bar.close()
+    if end < o.iterations:
+        if runtime.is_main:
+            print(f"paused after iteration {end}; run the same command again to continue")
+        return None
+    model.transform.min_size = (cfg.data.test_min_size,)  # type: ignore[union-attr]
+    started = time.perf_counter()
+    scores = evaluate_detector(model, sets.val, cfg.train.eval_batch_size, device, autocast)
+    if scores is None:
+        return None
+    total_iterations = max(o.iterations, 1)
+    result: dict[str, Any] = {
+        "task": "detection",
+        "method": backbone.report["pretrained"].get("method"),
+        "gh": backbone.report["pretrained"].get("gh"),
+        **scores,
+        "backbone": backbone.report,
+        "dataset": sets.record(),
+        "config": config_dict(cfg),
+        "iterations": o.iterations,
+        "world_size": runtime.world_size,
+        "device": str(device),
+        "precision": resolve_precision(cfg.train.precision, device),
+        "train_seconds": train_seconds,
+        "seconds_per_iteration": train_seconds / total_iterations,
+        "eval_seconds": time.perf_counter() - started,
+        "history": history,
+    }
+    torch.save({"model": model.state_dict(), "config": config_dict(cfg)}, out / "model.pt")
+    return result
