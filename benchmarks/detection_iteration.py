@@ -10,7 +10,7 @@
   (1000 proposals, 512 samples per image): the saving its smaller counts buy.
 
 Each case runs ``--warmup`` untimed iterations, then ``--iterations`` timed ones, one after the
-other in one process; the ratio is of medians. Writes benchmarks/results/detection_iteration.json.
+other in one process. Writes benchmarks/results/detection_iteration.json (with the machine).
 
     python benchmarks/detection_iteration.py --pasted-data /tmp/pasted --checkpoint RUN
 """
@@ -18,8 +18,6 @@ other in one process; the ratio is of medians. Writes benchmarks/results/detecti
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -27,10 +25,11 @@ from typing import Any
 
 import torch
 
-from geoharmony.detection.config import DetectionConfig, load_detection_config
+from _common import record
+from geoharmony.detection.config import load_detection_config
 from geoharmony.detection.dataset import collate
-from geoharmony.detection.model import build_mask_rcnn, load_detection_backbone
-from geoharmony.detection.train import load_sets
+from geoharmony.detection.model import DetectionBackbone, load_detection_backbone
+from geoharmony.detection.train import build_detector, load_sets
 from geoharmony.engine.runtime import autocast_dtype
 from geoharmony.models import build_backbone
 
@@ -78,25 +77,11 @@ def _time(
     return times
 
 
-def _detector(cfg: DetectionConfig, body: Any, classes: int, mean: Any, std: Any) -> Any:
-    return build_mask_rcnn(
-        body,
-        classes,
-        mean,
-        std,
-        cfg.data.train_min_sizes,
-        cfg.data.max_size,
-        cfg.model.fpn_channels,
-        cfg.model.anchor_sizes,
-        (cfg.model.rpn_proposals_train, cfg.model.rpn_proposals_test),
-        cfg.model.roi_samples_per_image,
-    )
-
-
 def coco_case(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     cfg = load_detection_config(PRESETS / "coco_maskrcnn.yaml", ["data.train_min_sizes=[800]"])
     body = build_backbone("resnet50", in_channels=3, width=1.0)
-    model = _detector(cfg, body, 80, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    imagenet = DetectionBackbone(body, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), {})
+    model = build_detector(cfg, imagenet, 80)
     autocast = autocast_dtype(precision, torch.device("cpu"))
     times = _time(model, _coco_like_batch(2, 0), autocast, args.warmup, args.iterations)
     return {"case": f"coco R50-FPN, batch 2, 800 x 1067, {precision}", "seconds": times}
@@ -106,7 +91,7 @@ def pasted_case(args: argparse.Namespace, overrides: list[str], label: str) -> d
     cfg = load_detection_config(PRESETS / "pasted_fmnist_maskrcnn.yaml", overrides)
     backbone = load_detection_backbone(args.checkpoint)
     sets = load_sets(args.pasted_data, cfg, backbone.body.in_channels)
-    model = _detector(cfg, backbone.body, sets.num_classes, backbone.mean, backbone.std)
+    model = build_detector(cfg, backbone, sets.num_classes)
     batch = collate([sets.train[i] for i in range(cfg.optim.batch_size)])
     autocast = autocast_dtype(cfg.train.precision, torch.device("cpu"))
     times = _time(model, batch, autocast, args.warmup, args.iterations)
@@ -120,7 +105,6 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("--output", default=str(REPO / "benchmarks/results/detection_iteration.json"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cases = [coco_case(args, "fp32"), coco_case(args, "bf16")]
@@ -131,25 +115,7 @@ def main() -> None:
     for case in cases:
         case["median_seconds"] = statistics.median(case["seconds"])
         print(f"{case['case']}: {case['median_seconds']:.2f} s per iteration")
-    record = {
-        "machine": platform.processor() or platform.machine(),
-        "cpu_model": _cpu_model(),
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "cases": cases,
-    }
-    Path(args.output).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.output}")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    print(f"wrote {record('detection_iteration', {'cases': cases})}")
 
 
 if __name__ == "__main__":

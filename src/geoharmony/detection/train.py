@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
+from torchvision.models.detection import MaskRCNN
 from tqdm import tqdm
 
 from geoharmony import parallel
@@ -40,7 +41,7 @@ from geoharmony.engine.numerics import NonFiniteLossError
 from geoharmony.engine.runtime import Runtime, autocast_dtype, resolve_precision
 from geoharmony.models.sync_bn import convert_sync_batchnorm
 
-__all__ = ["CHECKPOINT", "DetectionSets", "load_sets", "run_detection"]
+__all__ = ["CHECKPOINT", "DetectionSets", "build_detector", "load_sets", "run_detection"]
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,23 @@ def _check_resumable(saved: dict[str, Any], cfg: DetectionConfig, source: str, o
         )
 
 
+def build_detector(cfg: DetectionConfig, backbone: DetectionBackbone, num_classes: int) -> MaskRCNN:
+    """Mask R-CNN on ``backbone`` with the sizes and counts of ``cfg``."""
+    m = cfg.model
+    return build_mask_rcnn(
+        backbone.body,
+        num_classes,
+        backbone.mean,
+        backbone.std,
+        cfg.data.train_min_sizes,
+        cfg.data.max_size,
+        m.fpn_channels,
+        m.anchor_sizes,
+        (m.rpn_proposals_train, m.rpn_proposals_test),
+        m.roi_samples_per_image,
+    )
+
+
 def _losses_checked(losses: dict[str, Tensor], iteration: int) -> Tensor:
     total = sum(losses.values(), torch.zeros(()))
     if not bool(torch.isfinite(total)):
@@ -181,18 +199,7 @@ def run_detection(
     device, o = runtime.device, cfg.optim
     if problem := batch_split_problem(o.batch_size, runtime.world_size):
         raise ConfigError(problem)
-    model: nn.Module = build_mask_rcnn(
-        backbone.body,
-        sets.num_classes,
-        backbone.mean,
-        backbone.std,
-        cfg.data.train_min_sizes,
-        cfg.data.max_size,
-        cfg.model.fpn_channels,
-        cfg.model.anchor_sizes,
-        (cfg.model.rpn_proposals_train, cfg.model.rpn_proposals_test),
-        cfg.model.roi_samples_per_image,
-    )
+    model: nn.Module = build_detector(cfg, backbone, sets.num_classes)
     if runtime.distributed:
         model = convert_sync_batchnorm(model, device)
     model.to(device)
