@@ -6,6 +6,10 @@ ends. Started again on the same folder with the same settings, a run continues f
 checkpoint and ends as the uninterrupted run would: the images, flips and every random draw of
 an iteration follow from ``(seed, iteration)``, not from what ran before.
 
+``metrics.json`` times the run two ways: ``train_seconds`` adds up the iterations' computation
+(waits for images excluded), and each logged window of ``history`` has its wall-clock
+``seconds_per_iteration``.
+
 Under torchrun every process takes its share of each iteration's batch; BatchNorm in the backbone
 and the FPN is synchronised across processes (the protocol's SyncBN), the gradients are averaged
 by DDP, and evaluation shares out the validation images.
@@ -15,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +189,98 @@ def _losses_checked(losses: dict[str, Tensor], iteration: int) -> Tensor:
     return total
 
 
+@dataclass
+class _Progress:
+    """Where a run stands: iterations done, the logged windows, seconds in iterations."""
+
+    iteration: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+def _resume(
+    out: Path,
+    cfg: DetectionConfig,
+    source: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    runtime: Runtime,
+) -> _Progress:
+    """The checkpoint's state loaded into ``model`` and ``optimizer`` (a fresh start without)."""
+    checkpoint = out / CHECKPOINT
+    if not checkpoint.is_file():
+        return _Progress()
+    saved = load_checkpoint(checkpoint, map_location=runtime.device)
+    _check_resumable(saved, cfg, source, out)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    if runtime.is_main:
+        print(f"continuing {out} from iteration {saved['iteration']} of {cfg.optim.iterations}")
+    return _Progress(int(saved["iteration"]), list(saved["history"]), saved["train_seconds"])
+
+
+def _train(
+    cfg: DetectionConfig,
+    model: nn.Module,
+    trained: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
+    runtime: Runtime,
+    progress: _Progress,
+    end: int,
+    save: Callable[[], None],
+) -> None:
+    """Iterations ``progress.iteration`` to ``end - 1`` of ``trained`` (``model``, or its DDP
+    wrapper); logs a window every ``train.log_every``, calls ``save`` every
+    ``train.checkpoint_every`` and at ``end``."""
+    o, device = cfg.optim, runtime.device
+    autocast = autocast_dtype(cfg.train.precision, device)
+    bar = tqdm(
+        total=o.iterations,
+        initial=progress.iteration,
+        desc="detect",
+        disable=not (cfg.train.progress and runtime.is_main),
+        dynamic_ncols=True,
+    )
+    window: dict[str, float] = {}
+    window_start, window_count = time.perf_counter(), 0
+    trained.train()
+    for iteration, (images, targets) in zip(range(progress.iteration, end), loader, strict=True):
+        began = time.perf_counter()
+        # Every random draw of the iteration (image sizes, sampled anchors and regions) follows
+        # from (seed, rank, iteration): a continued run draws what the whole run would.
+        torch.manual_seed(derived_seed(cfg.train.seed, runtime.rank, iteration))
+        lr = o.lr_at(iteration)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        images = [im.to(device, non_blocking=True) for im in images]
+        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+        with torch.autocast(device.type, autocast, enabled=autocast is not None):
+            losses = trained(images, targets)
+        losses = {k: v.float() for k, v in losses.items()}
+        total = _losses_checked(losses, iteration)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        progress.train_seconds += time.perf_counter() - began
+        progress.iteration = done = iteration + 1
+        for k, v in (*losses.items(), ("loss", total)):
+            window[k] = window.get(k, 0.0) + float(v.detach())
+        window_count += 1
+        bar.update(1)
+        if done % cfg.train.log_every == 0 or done == end:
+            per_iteration = (time.perf_counter() - window_start) / window_count
+            entry = {k: v / window_count for k, v in window.items()}
+            progress.history.append(
+                {"iteration": done, "lr": lr, **entry, "seconds_per_iteration": per_iteration}
+            )
+            bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{lr:.2g}")
+            window, window_start, window_count = {}, time.perf_counter(), 0
+        if done % cfg.train.checkpoint_every == 0 or done == end:
+            save()
+    bar.close()
+
+
 def run_detection(
     cfg: DetectionConfig,
     backbone: DetectionBackbone,
@@ -207,30 +303,19 @@ def run_detection(
         _parameter_groups(model, o.weight_decay), lr=o.lr, momentum=o.momentum
     )
     source = str(backbone.report["source"])
-    start, history, train_seconds = 0, [], 0.0
-    checkpoint = out / CHECKPOINT
-    if checkpoint.is_file():
-        saved = load_checkpoint(checkpoint, map_location=device)
-        _check_resumable(saved, cfg, source, out)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        start, history = int(saved["iteration"]), list(saved["history"])
-        train_seconds = float(saved["train_seconds"])
-        if runtime.is_main:
-            print(f"continuing {out} from iteration {start} of {o.iterations}")
+    progress = _resume(out, cfg, source, model, optimizer, runtime)
     end = o.iterations if stop_after is None else min(stop_after, o.iterations)
     trained = model
     if runtime.distributed:
         trained = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    autocast = autocast_dtype(cfg.train.precision, device)
     batches = _IterationBatches(
         len(sets.train),
         o.batch_size,
         cfg.train.seed,
         cfg.data.horizontal_flip,
-        start,
+        progress.iteration,
         end,
         runtime.rank,
         runtime.world_size,
@@ -239,77 +324,35 @@ def run_detection(
         sets.train, batch_sampler=batches, collate_fn=collate, num_workers=cfg.data.workers
     )
 
-    def save(iteration: int) -> None:
+    def save() -> None:
         if runtime.is_main:
             save_checkpoint(
-                checkpoint,
+                out / CHECKPOINT,
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "iteration": iteration,
-                    "history": history,
-                    "train_seconds": train_seconds,
+                    "iteration": progress.iteration,
+                    "history": progress.history,
+                    "train_seconds": progress.train_seconds,
                     "config": config_dict(cfg),
                     "backbone_source": source,
                 },
             )
         parallel.barrier()
 
-    bar = tqdm(
-        total=o.iterations,
-        initial=start,
-        desc="detect",
-        disable=not (cfg.train.progress and runtime.is_main),
-        dynamic_ncols=True,
-    )
-    window: dict[str, float] = {}
-    window_start, window_count = time.perf_counter(), 0
-    trained.train()
-    for iteration, (images, targets) in zip(range(start, end), loader, strict=True):
-        began = time.perf_counter()
-        torch.manual_seed(derived_seed(cfg.train.seed, runtime.rank, iteration))
-        lr = o.lr_at(iteration)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        images = [im.to(device, non_blocking=True) for im in images]
-        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-        with torch.autocast(device.type, autocast, enabled=autocast is not None):
-            losses = trained(images, targets)
-        losses = {k: v.float() for k, v in losses.items()}
-        total = _losses_checked(losses, iteration)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        train_seconds += time.perf_counter() - began
-        for k, v in losses.items():
-            window[k] = window.get(k, 0.0) + float(v.detach())
-        window["loss"] = window.get("loss", 0.0) + float(total.detach())
-        window_count += 1
-        done = iteration + 1
-        bar.update(1)
-        if done % cfg.train.log_every == 0 or done == end:
-            elapsed = time.perf_counter() - window_start
-            entry = {k: v / window_count for k, v in window.items()}
-            per_iteration = elapsed / window_count
-            history.append(
-                {"iteration": done, "lr": lr, **entry, "seconds_per_iteration": per_iteration}
-            )
-            bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{lr:.2g}")
-            window, window_start, window_count = {}, time.perf_counter(), 0
-        if done % cfg.train.checkpoint_every == 0 or done == end:
-            save(done)
-    bar.close()
+    _train(cfg, model, trained, optimizer, loader, runtime, progress, end, save)
     if end < o.iterations:
         if runtime.is_main:
             print(f"paused after iteration {end}; run the same command again to continue")
         return None
     model.transform.min_size = (cfg.data.test_min_size,)  # type: ignore[union-attr]
     started = time.perf_counter()
+    autocast = autocast_dtype(cfg.train.precision, device)
     scores = evaluate_detector(model, sets.val, cfg.train.eval_batch_size, device, autocast)
     if scores is None:
         return None
-    total_iterations = max(o.iterations, 1)
-    result: dict[str, Any] = {
+    torch.save({"model": model.state_dict(), "config": config_dict(cfg)}, out / "model.pt")
+    return {
         "task": "detection",
         "method": backbone.report["pretrained"].get("method"),
         "gh": backbone.report["pretrained"].get("gh"),
@@ -321,10 +364,8 @@ def run_detection(
         "world_size": runtime.world_size,
         "device": str(device),
         "precision": resolve_precision(cfg.train.precision, device),
-        "train_seconds": train_seconds,
-        "seconds_per_iteration": train_seconds / total_iterations,
+        "train_seconds": progress.train_seconds,
+        "seconds_per_iteration": progress.train_seconds / max(o.iterations, 1),
         "eval_seconds": time.perf_counter() - started,
-        "history": history,
+        "history": progress.history,
     }
-    torch.save({"model": model.state_dict(), "config": config_dict(cfg)}, out / "model.pt")
-    return result
