@@ -3,7 +3,7 @@
 # fine-tuned from a SimCLR and a SimCLR+GH backbone (configs/fmnist_lt, paired: +GH continues
 # SimCLR's run from the end of the GH warm-up) on a pasted Fashion-MNIST set, then the AP table.
 # One seed shows that the pipeline works; it says nothing about GH.
-# Usage: bash scripts/detection_pair.sh [OUTPUT_DIR]
+# Usage: bash scripts/detection_pair.sh [OUTPUT_DIR] [key=value ...]  (overrides of both detect runs)
 #   SIMCLR_RUN=DIR GH_RUN=DIR   finished pretraining runs to fine-tune instead of pretraining
 #                               the pair here (80 epochs each)
 #   IMBALANCE=10                the pasted training set's imbalance ratio (1: balanced)
@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 out="${1:-runs/detection_pair}"
+shift || true
 
 if [ -z "${SIMCLR_RUN:-}" ] || [ -z "${GH_RUN:-}" ]; then
     SIMCLR_RUN="$out/simclr" GH_RUN="$out/simclr_gh"
@@ -30,7 +31,7 @@ for pair in "simclr:$SIMCLR_RUN" "simclr_gh:$GH_RUN"; do
     name="${pair%%:*}" run="${pair#*:}"
     [ -f "$out/detect_$name/metrics.json" ] ||
         geoharmony detect --config configs/downstream/pasted_fmnist_maskrcnn.yaml \
-            --checkpoint "$run" --data "$out/pasted" --output "$out/detect_$name"
+            --checkpoint "$run" --data "$out/pasted" --output "$out/detect_$name" "$@"
 done
 geoharmony compare "$out/detect_simclr" "$out/detect_simclr_gh" --output "$out/ap_table"
 python - "$out" <<'PY'
