@@ -19,6 +19,7 @@ from geoharmony.detection.coco import load_instances
 from geoharmony.detection.config import DetectionConfig, load_detection_config
 from geoharmony.detection.dataset import DetectionSplit
 from geoharmony.detection.evaluate import AP_KEYS, IOU_TYPES, coco_ap
+from presets import detection_presets
 
 REPO = Path(__file__).resolve().parents[2]
 # A 48-pixel canvas, a width-1/16 backbone, 3 iterations: the whole pipeline in seconds.
@@ -207,6 +208,13 @@ def test_a_flipped_sample_mirrors_its_boxes_and_masks(shapes: Path) -> None:
     assert x1 <= xs.min() and xs.max() < x2 and y1 <= ys.min() and ys.max() < y2
     # the polygon's mask is the drawn shape (pixels of the image)
     assert torch.equal(target["masks"][0].bool(), image[0] > 0)
+
+
+def test_every_detection_preset_loads() -> None:
+    presets = detection_presets()
+    assert {p.name for p in presets} >= {"coco_maskrcnn.yaml", "pasted_fmnist_maskrcnn.yaml"}
+    for preset in presets:
+        load_detection_config(preset)
 
 
 def test_the_coco_preset_states_the_protocol_s_defaults() -> None:

@@ -5,6 +5,7 @@ import pytest
 from geoharmony.cli import main
 from geoharmony.config import ConfigError, to_dict
 from geoharmony.configure import from_dict, load_config
+from presets import pretraining_presets
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,7 +56,7 @@ def test_cli_reports_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_every_preset_loads() -> None:
-    presets = sorted((REPO / "configs").rglob("*.yaml"))
+    presets = pretraining_presets()
     assert presets
     for preset in presets:
         load_config(preset)

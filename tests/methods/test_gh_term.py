@@ -12,7 +12,8 @@ from geoharmony.gh import swapped_cross_entropy
 from geoharmony.gh.options import AllocationOptions, PriorOptions
 from geoharmony.gh.term import GHTerm
 from geoharmony.methods import DataInfo
-from tiny_runs import REPO, SMOKE, TINY, needs_fashion_mnist
+from presets import pretraining_presets
+from tiny_runs import SMOKE, TINY, needs_fashion_mnist
 
 LABELS = (2, 0, 1, 1, 2, 0)
 
@@ -75,7 +76,7 @@ def test_data_info_labels_follow_the_pretraining_indices() -> None:
 
 def test_every_preset_gh_section_is_in_range() -> None:
     assert GHConfig().problems() == []
-    for preset in sorted((REPO / "configs").rglob("*.yaml")):
+    for preset in pretraining_presets():
         assert load_config(preset).gh.problems() == [], preset
 
 
