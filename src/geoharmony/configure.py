@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -25,7 +26,16 @@ from omegaconf.errors import OmegaConfBaseException
 
 from geoharmony.config import Config, ConfigError, MethodConfig, to_dict
 
-__all__ = ["config_schema", "from_dict", "load_config", "read_preset", "validate_choices"]
+T = TypeVar("T")
+
+__all__ = [
+    "config_schema",
+    "from_dict",
+    "load_config",
+    "read_preset",
+    "typed_merge",
+    "validate_choices",
+]
 
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -108,6 +118,28 @@ def config_schema(method_name: str = "simclr") -> type[Config]:
     return _SCHEMAS[sections]
 
 
+def typed_merge(schema: type[T], layers: Sequence[tuple[str, Any]]) -> T:
+    """``schema``'s defaults <- each ``(source, mapping)`` layer in turn, as a ``schema``
+    instance whose every :func:`choice` field holds one of its values.
+
+    Raises:
+        ConfigError: an unknown key, a wrong type or a bad choice, naming the layer's source.
+    """
+    cfg = OmegaConf.structured(schema)
+    source = "defaults"
+    try:
+        for layer_source, layer in layers:
+            source = layer_source  # the culprit, should the merge fail
+            cfg = OmegaConf.merge(cfg, layer)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(f"{source}: invalid key or value '{key}': {err.msg}") from None
+    result = OmegaConf.to_object(cfg)
+    assert isinstance(result, schema)
+    validate_choices(result)
+    return result
+
+
 def _method_name(layers: list[tuple[str, DictConfig]], default: str) -> str:
     """The ``method.name`` the last layer that sets one asks for."""
     name = default
@@ -123,21 +155,8 @@ def _merged(
 ) -> Config:
     """``base`` <- each layer, on the schema of the method the layers name; strictly typed."""
     schema = config_schema(_method_name(layers, default_name))
-    cfg = OmegaConf.structured(schema)
-    source = "defaults"
-    try:
-        if base is not None:
-            source = "stored config"
-            cfg = OmegaConf.merge(cfg, base)
-        for layer_source, layer in layers:
-            source = layer_source
-            cfg = OmegaConf.merge(cfg, layer)
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "?"
-        raise ConfigError(f"{source}: invalid key or value '{key}': {err.msg}") from None
-    result = OmegaConf.to_object(cfg)
-    assert isinstance(result, Config)
-    validate_choices(result)
+    stored: list[tuple[str, Any]] = [] if base is None else [("stored config", base)]
+    result = typed_merge(schema, [*stored, *layers])
     problems = result.gh.problems()
     for section in dataclasses.fields(result.method):  # each method's own options section
         options = getattr(result.method, section.name)

@@ -154,24 +154,17 @@ def load_detection_config(
     Raises:
         ConfigError: unknown key, wrong type, bad choice or out-of-range value, naming it.
     """
-    from geoharmony.configure import read_preset, validate_choices
+    from geoharmony.configure import read_preset, typed_merge
 
-    cfg = OmegaConf.structured(DetectionConfig)
-    source = str(path)
-    try:
-        if path is not None:
-            cfg = OmegaConf.merge(cfg, read_preset(path))
-        for item in overrides:
-            source = f"override {item!r}"
-            if "=" not in item:
-                raise ConfigError(f"{source} must look like key=value")
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "?"
-        raise ConfigError(f"{source}: invalid key or value '{key}': {err.msg}") from None
-    result = OmegaConf.to_object(cfg)
-    assert isinstance(result, DetectionConfig)
-    validate_choices(result)
+    layers: list[tuple[str, Any]] = [] if path is None else [(str(path), read_preset(path))]
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        try:
+            layers.append((f"override {item!r}", OmegaConf.from_dotlist([item])))
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"override {item!r}: {err.msg}") from None
+    result = typed_merge(DetectionConfig, layers)
     problems = []
     for section in (result.data, result.model, result.optim, result.train):
         problems += section.problems()

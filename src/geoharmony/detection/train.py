@@ -110,13 +110,16 @@ class _IterationBatches:
     ) -> None:
         self.n, self.batch, self.seed, self.flip = n, batch, seed, flip
         self.start, self.end, self.rank, self.world = start, end, rank, world
+        self._pass: tuple[int, Tensor] | None = None  # the last pass's permutation, kept
 
     def __len__(self) -> int:
         return max(0, self.end - self.start)
 
     def _key(self, position: int) -> tuple[int, bool]:
         epoch, offset = divmod(position, self.n)
-        index = int(epoch_order(self.n, self.seed, epoch)[offset])
+        if self._pass is None or self._pass[0] != epoch:
+            self._pass = (epoch, epoch_order(self.n, self.seed, epoch))
+        index = int(self._pass[1][offset])
         coin = np.random.default_rng(derived_seed(self.seed, 0xF11, position)).random()
         return index, bool(self.flip and coin < 0.5)
 
