@@ -324,6 +324,10 @@ RECIPE_PAIRS = CORE_PRIMARY[:4]
 GLYPHS = Regime("glyphs_r100_e30", 100, 500, 30, 15, presets=GLYPH_PRESETS, num_classes=115)
 GLYPH_PAIRS = CORE_PRIMARY[:6]
 GLYPH_DIAGNOSTIC_PAIRS = GLYPH_PAIRS[:4]
+# Step 3 (SimCLR+GH narrowed the linear probes' Few - Many gap beyond noise over 6 pairs): the
+# other four methods +- GH at the first 4 pairs, whose balanced references exist. Focal and
+# SDCLR first (the runner's --only order), DnC and BCL after them.
+GLYPH_METHOD_PAIRS = GLYPH_PAIRS[:4]
 GLYPH_DIAGNOSTICS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("targets=labels", ("gh.targets=labels",)),
     (
@@ -609,6 +613,9 @@ def _glyph_plan() -> list[RunSpec]:
             )
         for seed in sorted({s for s, _ in GLYPH_DIAGNOSTIC_PAIRS}):
             specs.append(_balanced_gh(regime, seed, extra, gh_extra, label))
+    for method in METHODS[1:]:
+        for seed, order in GLYPH_METHOD_PAIRS:
+            specs += _pair("glyphs", regime, method, order, seed, extra)
     return specs
 
 

@@ -25,17 +25,25 @@ def _cell(gh: bool, variant: str, probe: str = "knn", **values: float) -> dict:
 def test_the_glyph_plan_pairs_every_arm_with_the_regime_check_baselines() -> None:
     runs = [s for s in plan.build_plan() if s.regime == plan.GLYPHS.name]
     ids = {s.run_id for s in runs}
-    baselines = [s for s in runs if s.group == "glyphs" and not s.gh]
+    baselines = [s for s in runs if s.group == "glyphs" and not s.gh and s.method == "simclr"]
     assert {(s.seed, s.class_order) for s in baselines} == set(plan.GLYPH_PAIRS)
     assert all(s.config.startswith("configs/glyphs_lt/") for s in runs)
     assert plan.GLYPHS.counts()[0] == 500 and plan.GLYPHS.counts()[-1] == 5
     for s in runs:
         assert s.init_from is None or s.init_from in ids
         assert s.balanced or s.reference in ids
-    paired = [s for s in runs if s.group == "glyphs" and s.gh]
+    paired = [s for s in runs if s.group == "glyphs" and s.gh and s.method == "simclr"]
     assert len(paired) == len(plan.GLYPH_PAIRS) + len(plan.GLYPH_DIAGNOSTIC_PAIRS) * len(
         plan.GLYPH_DIAGNOSTICS
     )
+    # step 3: every other method +- GH at the method pairs, each +GH run from its own baseline
+    for method in plan.METHODS[1:]:
+        mine = [s for s in runs if s.method == method]
+        pairs = {(s.seed, s.class_order) for s in mine}
+        assert pairs == set(plan.GLYPH_METHOD_PAIRS) and len(mine) == 2 * len(pairs)
+        for s in mine:
+            assert s.config == f"configs/glyphs_lt/{method}{'_gh' if s.gh else ''}.yaml"
+            assert not s.gh or (s.init_from is not None and f"__{method}__" in s.init_from)
     # every diagnostic also continues each balanced reference (its disparity's baseline)
     balanced_gh = {s.variant for s in runs if s.balanced and s.gh}
     assert balanced_gh == {label for label, _ in plan.GLYPH_DIAGNOSTICS}
