@@ -2,10 +2,11 @@
 
 Computed from :mod:`.analysis`'s cells, paired differences and geometry rows (no prose):
 
-- :func:`deficit_table`: SimCLR's deficits against its balanced references (the regime check:
-  is there a Few deficit beyond its spread?), and for GH and the labels-as-targets diagnostics
-  their paired change of each deficit, of Avg and of Std, with the share of the baseline's
-  Few - Many gap they close (the goal: at least :data:`GOAL_GAP_SHARE`, Avg not lower).
+- :func:`deficit_table`: each method's deficits against its balanced references (for SimCLR,
+  the regime check: is there a Few deficit beyond its spread?), and for GH (and SimCLR's
+  labels-as-targets diagnostics) the paired change of each deficit, of Avg and of Std, with
+  the share of the baseline's Few - Many gap they close (the goal, for SimCLR: at least
+  :data:`GOAL_GAP_SHARE`, Avg not lower).
 - :func:`geometry_table`: the Few classes' class-mean crowding, long-tailed against balanced.
 - :func:`same_setting_table`: the diagnostics against balanced runs of the same setting (a
   supervised signal lifts every class; only what the tail still loses there is disparity).
@@ -22,6 +23,8 @@ from benchmarks.quality.analysis import find_cell
 from benchmarks.quality.formatting import md_head, md_row, num, percent, pm
 from benchmarks.quality.stats import deficit_t, mean_sd, paired_t
 
+from geoharmony.methods import display_name
+
 __all__ = ["GOAL_GAP_SHARE", "deficit_table", "geometry_table", "goal_rows", "same_setting_table"]
 
 TABLE_PROBES = ("knn", "fewshot100", "linear")
@@ -31,28 +34,29 @@ ARMS = ("", *(label for label, _ in plan_mod.GLYPH_DIAGNOSTICS))
 GEOMETRY = ("cos_few_few", "cos_many_many", "cos_many_few", "effective_rank")
 
 
-def _where(probe: str | None = None) -> dict[str, Any]:
-    where = dict(group="glyphs", regime=plan_mod.GLYPHS.name, method="simclr")
+def _where(probe: str | None = None, method: str = "simclr") -> dict[str, Any]:
+    where = dict(group="glyphs", regime=plan_mod.GLYPHS.name, method=method)
     return where if probe is None else {**where, "probe": probe}
 
 
 def deficit_table(cells: Sequence[dict[str, Any]], diffs: Sequence[dict[str, Any]]) -> str:
-    """A row per probe for SimCLR, and per probe and GH arm for its paired change."""
+    """A row per probe and method for the baseline's deficits, each followed by a row per GH
+    arm (SimCLR's diagnostics; the paper's GH for every method) with its paired change."""
     head = ["probe", "arm", "runs", "Many def.", "Few def.", "Few - Many", "t (Few def.)"]
     head += ["Avg", "Std", "gap closed", "Δ Avg", "Δ Std", "t (Δ gap)"]
     lines = md_head(head)
-    for probe in TABLE_PROBES:
-        base = find_cell(cells, **_where(probe), gh=False, variant="")
+    for probe, method in ((p, m) for p in TABLE_PROBES for m in plan_mod.METHODS):
+        base = find_cell(cells, **_where(probe, method), gh=False, variant="")
         if base is None:
             continue
         keys = ("deficit_many", "deficit_few", "deficit_few_minus_many")
-        row = [probe, "SimCLR", str(base["runs"])]
+        row = [probe, display_name(method), str(base["runs"])]
         row += [pm(base[f"{k}_mean"], base[f"{k}_sd"]) for k in keys]
         row += [num(deficit_t(base), "+.1f")]
         row += [pm(base["avg_mean"], base["avg_sd"]), pm(base["std_mean"], base["std_sd"])]
         lines.append(md_row([*row, "", "", "", ""]))
-        for variant in ARMS:
-            diff = find_cell(diffs, **_where(probe), gh=True, variant=variant)
+        for variant in ARMS if method == "simclr" else ("",):
+            diff = find_cell(diffs, **_where(probe, method), gh=True, variant=variant)
             if diff is None:
                 continue
             row = [probe, "+GH" + (f" ({variant})" if variant else ""), str(diff["pairs"])]
@@ -68,9 +72,9 @@ def deficit_table(cells: Sequence[dict[str, Any]], diffs: Sequence[dict[str, Any
 
 
 def geometry_table(geo_rows: Sequence[dict[str, Any]]) -> str:
-    """Class-mean geometry of the test features, grouped by each run's pretraining counts: a
-    row per arm, the long-tailed runs beside their balanced references (``ref.``)."""
-    rows = [r for r in geo_rows if r["regime"] == plan_mod.GLYPHS.name]
+    """Class-mean geometry of SimCLR's test features, grouped by each run's pretraining counts:
+    a row per arm, the long-tailed runs beside their balanced references (``ref.``)."""
+    rows = [r for r in geo_rows if r["regime"] == plan_mod.GLYPHS.name and r["method"] == "simclr"]
     if not rows:
         return "_no finished glyph runs yet_\n"
     lines = md_head(["arm", "runs", *[f"{k} (LT / ref.)" for k in GEOMETRY]])

@@ -13,11 +13,13 @@ if str(ROOT) not in sys.path:
 from benchmarks.quality import analysis, glyph_study, plan  # noqa: E402
 
 
-def _cell(gh: bool, variant: str, probe: str = "knn", **values: float) -> dict:
+def _cell(
+    gh: bool, variant: str, probe: str = "knn", method: str = "simclr", **values: float
+) -> dict:
     stats = {f"{k}_{p}": 0.0 for k in analysis.STAT_KEYS for p in ("mean", "sd")}
     stats.update(values)
     return dict(
-        group="glyphs", regime=plan.GLYPHS.name, method="simclr", gh=gh, variant=variant,
+        group="glyphs", regime=plan.GLYPHS.name, method=method, gh=gh, variant=variant,
         probe=probe, **stats,
     )  # fmt: skip
 
@@ -81,3 +83,15 @@ def test_deficit_table_shows_the_baseline_and_each_arm_s_paired_change() -> None
     assert lines[3].endswith("| -4.0 |")  # t of the gap's change, -2 / (1 / 2)
     assert lines[4].startswith("| knn | +GH (targets=labels) | 1 |") and lines[4].endswith("| - |")
     assert glyph_study.deficit_table([], []).startswith("_no finished glyph runs")
+
+
+def test_deficit_table_gives_every_method_its_baseline_and_gh_rows_in_the_plan_s_order() -> None:
+    cells = [_cell(False, "", method=m, runs=4) for m in ("sdclr", "simclr", "focal")]
+    diffs = [
+        _cell(True, "", method="focal", gap_closed=0.5, pairs=4),
+        _cell(True, "targets=labels", method="focal", pairs=4),  # not an arm of Focal's
+    ]
+    arms = [
+        line.split("|")[2].strip() for line in glyph_study.deficit_table(cells, diffs).splitlines()
+    ]
+    assert arms[2:] == ["SimCLR", "Focal", "+GH", "SDCLR"]
