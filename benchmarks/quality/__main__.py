@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
         ("records", "record every finished run under --root (runs made before records existed)"),
         (
             "validate",
-            "add the held-out kNN probe to finished runs probed without it; re-record them",
+            "add the held-out kNN probe and the sized kNN probe (k = 20) to finished runs "
+            "probed without them; re-record them",
         ),
         ("plan", "list the plan and each run's state"),
     ):
@@ -156,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _validate(plan: list[RunSpec], root: Path, store: Path) -> int:
-    """Add ``fewshot.json["validation"]`` to every finished run of ``plan`` lacking it."""
-    from benchmarks.quality.probes import add_validation, load_fewshot
+    """Add :func:`.probes.add_missing_blocks`'s blocks to every finished run of ``plan`` lacking
+    one, and re-record it."""
+    from benchmarks.quality.probes import add_missing_blocks, load_fewshot
     from benchmarks.quality.records import write_record
     from benchmarks.quality.runner import run_state
 
@@ -165,19 +167,25 @@ def _validate(plan: list[RunSpec], root: Path, store: Path) -> int:
         s
         for s in plan
         if run_state(s, root) == "done"
-        and "validation" not in (load_fewshot(root / s.run_id) or {})
+        and not {"validation", "knn_k"} <= set(load_fewshot(root / s.run_id) or {})
     ]
-    print(f"{len(todo)} finished runs lack the held-out probe", flush=True)
+    print(f"{len(todo)} finished runs lack the held-out or the sized kNN probe", flush=True)
     for i, spec in enumerate(todo, 1):
-        block = add_validation(root / spec.run_id)
-        write_record(spec, root / spec.run_id, store)
-        if block is None:
-            print(f"[{i}/{len(todo)}] {spec.run_id}: no images left to hold out", flush=True)
-            continue
-        few = block["knn"]["few"]
+        added = add_missing_blocks(root / spec.run_id)
+        write_record(spec, root / spec.run_id, store, reprobed=True)
+        found = []
+        if "validation" in added:
+            block = added["validation"]
+            found.append(
+                "no images left to hold out"
+                if block is None
+                else f"held-out kNN Few {block['knn']['few']:.2f}"
+            )
+        if "knn_k" in added:
+            for k, block in added["knn_k"].items():
+                found.append(f"kNN (k = {k}) Avg {block['avg']:.2f}")
         print(
-            f"[{i}/{len(todo)}] {spec.run_id}: held-out kNN Few {few:.2f} "
-            f"({block['seconds']:.0f} s)",
+            f"[{i}/{len(todo)}] {spec.run_id}: {'; '.join(found)} ({added['seconds']:.0f} s)",
             flush=True,
         )
     return 0

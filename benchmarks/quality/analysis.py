@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from benchmarks.quality.plan import RunSpec
+from benchmarks.quality.probes import SIZED_KNN_K
 from benchmarks.quality.stats import (
     MIN_PAIRS_FOR_T,
     largest_share_closed,
@@ -33,6 +34,7 @@ __all__ = [
     "GEOMETRY_KEYS",
     "PROBES",
     "SAME_SETTING_KEYS",
+    "SIZED_KNN_PROBE",
     "STAT_KEYS",
     "VALIDATION_PROBE",
     "aggregate",
@@ -56,6 +58,10 @@ PROBES = ("knn", "fewshot10", "fewshot100", "linear")
 # The kNN probe on held-out *training* images (probes.py): for choosing settings, never reported
 # as a result, so it is not one of the PROBES the tables and results.json show.
 VALIDATION_PROBE = "knn_val"
+# metrics.json's kNN at probes.SIZED_KNN_K neighbours (fewshot.json's ``knn_k`` block): a check
+# of the kNN probe's k where the probe set has few labels per class (the glyph regime), shown by
+# the glyph tables only.
+SIZED_KNN_PROBE = f"knn{SIZED_KNN_K}"
 STAT_KEYS = (
     "many",
     "medium",
@@ -76,7 +82,8 @@ def per_class(
 
     ``linear``, ``knn``: metrics.json's blocks of the library's probes; ``fewshotN``: the
     mean over draws of the N-shot probes of fewshot.json (all on the test split); ``knn_val``:
-    the kNN probe on held-out training images (fewshot.json's ``validation`` block).
+    the kNN probe on held-out training images (fewshot.json's ``validation`` block);
+    :data:`SIZED_KNN_PROBE`: ``knn`` at another k (fewshot.json's ``knn_k`` block).
     """
     if probe in LIBRARY_PROBES:
         block = probe_block(metrics, probe)
@@ -84,12 +91,16 @@ def per_class(
     if probe == VALIDATION_PROBE:
         block = (fewshot or {}).get("validation")
         return list(block["knn"]["per_class"]) if block else None
+    if probe == SIZED_KNN_PROBE:
+        block = (fewshot or {}).get("knn_k", {}).get(str(SIZED_KNN_K))
+        return list(block["per_class"]) if block else None
     if probe.startswith("fewshot"):
         draws = (fewshot or {}).get("shots", {}).get(probe[len("fewshot") :])
         if not draws:
             return None
         return [float(v) for v in np.mean([d["per_class"] for d in draws], axis=0)]
-    raise ValueError(f"unknown probe {probe!r}; valid: {', '.join((*PROBES, VALIDATION_PROBE))}")
+    valid = ", ".join((*PROBES, VALIDATION_PROBE, SIZED_KNN_PROBE))
+    raise ValueError(f"unknown probe {probe!r}; valid: {valid}")
 
 
 def group_summary(

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.quality import plan as plan_mod
-from benchmarks.quality.analysis import find_cell
+from benchmarks.quality.analysis import SIZED_KNN_PROBE, find_cell
 from benchmarks.quality.formatting import md_head, md_row, num, percent, pm
 from benchmarks.quality.stats import deficit_t, mean_sd, paired_t
 
@@ -27,7 +27,7 @@ from geoharmony.methods import display_name
 
 __all__ = ["GOAL_GAP_SHARE", "deficit_table", "geometry_table", "goal_rows", "same_setting_table"]
 
-TABLE_PROBES = ("knn", "fewshot100", "linear")
+TABLE_PROBES = ("knn", SIZED_KNN_PROBE, "fewshot100", "linear")
 # The paper's SimCLR on CIFAR-100-LT (R100) narrows the Many - Few gap from 7.30 to 5.26 points.
 GOAL_GAP_SHARE = (7.30 - 5.26) / 7.30
 ARMS = ("", *(label for label, _ in plan_mod.GLYPH_DIAGNOSTICS))

@@ -91,8 +91,11 @@ def _read_json(path: Path) -> Any:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
 
 
-def write_record(spec: RunSpec, run_dir: Path, store: Path) -> Path:
+def write_record(spec: RunSpec, run_dir: Path, store: Path, reprobed: bool = False) -> Path:
     """Copy a finished run's results from ``run_dir`` into ``store/<run_id>.json`` (atomic).
+
+    ``reprobed``: only probes were added to a recorded run, so its record keeps the commit,
+    machine and date of the run, and names this commit and date under ``reprobed``.
 
     Raises FileNotFoundError naming the file when the run is not finished (no ``metrics.json``
     or no ``fewshot.json``).
@@ -117,8 +120,13 @@ def write_record(spec: RunSpec, run_dir: Path, store: Path) -> Path:
         "metrics": _read_json(run_dir / "metrics.json"),
         "fewshot": _read_json(run_dir / FEWSHOT_FILE),
     }
-    store.mkdir(parents=True, exist_ok=True)
     path = record_path(store, spec.run_id)
+    if reprobed and path.is_file():
+        old = _read_json(path)
+        again = {"commit": record["commit"], "recorded": record["recorded"]}
+        record.update({k: old[k] for k in ("commit", "machine", "recorded")})
+        record["reprobed"] = again
+    store.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=None, separators=(",", ":")) + "\n")
     os.replace(tmp, path)

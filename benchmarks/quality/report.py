@@ -38,6 +38,7 @@ from benchmarks.quality import plan as plan_mod
 from benchmarks.quality import sections
 from benchmarks.quality.analysis import (
     PROBES,
+    SIZED_KNN_PROBE,
     STAT_KEYS,
     VALIDATION_PROBE,
     aggregate,
@@ -162,7 +163,8 @@ def _study(plan: list[RunSpec], store: Path, quick: bool, gpu_store: Path | None
     runs = load_records(plan, store)
     if gpu_store is not None:
         runs |= load_records(plan_mod.build_plan(gpu=True), gpu_store)
-    rows_by_probe = {p: run_summaries(runs, p) for p in (*PROBES, VALIDATION_PROBE)}
+    extra = (VALIDATION_PROBE, SIZED_KNN_PROBE)
+    rows_by_probe = {p: run_summaries(runs, p) for p in (*PROBES, *extra)}
     rows = [r for p in PROBES for r in rows_by_probe[p]]
     regime = plan_mod.QUICK_REGIME if quick else plan_mod.PRIMARY
     diffs = paired_differences(rows)

@@ -14,11 +14,17 @@ from typing import Any
 
 from benchmarks.quality import glyph_study, tables
 from benchmarks.quality import plan as plan_mod
-from benchmarks.quality.analysis import PROBES, same_setting_cells
+from benchmarks.quality.analysis import (
+    PROBES,
+    SIZED_KNN_PROBE,
+    aggregate,
+    paired_differences,
+    same_setting_cells,
+)
 from benchmarks.quality.formatting import critical_t_list, num, relative_paths, shown, tally
 from benchmarks.quality.goal import allocation_goal_rows, regime_goal_rows
 from benchmarks.quality.plan import RunSpec
-from benchmarks.quality.probes import VALIDATION_SHOTS
+from benchmarks.quality.probes import SIZED_KNN_K, VALIDATION_SHOTS
 from benchmarks.quality.recipe import recipe_table, schedule_split, schedule_table
 from benchmarks.quality.records import machine_description
 from benchmarks.quality.selection import held_out_choice, held_out_pairs
@@ -347,7 +353,10 @@ def glyph_section(s: Study) -> list[str]:
     regime = plan_mod.GLYPHS
     if not any(c["regime"] == regime.name for c in s.cells):
         return []
-    goal = glyph_study.goal_rows(s.diffs)
+    # The sized kNN probe is the glyph tables' alone (analysis.SIZED_KNN_PROBE).
+    sized = s.rows_by_probe[SIZED_KNN_PROBE]
+    cells, diffs = [*s.cells, *aggregate(sized)], [*s.diffs, *paired_differences(sized)]
+    goal = glyph_study.goal_rows(diffs)
     goal_lines = [
         f"- {g['probe']}: {g['pairs']} pairs close {num(100 * g['gap_closed'], '.0f')}% of the "
         f"baseline's Few - Many gap ({g['baseline_gap']:.2f} points), Δ Avg "
@@ -362,9 +371,12 @@ def glyph_section(s: Study) -> list[str]:
         f"{min(regime.counts())}), {regime.epochs} epochs, GH warm-up {regime.warmup_epochs}, "
         f"bf16; balanced references of {regime.balanced_n_max()} a class. Deficits in points "
         "against the balanced reference of the same seed; Δ: +GH minus its paired baseline "
-        "(negative: narrowed); gap closed: the share of the baseline's Few - Many gap.",
+        "(negative: narrowed); gap closed: the share of the baseline's Few - Many gap. "
+        f"`{SIZED_KNN_PROBE}`: the kNN probe with {SIZED_KNN_K} neighbours instead of 200 "
+        "(the probe set has 100 labels a class; `python -m benchmarks.quality validate` adds it "
+        "to finished runs).",
         "",
-        glyph_study.deficit_table(s.cells, s.diffs),
+        glyph_study.deficit_table(cells, diffs),
         "**Goal** (the paper's SimCLR closes "
         f"{round(100 * glyph_study.GOAL_GAP_SHARE)}% of its Many - Few gap on CIFAR-100-LT; "
         "here the paper's GH must close as much of the Few - Many deficit gap, Avg not lower):",

@@ -49,6 +49,24 @@ def test_record_keeps_what_the_report_reads(tmp_path: Path) -> None:
     assert "cores" in entry["machine"]
 
 
+def test_a_reprobed_record_keeps_the_run_s_provenance(tmp_path: Path) -> None:
+    run, store = _finished_run(tmp_path / "runs"), tmp_path / "store"
+    path = records.write_record(SPEC, run, store)
+    first = json.loads(path.read_text())
+    first.update(commit="abc1234", machine="the run's CPU", recorded="2026-01-01 00:00 UTC")
+    path.write_text(json.dumps(first))
+    (run / "fewshot.json").write_text(json.dumps({**FEWSHOT, "knn_k": {"20": {}}}))
+    again = json.loads(records.write_record(SPEC, run, store, reprobed=True).read_text())
+    assert again["fewshot"]["knn_k"] == {"20": {}}
+    assert [again[k] for k in ("commit", "machine", "recorded")] == [
+        "abc1234",
+        "the run's CPU",
+        "2026-01-01 00:00 UTC",
+    ]
+    assert set(again["reprobed"]) == {"commit", "recorded"}
+    assert again["reprobed"]["recorded"] != first["recorded"]
+
+
 def test_an_unfinished_run_is_not_recorded(tmp_path: Path) -> None:
     run = _finished_run(tmp_path / "runs")
     (run / "fewshot.json").unlink()
