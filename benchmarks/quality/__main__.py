@@ -159,15 +159,14 @@ def main(argv: list[str] | None = None) -> int:
 def _validate(plan: list[RunSpec], root: Path, store: Path) -> int:
     """Add :func:`.probes.add_missing_blocks`'s blocks to every finished run of ``plan`` lacking
     one, and re-record it."""
-    from benchmarks.quality.probes import add_missing_blocks, load_fewshot
+    from benchmarks.quality.probes import add_missing_blocks, load_fewshot, missing_blocks
     from benchmarks.quality.records import write_record
     from benchmarks.quality.runner import run_state
 
     todo = [
         s
         for s in plan
-        if run_state(s, root) == "done"
-        and not {"validation", "knn_k"} <= set(load_fewshot(root / s.run_id) or {})
+        if run_state(s, root) == "done" and missing_blocks(load_fewshot(root / s.run_id))
     ]
     print(f"{len(todo)} finished runs lack the held-out or the sized kNN probe", flush=True)
     for i, spec in enumerate(todo, 1):

@@ -47,12 +47,14 @@ from geoharmony.methods import Method
 from geoharmony.pretrained import load_pretrained
 
 __all__ = [
+    "ADDABLE_BLOCKS",
     "FEWSHOT_FILE",
     "SHOTS",
     "SIZED_KNN_K",
     "VALIDATION_SHOTS",
     "add_missing_blocks",
     "load_fewshot",
+    "missing_blocks",
     "run_fewshot",
     "validation_indices",
 ]
@@ -175,6 +177,15 @@ def run_fewshot(
     return out
 
 
+# The blocks of fewshot.json that add_missing_blocks adds to runs probed before they existed.
+ADDABLE_BLOCKS = ("validation", "knn_k")
+
+
+def missing_blocks(fewshot: dict[str, Any] | None) -> list[str]:
+    """Which of :data:`ADDABLE_BLOCKS` a run's ``fewshot.json`` (None: none yet) lacks."""
+    return [name for name in ADDABLE_BLOCKS if name not in (fewshot or {})]
+
+
 def add_missing_blocks(run_dir: str | Path) -> dict[str, Any]:
     """Add the held-out kNN block (``validation``) and the sized kNN block (``knn_k``) to an
     existing ``RUN/fewshot.json`` where they are missing (runs probed before they existed); the
@@ -187,7 +198,7 @@ def add_missing_blocks(run_dir: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(
             f"{path}: missing; run `python -m benchmarks.quality fewshot` first"
         )
-    missing = [k for k in ("validation", "knn_k") if k not in fewshot]
+    missing = missing_blocks(fewshot)
     if not missing:
         return {}
     started = time.perf_counter()
