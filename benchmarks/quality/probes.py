@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -209,7 +210,10 @@ def add_missing_blocks(run_dir: str | Path) -> dict[str, Any]:
             f"{run.checkpoint}; rerun the few-shot probes instead"
         )
     feats = run.probe_features()
-    makers = {"validation": _validation_block, "knn_k": _sized_knn_block}
+    makers: dict[str, Callable[[_LoadedRun, EvalFeatures], dict[str, Any] | None]] = {
+        "validation": _validation_block,
+        "knn_k": _sized_knn_block,
+    }
     added = {name: makers[name](run, feats) for name in missing}
     write_json(path, fewshot | added)
     return added | {"seconds": time.perf_counter() - started}
