@@ -14,9 +14,10 @@ touches the test split, so a choice made on it leaves the test numbers honest. A
 paired difference carries no sampling noise of that set.
 
 The sized kNN block (``fewshot.json["knn_k"]``) repeats ``metrics.json``'s kNN probe on the same
-features with :data:`SIZED_KNN_K` neighbours: the library's k = 200 was sized for Fashion-MNIST's
-1,000 labels per class, and with the glyph presets' 100 a class, 200 neighbours always reach
-into other classes. 20 keeps Fashion-MNIST's ratio of k to labels per class (a fifth).
+features with :data:`SIZED_KNN_K` neighbours. The library's k = 200 is what the Fashion-MNIST
+study uses against 1,000 labels per class; against the glyph presets' 100 a class, 200
+neighbours always reach into other classes. 20 keeps that study's ratio of k to labels per
+class (a fifth).
 """
 
 from __future__ import annotations
