@@ -130,7 +130,7 @@ def run_summaries(runs: dict[str, dict[str, Any]], probe: str) -> list[dict[str,
             continue
         counts = m["class_counts"]
         rule = m.get("group_rule", "thirds")
-        row = {**spec.record(), "probe": probe, "class_counts": counts}
+        row = {**spec.record(), "probe": probe, "class_counts": counts, "group_rule": rule}
         row["init_from"] = spec.init_from
         row.update(group_summary(acc, counts, rule))
         row.update(deficits(acc, ref_acc, counts, rule))

@@ -10,6 +10,9 @@ Computed from :mod:`.analysis`'s cells, paired differences and geometry rows (no
 - :func:`geometry_table`: the Few classes' class-mean crowding, long-tailed against balanced.
 - :func:`same_setting_table`: the diagnostics against balanced runs of the same setting (a
   supervised signal lifts every class; only what the tail still loses there is disparity).
+- :func:`script_table`: the same per-class deficits and GH changes by script, with the
+  script's classes among the Many and among the Few classes apart (the class order decides
+  which scripts are rare), so a reader sees where the disparity and GH's change live.
 """
 
 from __future__ import annotations
@@ -18,20 +21,37 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from benchmarks.quality import plan as plan_mod
 from benchmarks.quality.analysis import SIZED_KNN_PROBE, find_cell
 from benchmarks.quality.formatting import md_head, md_row, num, percent, pm
 from benchmarks.quality.stats import deficit_t, mean_sd, paired_t
 
+from geoharmony.data.glyph_classes import CANDIDATES
+from geoharmony.eval.metrics import class_groups
 from geoharmony.methods import display_name
 
-__all__ = ["GOAL_GAP_SHARE", "deficit_table", "geometry_table", "goal_rows", "same_setting_table"]
+__all__ = [
+    "GOAL_GAP_SHARE",
+    "class_scripts",
+    "deficit_table",
+    "geometry_table",
+    "goal_rows",
+    "same_setting_table",
+    "script_table",
+]
 
 TABLE_PROBES = ("knn", SIZED_KNN_PROBE, "fewshot100", "linear")
 # The paper's SimCLR on CIFAR-100-LT (R100) narrows the Many - Few gap from 7.30 to 5.26 points.
 GOAL_GAP_SHARE = (7.30 - 5.26) / 7.30
 ARMS = ("", *(label for label, _ in plan_mod.GLYPH_DIAGNOSTICS))
 GEOMETRY = ("cos_few_few", "cos_many_many", "cos_many_few", "effective_rank")
+# The study's classes are the candidates less these five, which 19 training families draw on
+# the machine the study ran on, one short of the minimum (docs/glyphs.md, "Classes").
+STUDY_LEFT_OUT = "ДЉЊЋЏ"
+SCRIPT_PROBES = ("knn", SIZED_KNN_PROBE, "linear")
+# The class groups the script table sets apart (indices of class_groups' Many / Medium / Few).
+SCRIPT_POSITIONS = ((0, "Many"), (2, "Few"))
 
 
 def _where(probe: str | None = None, method: str = "simclr") -> dict[str, Any]:
@@ -129,3 +149,89 @@ def goal_rows(diffs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def class_scripts(num_classes: int) -> list[str]:
+    """The script of each of the study's classes, by label (``glyph_classes.CANDIDATES`` less
+    :data:`STUDY_LEFT_OUT`); an error for a run with another number of classes."""
+    scripts = [c.script for c in CANDIDATES if c.char not in STUDY_LEFT_OUT]
+    if len(scripts) != num_classes:
+        raise ValueError(
+            f"a glyph run has {num_classes} classes, the study's class table {len(scripts)} "
+            f"(the candidates less {STUDY_LEFT_OUT}); its scripts are unknown"
+        )
+    return scripts
+
+
+def _script_means(
+    values: Sequence[float], scripts: Sequence[str], groups: np.ndarray
+) -> dict[tuple[str, int], float]:
+    """Mean of per-class ``values`` per (script, class group) that has classes; group -1: all
+    of the script's classes."""
+    v, names = np.asarray(values, dtype=np.float64), np.asarray(scripts)
+    out = {}
+    for script in dict.fromkeys(scripts):
+        mine = names == script
+        out[(script, -1)] = float(v[mine].mean())
+        for g, _ in SCRIPT_POSITIONS:
+            if (mine & (groups == g)).any():
+                out[(script, g)] = float(v[mine & (groups == g)].mean())
+    return out
+
+
+def _per_run_script_means(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per long-tailed glyph run of the paper's arms (every method, baseline or GH) that has
+    its reference: its method, seed, whether GH, its classes' scripts and :func:`_script_means`
+    of the reference's accuracy (``ref``), of its deficit (``deficit``) and, for a +GH run whose
+    baseline is among ``rows``, of its deficit minus its baseline's (``delta``)."""
+    mine = [r for r in rows if r["regime"] == plan_mod.GLYPHS.name and r["variant"] == ""]
+    by_id = {r["run_id"]: r for r in mine}
+    out = []
+    for r in mine:
+        deficit = np.asarray(r["per_class_deficit"], dtype=np.float64)
+        scripts = class_scripts(len(deficit))
+        groups = class_groups(np.asarray(r["class_counts"], dtype=np.int64), r["group_rule"])
+        summary = {k: r[k] for k in ("method", "gh", "seed")} | {"scripts": scripts}
+        summary["ref"] = _script_means(np.asarray(r["per_class"]) + deficit, scripts, groups)
+        summary["deficit"] = _script_means(deficit, scripts, groups)
+        base = by_id.get(r.get("init_from") or "")
+        if r["gh"] and base is not None:
+            change = deficit - np.asarray(base["per_class_deficit"], dtype=np.float64)
+            summary["delta"] = _script_means(change, scripts, groups)
+        out.append(summary)
+    return out
+
+
+def _over_runs(members: Sequence[dict[str, Any]], what: str, key: tuple[str, int]) -> str:
+    """``mean ± sd (runs)`` over the runs that have ``what`` at ``key``; ``-`` if none do."""
+    values = [m[what][key] for m in members if key in m.get(what, {})]
+    return f"{pm(*mean_sd(values), fmt='.1f')} ({len(values)})" if values else "-"
+
+
+def script_table(rows_by_probe: dict[str, Sequence[dict[str, Any]]]) -> str:
+    """Per probe and script: its classes, their balanced accuracy (SimCLR's references, a seed
+    each), SimCLR's deficit and the paper's GH's paired change where the script's classes are
+    among the Many and among the Few classes, and that change pooled over every method's pairs.
+    Each cell is mean ± sd over runs of the run's mean over those classes, (runs) beside it."""
+    head = ["probe", "script", "classes", "balanced acc.", "SimCLR def. (Many)"]
+    head += ["SimCLR def. (Few)", "GH Δ (Many)", "GH Δ (Few)"]
+    head += ["every method's GH Δ (Many)", "(Few)"]
+    lines = md_head(head)
+    for probe in SCRIPT_PROBES:
+        runs = _per_run_script_means(rows_by_probe.get(probe, ()))
+        simclr = [r for r in runs if r["method"] == "simclr"]
+        baselines = [r for r in simclr if not r["gh"]]
+        references = list({r["seed"]: r for r in baselines}.values())
+        if not baselines:
+            continue
+        scripts = baselines[0]["scripts"]
+        for script in dict.fromkeys(scripts):
+            row = [probe, script, str(scripts.count(script))]
+            row.append(_over_runs(references, "ref", (script, -1)))
+            row += [_over_runs(baselines, "deficit", (script, g)) for g, _ in SCRIPT_POSITIONS]
+            row += [_over_runs(simclr, "delta", (script, g)) for g, _ in SCRIPT_POSITIONS]
+            row += [_over_runs(runs, "delta", (script, g)) for g, _ in SCRIPT_POSITIONS]
+            lines.append(md_row(row))
+    if len(lines) == 2:
+        return "_no finished glyph runs yet_\n"
+    return "\n".join(lines) + "\n"

@@ -390,6 +390,13 @@ def glyph_section(s: Study) -> list[str]:
         "**Labels as targets against balanced runs of the same setting:**",
         "",
         glyph_study.same_setting_table(same_setting_cells(s.runs, regime.name)),
+        "**By script** (`glyph_study.script_table`): each script's classes, their accuracy in "
+        "the balanced references, and SimCLR's deficit and GH's paired Δ over the script's "
+        "classes among the run's Many and among its Few classes (the class order decides which "
+        "scripts are rare; Medium left out); the last two columns pool every method's pairs. "
+        "Mean ± sd over runs of each run's mean over those classes, (runs) beside it.",
+        "",
+        glyph_study.script_table(s.rows_by_probe),
     ]
 
 

@@ -6,6 +6,8 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -95,3 +97,36 @@ def test_deficit_table_gives_every_method_its_baseline_and_gh_rows_in_the_plan_s
         line.split("|")[2].strip() for line in glyph_study.deficit_table(cells, diffs).splitlines()
     ]
     assert arms[2:] == ["SimCLR", "Focal", "+GH", "SDCLR"]
+
+
+def _run_row(run_id: str, gh: bool, deficit: dict[str, float], **extra: object) -> dict:
+    """A run_summaries row of the glyph regime (default class order, every class at 50%) whose
+    per-class deficit is ``deficit[script]`` (0 for scripts not named)."""
+    scripts = glyph_study.class_scripts(plan.GLYPHS.num_classes)
+    return dict(
+        run_id=run_id, regime=plan.GLYPHS.name, method="simclr", gh=gh, seed=0, variant="",
+        class_counts=plan.GLYPHS.counts(), group_rule="thirds", per_class=[50.0] * len(scripts),
+        per_class_deficit=[deficit.get(s, 0.0) for s in scripts], **extra,
+    )  # fmt: skip
+
+
+def test_script_table_splits_each_script_s_deficit_and_gh_change_by_where_its_classes_sit() -> None:
+    # default order: the Latin capitals lead (Many), the symbols close the order (Few)
+    base = _run_row("base", False, {"symbol": 4.0, "latin": -1.0})
+    gh = _run_row("gh", True, {"symbol": 1.0, "latin": -1.5}, init_from="base")
+    lines = glyph_study.script_table({"linear": [base, gh]}).splitlines()
+    rows = {line.split("|")[2].strip(): line for line in lines if line.startswith("| linear")}
+    assert (
+        rows["symbol"]
+        == "| linear | symbol | 28 | 54.0 (1) | - | 4.0 (1) | - | -3.0 (1) | - | -3.0 (1) |"
+    )
+    assert rows["latin"].startswith("| linear | latin | 41 | 49.0 (1) | -1.0 (1) |")
+    assert "| -0.5 (1) |" in rows["latin"]  # GH's change where Latin is Many
+    assert glyph_study.script_table({}).startswith("_no finished glyph runs")
+
+
+def test_class_scripts_refuse_a_run_with_another_class_count() -> None:
+    scripts = glyph_study.class_scripts(plan.GLYPHS.num_classes)
+    assert scripts[0] == "latin" and scripts[-1] == "symbol" and len(set(scripts)) == 6
+    with pytest.raises(ValueError, match="10 classes"):
+        glyph_study.class_scripts(10)
