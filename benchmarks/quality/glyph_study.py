@@ -213,9 +213,10 @@ def script_table(rows_by_probe: dict[str, Sequence[dict[str, Any]]]) -> str:
     each), SimCLR's deficit and the paper's GH's paired change where the script's classes are
     among the Many and among the Few classes, and that change pooled over every method's pairs.
     Each cell is mean ± sd over runs of the run's mean over those classes, (runs) beside it."""
-    head = ["probe", "script", "classes", "balanced acc.", "SimCLR def. (Many)"]
-    head += ["SimCLR def. (Few)", "GH Δ (Many)", "GH Δ (Few)"]
-    head += ["every method's GH Δ (Many)", "(Few)"]
+    head = ["probe", "script", "classes", "balanced acc."]
+    head += [f"SimCLR def. ({name})" for _, name in SCRIPT_POSITIONS]
+    head += [f"GH Δ ({name})" for _, name in SCRIPT_POSITIONS]
+    head += [f"every method's GH Δ ({name})" for _, name in SCRIPT_POSITIONS]
     lines = md_head(head)
     for probe in SCRIPT_PROBES:
         runs = _per_run_script_means(rows_by_probe.get(probe, ()))
