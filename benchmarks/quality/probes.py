@@ -179,8 +179,13 @@ def run_fewshot(
     return out
 
 
-# The blocks of fewshot.json that add_missing_blocks adds to runs probed before they existed.
-ADDABLE_BLOCKS = ("validation", "knn_k")
+# The blocks of fewshot.json that add_missing_blocks adds to runs probed before they existed,
+# each with the function that computes it from the run and its probe features.
+_BLOCK_MAKERS: dict[str, Callable[[_LoadedRun, EvalFeatures], dict[str, Any] | None]] = {
+    "validation": _validation_block,
+    "knn_k": _sized_knn_block,
+}
+ADDABLE_BLOCKS = tuple(_BLOCK_MAKERS)
 
 
 def missing_blocks(fewshot: dict[str, Any] | None) -> list[str]:
@@ -211,11 +216,7 @@ def add_missing_blocks(run_dir: str | Path) -> dict[str, Any]:
             f"{run.checkpoint}; rerun the few-shot probes instead"
         )
     feats = run.probe_features()
-    makers: dict[str, Callable[[_LoadedRun, EvalFeatures], dict[str, Any] | None]] = {
-        "validation": _validation_block,
-        "knn_k": _sized_knn_block,
-    }
-    added = {name: makers[name](run, feats) for name in missing}
+    added = {name: _BLOCK_MAKERS[name](run, feats) for name in missing}
     write_json(path, fewshot | added)
     return added | {"seconds": time.perf_counter() - started}
 
